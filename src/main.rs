@@ -1,0 +1,3 @@
+mod gpu;
+
+fn main() {}
