@@ -1,3 +1,52 @@
-mod gpu;
+//! canhazgpu: exclusive GPU reservations for shared Linux hosts.
 
-fn main() {}
+mod alloc;
+mod cli;
+mod commands;
+mod config;
+mod duration;
+mod error;
+#[allow(dead_code)]
+mod gpu;
+mod liveness;
+mod model;
+mod store;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::commands::Context;
+use crate::config::Config;
+use crate::error::Result;
+use crate::liveness::ProcView;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::from(e.exit_code.clamp(1, 255) as u8)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    let config = Config::load(cli.config.as_deref())?;
+    let store = config.open_store(cli.store.as_deref())?;
+    let ctx = Context {
+        store,
+        config,
+        view: ProcView::new(),
+    };
+    match &cli.command {
+        Command::Admin(args) => commands::admin::admin(&ctx, args)?,
+        Command::Release(args) => commands::release::release(&ctx, args)?,
+        Command::Reserve(args) => commands::reserve::reserve(&ctx, args)?,
+        Command::Run(args) => return commands::run::run(&ctx, args),
+        Command::Status(args) => commands::status::status(&ctx, args)?,
+    }
+    Ok(0)
+}

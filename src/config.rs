@@ -1,0 +1,112 @@
+//! The host's configuration file (`/etc/canhazgpu/config.toml`) and how it combines with
+//! flags and environment: flag > environment > config file > built-in default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::duration;
+use crate::error::{Error, Result};
+use crate::liveness::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT};
+use crate::store::Store;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/canhazgpu/config.toml";
+const KNOWN_KEYS: [&str; 3] = ["store", "heartbeat_interval", "heartbeat_timeout"];
+
+#[derive(Debug, Default)]
+pub struct Config {
+    pub store: Option<String>,
+    pub heartbeat_interval: Option<Duration>,
+    pub heartbeat_timeout: Option<Duration>,
+}
+
+impl Config {
+    /// Reads the file at `path`, or the default path when `None`. A missing default file
+    /// is normal (no configuration); a missing explicitly named one is an error.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let (path, explicit) = match path {
+            Some(path) => (path.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Config::default());
+            }
+            Err(e) => {
+                return Err(Error::failure(format!(
+                    "cannot read the configuration file {}: {e}",
+                    path.display()
+                )));
+            }
+        };
+        parse(&text).map_err(|why| {
+            Error::failure(format!(
+                "configuration file {}: {why}; fix it or point --config / CANHAZGPU_CONFIG elsewhere",
+                path.display()
+            ))
+        })
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.heartbeat_interval
+            .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL)
+    }
+
+    pub fn heartbeat_timeout(&self) -> Duration {
+        self.heartbeat_timeout.unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT)
+    }
+
+    pub fn open_store(&self, flag_or_env: Option<&str>) -> Result<Store> {
+        match flag_or_env.or(self.store.as_deref()) {
+            Some(url) => Store::open(url),
+            None => Store::open(&Store::default_url()),
+        }
+    }
+}
+
+fn parse(text: &str) -> std::result::Result<Config, String> {
+    let table: toml::Table = text.parse().map_err(|e| format!("not valid TOML ({e})"))?;
+    let mut config = Config::default();
+    for (key, value) in &table {
+        let as_str = || {
+            value
+                .as_str()
+                .ok_or_else(|| format!("`{key}` must be a string"))
+        };
+        let as_duration =
+            || as_str().and_then(|text| duration::parse(text).map_err(|e| format!("`{key}`: {e}")));
+        match key.as_str() {
+            "store" => config.store = Some(as_str()?.to_string()),
+            "heartbeat_interval" => config.heartbeat_interval = Some(as_duration()?),
+            "heartbeat_timeout" => config.heartbeat_timeout = Some(as_duration()?),
+            _ => eprintln!(
+                "canhazgpu: warning: unknown key `{key}` in the configuration file ignored (known: {})",
+                KNOWN_KEYS.join(", ")
+            ),
+        }
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_known_keys() {
+        let config = parse(
+            "store = \"redis://127.0.0.1:6379/0\"\nheartbeat_interval = \"10s\"\nbogus = 1\n",
+        )
+        .unwrap();
+        assert_eq!(config.store.as_deref(), Some("redis://127.0.0.1:6379/0"));
+        assert_eq!(config.heartbeat_interval(), Duration::from_secs(10));
+        assert_eq!(config.heartbeat_timeout(), DEFAULT_HEARTBEAT_TIMEOUT);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(parse("store = 5").unwrap_err().contains("string"));
+        assert!(parse("heartbeat_timeout = \"soon\"").is_err());
+        assert!(parse("[[[").is_err());
+    }
+}

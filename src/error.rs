@@ -1,0 +1,45 @@
+//! The one error type: a message for the user and the exit status it maps to.
+
+use std::fmt;
+
+/// Exit status for bad command-line usage, as clap uses.
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_FAILURE: i32 = 1;
+
+#[derive(Debug)]
+pub struct Error {
+    pub message: String,
+    pub exit_code: i32,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn failure(message: impl Into<String>) -> Self {
+        Error {
+            message: message.into(),
+            exit_code: EXIT_FAILURE,
+        }
+    }
+
+    pub fn usage(message: impl Into<String>) -> Self {
+        Error {
+            message: message.into(),
+            exit_code: EXIT_USAGE,
+        }
+    }
+
+    pub fn not_initialized() -> Self {
+        Error::failure(
+            "the GPU pool is not initialized; an administrator must run `canhazgpu admin --gpus N` first",
+        )
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,251 @@
+//! Whether a reservation still has a holder: expiry, owner processes and heartbeats.
+//!
+//! Applied inside every transaction, allocation included, so a crashed job's GPU is free
+//! for the very next command rather than after someone happens to run `status`.
+
+use std::time::Duration;
+
+use crate::model::{Kind, Owner, Pool, Reservation, Timestamp};
+
+/// Upstream's rule: a run without a visible owner is dead after 5 minutes of silence.
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What this process can know about others: its own boot and PID namespace, and the
+/// start time of any pid it can see.
+pub trait ProcessView {
+    fn boot_id(&self) -> &str;
+    fn pid_ns(&self) -> u64;
+    /// Start time in clock ticks of a live process, `None` if there is no such process.
+    fn start_ticks(&self, pid: u32) -> Option<u64>;
+}
+
+/// The real `/proc`.
+pub struct ProcView {
+    boot_id: String,
+    pid_ns: u64,
+}
+
+impl ProcView {
+    pub fn new() -> Self {
+        ProcView {
+            boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+            pid_ns: pid_namespace("self").unwrap_or(0),
+        }
+    }
+
+    /// The identity of a process as seen from here, for recording as an owner.
+    pub fn owner(&self, pid: u32) -> Option<Owner> {
+        Some(Owner {
+            pid,
+            start_ticks: self.start_ticks(pid)?,
+            boot_id: self.boot_id.clone(),
+            pid_ns: self.pid_ns,
+        })
+    }
+}
+
+impl Default for ProcView {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProcessView for ProcView {
+    fn boot_id(&self) -> &str {
+        &self.boot_id
+    }
+
+    fn pid_ns(&self) -> u64 {
+        self.pid_ns
+    }
+
+    fn start_ticks(&self, pid: u32) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        parse_start_ticks(&stat)
+    }
+}
+
+/// Field 22 of `/proc/<pid>/stat`. The command name (field 2) may hold spaces and
+/// parentheses, so fields are counted after its last `)`.
+fn parse_start_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // After the name come field 3 (state) onwards; start time is field 22.
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn pid_namespace(pid: &str) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()?;
+    let text = link.to_str()?;
+    text.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+}
+
+pub struct Rules {
+    pub heartbeat_timeout: Duration,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Held,
+    /// Freed, with the time the reservation really ended.
+    Ended(Timestamp),
+}
+
+pub enum OwnerState {
+    Alive,
+    Dead,
+    /// Another boot or PID namespace: /proc here says nothing about it.
+    Invisible,
+}
+
+pub fn owner_state(owner: &Owner, view: &dyn ProcessView) -> OwnerState {
+    if owner.boot_id != view.boot_id() || owner.pid_ns != view.pid_ns() {
+        return OwnerState::Invisible;
+    }
+    match view.start_ticks(owner.pid) {
+        Some(ticks) if ticks == owner.start_ticks => OwnerState::Alive,
+        _ => OwnerState::Dead,
+    }
+}
+
+pub fn judge(
+    reservation: &Reservation,
+    now: Timestamp,
+    rules: &Rules,
+    view: &dyn ProcessView,
+) -> Verdict {
+    if let Some(expiry) = reservation.expiry_time
+        && now >= expiry
+    {
+        return Verdict::Ended(expiry);
+    }
+    let owner = reservation.owner.as_ref().map(|o| owner_state(o, view));
+    match (reservation.kind, owner) {
+        (_, Some(OwnerState::Dead)) => Verdict::Ended(now),
+        (_, Some(OwnerState::Alive)) => Verdict::Held,
+        // A manual reservation without a visible owner lives until its expiry.
+        (Kind::Manual, _) => Verdict::Held,
+        (Kind::Run, _) => {
+            let timeout = rules.heartbeat_timeout.as_secs() as i64;
+            if now - reservation.last_heartbeat > timeout {
+                Verdict::Ended(reservation.last_heartbeat.max(reservation.start_time))
+            } else {
+                Verdict::Held
+            }
+        }
+    }
+}
+
+/// Frees every GPU whose reservation has ended. Returns whether anything changed.
+pub fn sweep(pool: &mut Pool, now: Timestamp, rules: &Rules, view: &dyn ProcessView) -> bool {
+    let ended: Vec<(u32, Timestamp)> = pool
+        .gpus
+        .iter()
+        .filter_map(
+            |slot| match judge(slot.reservation.as_ref()?, now, rules, view) {
+                Verdict::Ended(at) => Some((slot.id, at)),
+                Verdict::Held => None,
+            },
+        )
+        .collect();
+    for &(id, at) in &ended {
+        pool.release(id, at);
+    }
+    !ended.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct FakeView(HashMap<u32, u64>);
+
+    impl ProcessView for FakeView {
+        fn boot_id(&self) -> &str {
+            "boot"
+        }
+        fn pid_ns(&self) -> u64 {
+            7
+        }
+        fn start_ticks(&self, pid: u32) -> Option<u64> {
+            self.0.get(&pid).copied()
+        }
+    }
+
+    fn run_owned_by(pid: u32, ticks: u64, boot: &str, heartbeat: Timestamp) -> Reservation {
+        Reservation {
+            user: "u".into(),
+            actual_user: None,
+            kind: Kind::Run,
+            start_time: 0,
+            last_heartbeat: heartbeat,
+            expiry_time: None,
+            note: None,
+            owner: Some(Owner {
+                pid,
+                start_ticks: ticks,
+                boot_id: boot.into(),
+                pid_ns: 7,
+            }),
+        }
+    }
+
+    const RULES: Rules = Rules {
+        heartbeat_timeout: Duration::from_secs(300),
+    };
+
+    #[test]
+    fn owner_rules() {
+        let view = FakeView(HashMap::from([(10, 55)]));
+        let now = 10_000;
+        // Alive owner holds even with an old heartbeat.
+        assert_eq!(
+            judge(&run_owned_by(10, 55, "boot", 0), now, &RULES, &view),
+            Verdict::Held
+        );
+        // Same pid, other start time: the pid was reused, the owner is gone.
+        assert_eq!(
+            judge(&run_owned_by(10, 54, "boot", now), now, &RULES, &view),
+            Verdict::Ended(now)
+        );
+        // Invisible owner falls back to the heartbeat.
+        assert_eq!(
+            judge(&run_owned_by(99, 1, "other", now - 10), now, &RULES, &view),
+            Verdict::Held
+        );
+        assert_eq!(
+            judge(&run_owned_by(99, 1, "other", now - 301), now, &RULES, &view),
+            Verdict::Ended(now - 301)
+        );
+    }
+
+    #[test]
+    fn manual_expiry_and_sweep_records_history() {
+        let view = FakeView(HashMap::new());
+        let mut pool = Pool::new(2, 0);
+        pool.gpus[1].reservation = Some(Reservation {
+            kind: Kind::Manual,
+            expiry_time: Some(500),
+            owner: None,
+            ..run_owned_by(1, 1, "boot", 0)
+        });
+        assert!(!sweep(&mut pool, 499, &RULES, &view));
+        assert!(sweep(&mut pool, 10_000, &RULES, &view));
+        assert_eq!(pool.gpus[1].last_released, Some(500));
+        assert_eq!(pool.ended.len(), 1);
+        assert_eq!(pool.ended[0].end_time, 500);
+    }
+
+    #[test]
+    fn stat_parsing_survives_odd_names() {
+        let stat =
+            "123 (a) b (c) S 1 123 123 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(parse_start_ticks(stat), Some(987654));
+        let me = ProcView::new();
+        assert!(me.start_ticks(std::process::id()).is_some());
+        assert!(me.owner(std::process::id()).is_some());
+    }
+}

@@ -1,0 +1,365 @@
+//! The pool as every command sees it, and its one JSON form per GPU.
+//!
+//! Both stores keep each GPU as the JSON object upstream canhazgpu writes to
+//! `canhazgpu:gpu:<id>`, so a Redis pool can be shared with upstream clients and the
+//! file store needs no second format. Decoding is lenient (integer, float or RFC 3339
+//! times; `null` means absent; unknown fields kept), encoding is strict (integer times,
+//! absent fields omitted, never `null`).
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// Unix time in whole seconds.
+pub type Timestamp = i64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Run,
+    Manual,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Run => "run",
+            Kind::Manual => "manual",
+        }
+    }
+}
+
+/// The process a reservation lives and dies with.
+///
+/// A pid alone is not an identity: pids are reused. The start time (in clock ticks since
+/// boot, as in `/proc/<pid>/stat`) pins the process; the boot id and PID namespace say
+/// whether a checker may trust what it sees under `/proc` at all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: u32,
+    pub start_ticks: u64,
+    pub boot_id: String,
+    pub pid_ns: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reservation {
+    /// Who the reservation is shown as held by.
+    pub user: String,
+    /// The real account, when it differs from `user`.
+    pub actual_user: Option<String>,
+    pub kind: Kind,
+    pub start_time: Timestamp,
+    pub last_heartbeat: Timestamp,
+    /// Manual reservations only.
+    pub expiry_time: Option<Timestamp>,
+    pub note: Option<String>,
+    pub owner: Option<Owner>,
+}
+
+impl Reservation {
+    /// Whether `account` may release this reservation as its own.
+    pub fn held_by(&self, account: &str) -> bool {
+        self.actual_user.as_deref().unwrap_or(&self.user) == account
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GpuSlot {
+    pub id: u32,
+    pub reservation: Option<Reservation>,
+    pub last_released: Option<Timestamp>,
+    /// Fields written by other clients that this version does not know; kept on
+    /// in-place updates (heartbeats) so that we do not destroy what they rely on.
+    pub extra: Map<String, Value>,
+}
+
+impl GpuSlot {
+    pub fn new(id: u32) -> Self {
+        GpuSlot {
+            id,
+            reservation: None,
+            last_released: None,
+            extra: Map::new(),
+        }
+    }
+}
+
+/// A finished reservation, for the usage report (upstream's history record shape).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HistoryRecord {
+    pub user: String,
+    pub gpu_id: u32,
+    pub start_time: Timestamp,
+    pub end_time: Timestamp,
+    pub duration_seconds: f64,
+    pub reservation_type: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pool {
+    /// When `admin` created the pool, where known (upstream pools do not record it).
+    pub initialized_at: Option<Timestamp>,
+    pub gpus: Vec<GpuSlot>,
+    /// Reservations ended during this transaction; the store appends them to its history
+    /// when (and only when) the transaction commits.
+    pub ended: Vec<HistoryRecord>,
+}
+
+impl Pool {
+    pub fn new(count: u32, now: Timestamp) -> Self {
+        Pool {
+            initialized_at: Some(now),
+            gpus: (0..count).map(GpuSlot::new).collect(),
+            ended: Vec::new(),
+        }
+    }
+
+    pub fn slot_mut(&mut self, id: u32) -> Option<&mut GpuSlot> {
+        self.gpus.get_mut(id as usize)
+    }
+
+    /// Frees a GPU, recording when (for LRU) and what ended (for the report).
+    /// `at` is when the reservation really ended, which for an expired one is its expiry.
+    pub fn release(&mut self, id: u32, at: Timestamp) -> Option<Reservation> {
+        let slot = self.gpus.get_mut(id as usize)?;
+        let reservation = slot.reservation.take()?;
+        slot.last_released = Some(at);
+        // What other clients attached to the reservation ends with it.
+        slot.extra.clear();
+        let end = at.max(reservation.start_time);
+        self.ended.push(HistoryRecord {
+            user: reservation.user.clone(),
+            gpu_id: id,
+            start_time: reservation.start_time,
+            end_time: end,
+            duration_seconds: (end - reservation.start_time) as f64,
+            reservation_type: reservation.kind.as_str().to_string(),
+        });
+        Some(reservation)
+    }
+
+    pub fn ids_where(&self, keep: impl Fn(&GpuSlot) -> bool) -> Vec<u32> {
+        self.gpus
+            .iter()
+            .filter(|slot| keep(slot))
+            .map(|slot| slot.id)
+            .collect()
+    }
+}
+
+/// Field names of the upstream JSON, in one place.
+mod field {
+    pub const USER: &str = "user";
+    pub const ACTUAL_USER: &str = "actual_user";
+    pub const START: &str = "start_time";
+    pub const HEARTBEAT: &str = "last_heartbeat";
+    pub const TYPE: &str = "type";
+    pub const EXPIRY: &str = "expiry_time";
+    pub const NOTE: &str = "note";
+    pub const LAST_RELEASED: &str = "last_released";
+    /// Ours: upstream ignores it, and it is what lets us free a crashed job at once.
+    pub const OWNER: &str = "owner_process";
+    pub const KNOWN: [&str; 9] = [
+        USER,
+        ACTUAL_USER,
+        START,
+        HEARTBEAT,
+        TYPE,
+        EXPIRY,
+        NOTE,
+        LAST_RELEASED,
+        OWNER,
+    ];
+}
+
+/// Reads a time the way upstream versions wrote it: integer or float seconds, a numeric
+/// string, or an RFC 3339 string.
+pub fn decode_time(value: &Value) -> Option<Timestamp> {
+    match value {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
+        Value::String(s) => {
+            let s = s.trim();
+            if let Ok(f) = s.parse::<f64>() {
+                return f.is_finite().then_some(f as i64);
+            }
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(|t| t.unix_timestamp())
+        }
+        _ => None,
+    }
+}
+
+fn non_empty_string(value: Option<&Value>) -> Option<String> {
+    match value {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn decode_owner(value: &Value) -> Option<Owner> {
+    let object = value.as_object()?;
+    Some(Owner {
+        pid: u32::try_from(object.get("pid")?.as_u64()?).ok()?,
+        start_ticks: object.get("start_ticks")?.as_u64()?,
+        boot_id: object.get("boot_id")?.as_str()?.to_string(),
+        pid_ns: object.get("pid_ns")?.as_u64()?,
+    })
+}
+
+/// Decodes one GPU's JSON text (`None`: no entry, a free GPU). `what` names the source
+/// for the error message.
+pub fn decode_slot(id: u32, json: Option<&str>, what: &str) -> Result<GpuSlot> {
+    let Some(text) = json else {
+        return Ok(GpuSlot::new(id));
+    };
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        Error::failure(format!(
+            "GPU {id} in {what} is not valid JSON ({e}); fix or delete that entry, or reinitialize with `canhazgpu admin --gpus N --force`"
+        ))
+    })?;
+    decode_slot_value(id, value, what)
+}
+
+pub fn decode_slot_value(id: u32, value: Value, what: &str) -> Result<GpuSlot> {
+    let mut slot = GpuSlot::new(id);
+    let Value::Object(mut object) = value else {
+        return Err(Error::failure(format!(
+            "GPU {id} in {what} is not a JSON object; fix or delete that entry, or reinitialize with `canhazgpu admin --gpus N --force`"
+        )));
+    };
+    let get_time = |key: &str| object.get(key).and_then(decode_time);
+    slot.last_released = get_time(field::LAST_RELEASED);
+    if let Some(user) = non_empty_string(object.get(field::USER)) {
+        let start_time = get_time(field::START).unwrap_or(0);
+        let kind = match object.get(field::TYPE).and_then(Value::as_str) {
+            Some("manual") => Kind::Manual,
+            // The first upstream heartbeat wrote no type: such entries are runs.
+            _ => Kind::Run,
+        };
+        slot.reservation = Some(Reservation {
+            user,
+            actual_user: non_empty_string(object.get(field::ACTUAL_USER)),
+            kind,
+            start_time,
+            last_heartbeat: get_time(field::HEARTBEAT).unwrap_or(start_time),
+            expiry_time: get_time(field::EXPIRY),
+            note: non_empty_string(object.get(field::NOTE)),
+            owner: object.get(field::OWNER).and_then(decode_owner),
+        });
+    }
+    object.retain(|key, _| !field::KNOWN.contains(&key.as_str()));
+    slot.extra = object;
+    Ok(slot)
+}
+
+pub fn encode_slot(slot: &GpuSlot) -> String {
+    encode_slot_value(slot).to_string()
+}
+
+pub fn encode_slot_value(slot: &GpuSlot) -> Value {
+    let mut object = slot.extra.clone();
+    if let Some(t) = slot.last_released {
+        object.insert(field::LAST_RELEASED.into(), t.into());
+    }
+    if let Some(r) = &slot.reservation {
+        object.insert(field::USER.into(), r.user.clone().into());
+        if let Some(actual) = &r.actual_user {
+            object.insert(field::ACTUAL_USER.into(), actual.clone().into());
+        }
+        object.insert(field::START.into(), r.start_time.into());
+        object.insert(field::HEARTBEAT.into(), r.last_heartbeat.into());
+        object.insert(field::TYPE.into(), r.kind.as_str().into());
+        if let Some(t) = r.expiry_time {
+            object.insert(field::EXPIRY.into(), t.into());
+        }
+        if let Some(note) = &r.note {
+            object.insert(field::NOTE.into(), note.clone().into());
+        }
+        if let Some(owner) = &r.owner {
+            object.insert(
+                field::OWNER.into(),
+                serde_json::json!({
+                    "pid": owner.pid,
+                    "start_ticks": owner.start_ticks,
+                    "boot_id": owner.boot_id,
+                    "pid_ns": owner.pid_ns,
+                }),
+            );
+        }
+    }
+    Value::Object(object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_upstream_forms() {
+        let slot = decode_slot(
+            3,
+            Some(r#"{"user":"bob","start_time":"2025-01-01T00:00:00-01:00","last_heartbeat":1735696800.5,"type":"manual","expiry_time":"1735700000","partial_queue_id":"q1"}"#),
+            "test",
+        )
+        .unwrap();
+        let r = slot.reservation.as_ref().unwrap();
+        assert_eq!(r.user, "bob");
+        assert_eq!(r.kind, Kind::Manual);
+        assert_eq!(r.start_time, 1735693200);
+        assert_eq!(r.last_heartbeat, 1735696800);
+        assert_eq!(r.expiry_time, Some(1735700000));
+        assert_eq!(slot.extra.get("partial_queue_id"), Some(&Value::from("q1")));
+    }
+
+    #[test]
+    fn entry_without_type_is_a_run_and_null_user_is_free() {
+        let run = decode_slot(0, Some(r#"{"user":"a","start_time":5}"#), "t").unwrap();
+        assert_eq!(run.reservation.unwrap().kind, Kind::Run);
+        let free = decode_slot(0, Some(r#"{"user":null,"last_released":7}"#), "t").unwrap();
+        assert!(free.reservation.is_none());
+        assert_eq!(free.last_released, Some(7));
+        assert!(
+            decode_slot(0, Some("{}"), "t")
+                .unwrap()
+                .reservation
+                .is_none()
+        );
+        assert!(decode_slot(0, None, "t").unwrap().reservation.is_none());
+    }
+
+    #[test]
+    fn encoding_round_trips_and_never_writes_null() {
+        let mut pool = Pool::new(1, 100);
+        pool.gpus[0].reservation = Some(Reservation {
+            user: "alice".into(),
+            actual_user: None,
+            kind: Kind::Run,
+            start_time: 100,
+            last_heartbeat: 160,
+            expiry_time: None,
+            note: None,
+            owner: Some(Owner {
+                pid: 42,
+                start_ticks: 9,
+                boot_id: "b".into(),
+                pid_ns: 1,
+            }),
+        });
+        let text = encode_slot(&pool.gpus[0]);
+        assert!(!text.contains("null"), "{text}");
+        assert_eq!(decode_slot(0, Some(&text), "t").unwrap(), pool.gpus[0]);
+        pool.release(0, 200);
+        let text = encode_slot(&pool.gpus[0]);
+        assert_eq!(text, r#"{"last_released":200}"#);
+        assert_eq!(pool.ended[0].duration_seconds, 100.0);
+    }
+
+    #[test]
+    fn garbage_is_an_error_naming_the_gpu() {
+        let err = decode_slot(2, Some("{not json"), "canhazgpu:gpu:2").unwrap_err();
+        assert!(err.to_string().contains("GPU 2 in canhazgpu:gpu:2"));
+    }
+}

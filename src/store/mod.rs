@@ -1,0 +1,104 @@
+//! Where the pool lives. Every command is one read-modify-write of the pool, so a store
+//! offers one operation, [`Store::transact`], plus a cheap snapshot read; all policy runs
+//! in Rust inside the closure and is the same for every store.
+
+mod file;
+mod redis;
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::model::Pool;
+
+pub use file::FileStore;
+pub use redis::RedisStore;
+
+/// The embedded store's default home: shared by every user of the host.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/canhazgpu";
+
+pub enum Store {
+    File(FileStore),
+    Redis(RedisStore),
+}
+
+impl Store {
+    /// `file:///dir`, `redis://host:port/db`, `redis+unix:///path/to/socket` (also
+    /// `unix:///path`).
+    pub fn open(url: &str) -> Result<Store> {
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            Some("file") => {
+                let path = &url["file://".len()..];
+                if !path.starts_with('/') {
+                    return Err(Error::usage(format!(
+                        "store URL '{url}' needs an absolute path, e.g. file:///var/lib/canhazgpu"
+                    )));
+                }
+                Ok(Store::File(FileStore::new(PathBuf::from(path))))
+            }
+            Some("redis" | "redis+unix" | "unix") => Ok(Store::Redis(RedisStore::open(url)?)),
+            _ => Err(Error::usage(format!(
+                "unknown store URL '{url}'; use file:///path/to/dir (embedded store), \
+                 redis://host:port/db or redis+unix:///path/to/redis.sock"
+            ))),
+        }
+    }
+
+    pub fn default_url() -> String {
+        format!("file://{DEFAULT_STATE_DIR}")
+    }
+
+    /// For messages: which store was read.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::File(store) => store.describe(),
+            Store::Redis(store) => store.describe(),
+        }
+    }
+
+    /// The pool as last committed, without locking; `None` when not initialized.
+    pub fn snapshot(&self) -> Result<Option<Pool>> {
+        match self {
+            Store::File(store) => store.snapshot(),
+            Store::Redis(store) => store.snapshot(),
+        }
+    }
+
+    /// Runs `change` on a consistent copy of the pool and commits what it changed
+    /// atomically; the closure may run more than once when another client committed
+    /// first, so it must only change the pool it is given. An error from the closure
+    /// commits nothing.
+    pub fn transact<T>(&self, change: impl FnMut(&mut Option<Pool>) -> Result<T>) -> Result<T> {
+        match self {
+            Store::File(store) => store.transact(change),
+            Store::Redis(store) => store.transact(change),
+        }
+    }
+
+    /// [`Store::transact`] for commands that need an initialized pool.
+    pub fn update<T>(&self, mut change: impl FnMut(&mut Pool) -> Result<T>) -> Result<T> {
+        self.transact(|pool| match pool {
+            Some(pool) => change(pool),
+            None => Err(Error::not_initialized()),
+        })
+    }
+
+    /// Prepares the store for `admin` (the file store creates its shared directory).
+    pub fn prepare_for_admin(&self) -> Result<()> {
+        match self {
+            Store::File(store) => store.create_shared_dir(),
+            Store::Redis(_) => Ok(()),
+        }
+    }
+
+    /// Replaces whatever is stored, readable or not: `admin --force` on a corrupt store.
+    pub fn overwrite(&self, pool: &Pool) -> Result<()> {
+        match self {
+            Store::File(store) => store.overwrite(pool),
+            Store::Redis(store) => store.transact(|current| {
+                *current = Some(pool.clone());
+                Ok(())
+            }),
+        }
+    }
+}

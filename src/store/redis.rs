@@ -1,0 +1,203 @@
+//! The Redis store, in upstream canhazgpu's key schema so that existing pools keep working
+//! and old and new clients can share one.
+//!
+//! Transactions are optimistic: WATCH the pool's keys, read, decide in Rust, then
+//! MULTI/SET/EXEC only the keys that changed; when EXEC aborts because someone else wrote
+//! a watched key, start again after a short random pause.
+
+use std::time::Duration;
+
+use redis::{Client, Connection, Value as RedisValue};
+
+use crate::error::{Error, Result};
+use crate::model::{self, Pool};
+
+const KEY_COUNT: &str = "canhazgpu:gpu_count";
+/// Ours: upstream records no initialization time.
+const KEY_INITIALIZED: &str = "canhazgpu:initialized_at";
+const KEY_HISTORY: &str = "canhazgpu:usage_history_sorted";
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// Far more than contention on one host produces; reaching it means something is wrong.
+const MAX_ATTEMPTS: u32 = 200;
+
+fn gpu_key(id: u32) -> String {
+    format!("canhazgpu:gpu:{id}")
+}
+
+pub struct RedisStore {
+    url: String,
+    client: Client,
+}
+
+impl RedisStore {
+    pub fn open(url: &str) -> Result<Self> {
+        let client = Client::open(url).map_err(|e| {
+            Error::usage(format!(
+                "invalid Redis URL '{url}': {e}; use redis://host:port/db or redis+unix:///path/to/redis.sock"
+            ))
+        })?;
+        Ok(RedisStore {
+            url: url.to_string(),
+            client,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!("Redis at {}", self.url)
+    }
+
+    fn unreachable(&self, e: &redis::RedisError) -> Error {
+        Error::failure(format!(
+            "cannot use Redis at {}: {e}; check that redis-server is running there, or choose another store with --store or CANHAZGPU_STORE",
+            self.url
+        ))
+    }
+
+    fn connect(&self) -> Result<Connection> {
+        let connection = self
+            .client
+            .get_connection_with_timeout(TIMEOUT)
+            .map_err(|e| self.unreachable(&e))?;
+        // The sync client waits forever by default; a hung server must not hang users.
+        connection
+            .set_read_timeout(Some(TIMEOUT))
+            .and_then(|()| connection.set_write_timeout(Some(TIMEOUT)))
+            .map_err(|e| self.unreachable(&e))?;
+        Ok(connection)
+    }
+
+    pub fn snapshot(&self) -> Result<Option<Pool>> {
+        let mut connection = self.connect()?;
+        self.read(&mut connection, false)
+    }
+
+    /// Reads the pool; with `watch`, WATCHes every key read before reading it.
+    fn read(&self, connection: &mut Connection, watch: bool) -> Result<Option<Pool>> {
+        let mut head = redis::pipe();
+        if watch {
+            head.cmd("WATCH")
+                .arg(KEY_COUNT)
+                .arg(KEY_INITIALIZED)
+                .ignore();
+        }
+        head.cmd("GET")
+            .arg(KEY_COUNT)
+            .cmd("GET")
+            .arg(KEY_INITIALIZED);
+        let (count, initialized): (Option<String>, Option<String>) =
+            head.query(connection).map_err(|e| self.unreachable(&e))?;
+        let Some(count) = count else {
+            return Ok(None);
+        };
+        let count: u32 = count.trim().parse().map_err(|_| {
+            Error::failure(format!(
+                "{KEY_COUNT} in Redis at {} holds '{count}', not a GPU count; reinitialize with `canhazgpu admin --gpus N --force`",
+                self.url
+            ))
+        })?;
+        let keys: Vec<String> = (0..count).map(gpu_key).collect();
+        let values: Vec<Option<String>> = if keys.is_empty() {
+            Vec::new()
+        } else {
+            let mut body = redis::pipe();
+            if watch {
+                body.cmd("WATCH").arg(&keys).ignore();
+            }
+            body.cmd("MGET").arg(&keys);
+            let (values,): (Vec<Option<String>>,) =
+                body.query(connection).map_err(|e| self.unreachable(&e))?;
+            values
+        };
+        let mut pool = Pool {
+            initialized_at: initialized
+                .as_deref()
+                .and_then(|t| model::decode_time(&serde_json::Value::from(t))),
+            gpus: Vec::with_capacity(keys.len()),
+            ended: Vec::new(),
+        };
+        for (id, (key, value)) in (0..count).zip(keys.iter().zip(values)) {
+            let what = format!("{key} in Redis at {}", self.url);
+            pool.gpus
+                .push(model::decode_slot(id, value.as_deref(), &what)?);
+        }
+        Ok(Some(pool))
+    }
+
+    pub fn transact<T>(&self, mut change: impl FnMut(&mut Option<Pool>) -> Result<T>) -> Result<T> {
+        let mut connection = self.connect()?;
+        for attempt in 0..MAX_ATTEMPTS {
+            let before = self.read(&mut connection, true)?;
+            let mut pool = before.clone();
+            let result = match change(&mut pool) {
+                Ok(result) => result,
+                Err(e) => {
+                    let _ = redis::cmd("UNWATCH").exec(&mut connection);
+                    return Err(e);
+                }
+            };
+            let Some(writes) = changes(before.as_ref(), pool.as_ref()) else {
+                redis::cmd("UNWATCH")
+                    .exec(&mut connection)
+                    .map_err(|e| self.unreachable(&e))?;
+                return Ok(result);
+            };
+            let committed: Option<RedisValue> = writes
+                .query(&mut connection)
+                .map_err(|e| self.unreachable(&e))?;
+            if committed.is_some() {
+                return Ok(result);
+            }
+            std::thread::sleep(backoff(attempt));
+        }
+        Err(Error::failure(format!(
+            "gave up after {MAX_ATTEMPTS} conflicting updates of the pool in Redis at {}; try again",
+            self.url
+        )))
+    }
+}
+
+/// The MULTI/EXEC block that turns `before` into `after`, or `None` when nothing changed.
+fn changes(before: Option<&Pool>, after: Option<&Pool>) -> Option<redis::Pipeline> {
+    let after = after?;
+    if before == Some(after) {
+        return None;
+    }
+    let mut writes = redis::pipe();
+    writes.atomic();
+    let old_count = before.map_or(0, |pool| pool.gpus.len());
+    if old_count != after.gpus.len() || before.is_none() {
+        writes.set(KEY_COUNT, after.gpus.len()).ignore();
+        for id in after.gpus.len()..old_count {
+            writes.del(gpu_key(id as u32)).ignore();
+        }
+    }
+    if before.and_then(|pool| pool.initialized_at) != after.initialized_at {
+        match after.initialized_at {
+            Some(t) => writes.set(KEY_INITIALIZED, t).ignore(),
+            None => writes.del(KEY_INITIALIZED).ignore(),
+        };
+    }
+    for slot in &after.gpus {
+        let old = before.and_then(|pool| pool.gpus.get(slot.id as usize));
+        if old != Some(slot) {
+            writes
+                .set(gpu_key(slot.id), model::encode_slot(slot))
+                .ignore();
+        }
+    }
+    for record in &after.ended {
+        if let Ok(member) = serde_json::to_string(record) {
+            writes.zadd(KEY_HISTORY, member, record.end_time).ignore();
+        }
+    }
+    Some(writes)
+}
+
+/// A few milliseconds, growing with the attempt, spread so that racing clients separate.
+fn backoff(attempt: u32) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let spread = (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % 1000;
+    Duration::from_micros(200 * u64::from(attempt.min(20)) + u64::from(spread))
+}
