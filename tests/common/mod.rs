@@ -1,0 +1,187 @@
+//! What every end-to-end test needs: a private store (embedded or a real redis-server of
+//! its own), the real binary, and polling with deadlines instead of sleeps.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use tempfile::TempDir;
+
+/// Path of the binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_canhazgpu"))
+}
+
+/// Polls `check` until it returns `Some` or `deadline` passes.
+pub fn wait_for<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A redis-server on a unix socket in its own temp dir, stopped on drop.
+pub struct RedisServer {
+    child: Child,
+    pub dir: TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir for redis");
+        let socket = dir.path().join("redis.sock");
+        let child = StdCommand::new("redis-server")
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .args(["--unixsocketperm", "777", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed for the tests (apt-get install redis-server)");
+        let server = RedisServer { child, dir };
+        wait_for(Duration::from_secs(10), "redis-server to listen", || {
+            std::os::unix::net::UnixStream::connect(&socket).ok()
+        });
+        server
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis+unix://{}", self.socket().display())
+    }
+
+    /// Runs redis-cli against this server and returns its stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = StdCommand::new("redis-cli")
+            .arg("-s")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    File,
+    Redis,
+}
+
+pub const BACKENDS: [Backend; 2] = [Backend::File, Backend::Redis];
+
+/// One private pool: an empty embedded store directory or a fresh redis-server.
+pub struct TestStore {
+    pub backend: Backend,
+    pub home: TempDir,
+    redis: Option<RedisServer>,
+}
+
+impl TestStore {
+    pub fn new(backend: Backend) -> TestStore {
+        let home = tempfile::tempdir().expect("temp dir");
+        let redis = (backend == Backend::Redis).then(RedisServer::start);
+        TestStore {
+            backend,
+            home,
+            redis,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match &self.redis {
+            Some(redis) => redis.url(),
+            None => format!("file://{}", self.state_dir().display()),
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.home.path().join("state")
+    }
+
+    pub fn redis(&self) -> &RedisServer {
+        self.redis.as_ref().expect("a Redis-backed test store")
+    }
+
+    /// An empty config file, so that no host configuration leaks into tests.
+    pub fn config_path(&self) -> PathBuf {
+        let path = self.home.path().join("config.toml");
+        if !path.exists() {
+            std::fs::write(&path, "").expect("write config");
+        }
+        path
+    }
+
+    /// The binary with this store selected and a clean environment.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(binary());
+        self.configure(&mut cmd);
+        cmd
+    }
+
+    pub fn std_cmd(&self) -> StdCommand {
+        let mut cmd = StdCommand::new(binary());
+        cmd.env("CANHAZGPU_STORE", self.url())
+            .env("CANHAZGPU_CONFIG", self.config_path())
+            .env_remove("CUDA_VISIBLE_DEVICES");
+        cmd
+    }
+
+    fn configure(&self, cmd: &mut Command) {
+        cmd.env("CANHAZGPU_STORE", self.url())
+            .env("CANHAZGPU_CONFIG", self.config_path())
+            .env_remove("CUDA_VISIBLE_DEVICES");
+    }
+
+    pub fn admin(&self, gpus: u32) {
+        self.cmd()
+            .args(["admin", "--gpus", &gpus.to_string()])
+            .assert()
+            .success();
+    }
+
+    pub fn status(&self) -> String {
+        let out = self.cmd().arg("status").output().expect("run status");
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The status lines of GPUs shown IN USE, by id.
+    pub fn busy_ids(&self) -> Vec<u32> {
+        parse_busy(&self.status())
+    }
+}
+
+pub fn parse_busy(status: &str) -> Vec<u32> {
+    status
+        .lines()
+        .filter(|line| line.contains(": IN USE"))
+        .filter_map(|line| line.strip_prefix("GPU ")?.split(':').next()?.parse().ok())
+        .collect()
+}
+
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
