@@ -132,9 +132,7 @@ impl TestStore {
 
     /// The binary with this store selected and a clean environment.
     pub fn cmd(&self) -> Command {
-        let mut cmd = Command::new(binary());
-        self.configure(&mut cmd);
-        cmd
+        Command::from_std(self.std_cmd())
     }
 
     pub fn std_cmd(&self) -> StdCommand {
@@ -143,12 +141,6 @@ impl TestStore {
             .env("CANHAZGPU_CONFIG", self.config_path())
             .env_remove("CUDA_VISIBLE_DEVICES");
         cmd
-    }
-
-    fn configure(&self, cmd: &mut Command) {
-        cmd.env("CANHAZGPU_STORE", self.url())
-            .env("CANHAZGPU_CONFIG", self.config_path())
-            .env_remove("CUDA_VISIBLE_DEVICES");
     }
 
     pub fn admin(&self, gpus: u32) {
