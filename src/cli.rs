@@ -52,7 +52,7 @@ pub enum Command {
     with mode 0777 so that every local user can reserve.")]
 pub struct AdminArgs {
     /// Number of GPUs in the pool (IDs 0 to N-1)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub gpus: u32,
 
     /// Reinitialize an existing pool, dropping every reservation
@@ -78,11 +78,16 @@ pub struct ReleaseArgs {}
     everything else to stderr.")]
 pub struct ReserveArgs {
     /// Number of GPUs to reserve
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub gpus: u32,
 
     /// How long to hold them
-    #[arg(long, default_value = "8h", value_name = "DURATION")]
+    #[arg(
+        long,
+        default_value = "8h",
+        value_name = "DURATION",
+        allow_hyphen_values = true
+    )]
     pub duration: String,
 }
 
@@ -96,7 +101,7 @@ pub struct ReserveArgs {
     interrupted. run exits with the command's status (128+N if it died of signal N).")]
 pub struct RunArgs {
     /// Number of GPUs to reserve
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub gpus: u32,
 
     /// Seconds between heartbeats while the command runs [default: 60s, or the config]

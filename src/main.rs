@@ -23,7 +23,10 @@ use crate::error::Result;
 use crate::liveness::ProcView;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
@@ -31,6 +34,23 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code.clamp(1, 255) as u8)
         }
     }
+}
+
+/// clap's message, plus the hint people need most: `run` wants its command after `--`.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let _ = e.print();
+    let about_run = std::env::args().skip(1).any(|arg| arg == "run");
+    let missing_separator = matches!(
+        e.kind(),
+        ErrorKind::UnknownArgument | ErrorKind::MissingRequiredArgument
+    );
+    if about_run && missing_separator {
+        eprintln!(
+            "hint: put the command to run after '--', e.g. canhazgpu run --gpus 1 -- python train.py"
+        );
+    }
+    ExitCode::from(e.exit_code().clamp(0, 255) as u8)
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {

@@ -21,7 +21,10 @@ pub fn wait_for<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Op
         if let Some(value) = check() {
             return value;
         }
-        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -176,4 +179,78 @@ pub fn parse_busy(status: &str) -> Vec<u32> {
 
 pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("utf-8 temp path")
+}
+
+impl TestStore {
+    /// The JSON of one GPU exactly as stored (upstream's format in both stores).
+    pub fn raw_slot(&self, id: u32) -> serde_json::Value {
+        match self.backend {
+            Backend::File => self.raw_state()["gpus"][id as usize].clone(),
+            Backend::Redis => {
+                let text = self.redis().cli(&["GET", &format!("canhazgpu:gpu:{id}")]);
+                if text.is_empty() {
+                    serde_json::json!({})
+                } else {
+                    serde_json::from_str(&text).expect("GPU JSON in Redis")
+                }
+            }
+        }
+    }
+
+    /// Writes one GPU's JSON behind the tool's back, as another client would.
+    pub fn set_raw_slot(&self, id: u32, value: serde_json::Value) {
+        match self.backend {
+            Backend::File => {
+                let mut state = self.raw_state();
+                state["gpus"][id as usize] = value;
+                let path = self.state_dir().join("state.json");
+                std::fs::write(path, state.to_string()).expect("write state.json");
+            }
+            Backend::Redis => {
+                let key = format!("canhazgpu:gpu:{id}");
+                assert_eq!(self.redis().cli(&["SET", &key, &value.to_string()]), "OK");
+            }
+        }
+    }
+
+    pub fn raw_state(&self) -> serde_json::Value {
+        let text =
+            std::fs::read_to_string(self.state_dir().join("state.json")).expect("state.json");
+        serde_json::from_str(&text).expect("state.json is JSON")
+    }
+
+    /// Everything the store holds, for "nothing changed" checks.
+    pub fn dump(&self) -> String {
+        match self.backend {
+            Backend::File => std::fs::read_to_string(self.state_dir().join("state.json"))
+                .unwrap_or_else(|_| "<no state file>".into()),
+            Backend::Redis => {
+                let mut keys: Vec<String> = self
+                    .redis()
+                    .cli(&["KEYS", "canhazgpu:*"])
+                    .lines()
+                    .map(str::to_string)
+                    .collect();
+                keys.sort();
+                keys.iter()
+                    .map(|key| {
+                        let kind = self.redis().cli(&["TYPE", key]);
+                        let value = if kind == "string" {
+                            self.redis().cli(&["GET", key])
+                        } else {
+                            self.redis().cli(&["ZRANGE", key, "0", "-1"])
+                        };
+                        format!("{key}={value}\n")
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
 }
