@@ -12,10 +12,12 @@ const CYCLES: usize = 6;
 const POOL: u32 = 4;
 
 #[derive(Debug, Clone, Copy)]
+#[allow(dead_code)] // fields are read through Debug in the overlap message
 struct Hold {
     gpu: u32,
     start: u128,
     end: u128,
+    /// Which worker held it, for the failure message.
     worker: usize,
 }
 
@@ -33,7 +35,7 @@ fn busy(out: &Output) -> bool {
 /// A run job: the command itself logs when it started and ended holding its GPUs.
 fn run_worker(store: &TestStore, worker: usize) -> Vec<Hold> {
     let log = store.home.path().join(format!("run-{worker}.log"));
-    let gpus = if worker % 3 == 0 { "2" } else { "1" };
+    let gpus = if worker.is_multiple_of(3) { "2" } else { "1" };
     let script = format!(
         "s=$(date +%s%N); sleep 0.01; e=$(date +%s%N); echo \"$CUDA_VISIBLE_DEVICES $s $e\" >> {}",
         log.display()
