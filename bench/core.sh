@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Core speed figures (issue 2), measured side by side in one run:
+#   - `canhazgpu status` on 8 GPUs, embedded store and Redis, against /bin/true;
+#   - allocation throughput: 8 workers each doing 25 `canhazgpu run --gpus 1 -- true`
+#     on 8 GPUs, embedded store and Redis.
+# Needs hyperfine and redis-server (Debian packages). Talks only to a unix socket.
+# Usage: bench/core.sh [path/to/canhazgpu]   (default: builds and uses target/release)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-}
+if [[ -z $bin ]]; then
+    cargo build --release --quiet
+    bin=$PWD/target/release/canhazgpu
+fi
+work=$(mktemp -d)
+redis_pid=
+cleanup() {
+    [[ -n $redis_pid ]] && kill "$redis_pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+redis-server --port 0 --save '' --appendonly no --unixsocket "$work/redis.sock" \
+    --dir "$work" >/dev/null 2>&1 &
+redis_pid=$!
+for _ in $(seq 100); do [[ -S $work/redis.sock ]] && break; sleep 0.05; done
+
+export CANHAZGPU_CONFIG=/dev/null
+file_store="file://$work/state"
+redis_store="redis+unix://$work/redis.sock"
+CANHAZGPU_STORE=$file_store "$bin" admin --gpus 8 >/dev/null
+CANHAZGPU_STORE=$redis_store "$bin" admin --gpus 8 >/dev/null
+
+mean_ms() { # command... -> mean wall time in ms over many runs
+    hyperfine -N --warmup 20 --min-runs 300 --export-json "$work/h.json" "$@" >/dev/null 2>&1
+    python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["results"][0]["mean"]*1000))' "$work/h.json"
+}
+
+throughput() { # store -> runs per second
+    local store=$1 start end
+    start=$(date +%s%N)
+    for _ in $(seq 8); do
+        (for _ in $(seq 25); do
+            CANHAZGPU_STORE=$store "$bin" run --gpus 1 -- true 2>/dev/null || echo "run failed" >&2
+        done) &
+    done
+    wait
+    end=$(date +%s%N)
+    python3 -c "print('%.0f' % (200 / (($end - $start) / 1e9)))"
+}
+
+true_ms=$(mean_ms /bin/true)
+file_ms=$(CANHAZGPU_STORE=$file_store mean_ms "$bin status")
+redis_ms=$(CANHAZGPU_STORE=$redis_store mean_ms "$bin status")
+file_rps=$(throughput "$file_store")
+redis_rps=$(throughput "$redis_store")
+ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
+
+echo "| measurement | result | target |"
+echo "|---|---|---|"
+echo "| /bin/true | ${true_ms} ms | |"
+echo "| status, 8 GPUs, embedded store | ${file_ms} ms ($(ratio "$file_ms" "$true_ms")x /bin/true) | within 3x |"
+echo "| status, 8 GPUs, Redis (unix socket) | ${redis_ms} ms ($(ratio "$redis_ms" "$true_ms")x /bin/true) | |"
+echo "| run throughput, 8 workers x 25, embedded store | ${file_rps} runs/s | at least 300 |"
+echo "| run throughput, 8 workers x 25, Redis | ${redis_rps} runs/s | |"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs (Debian packages) and runs every test.
+# The tests start their own redis-server on unix sockets and drive real bash, zsh and fish.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(redis-server redis-tools zsh fish tmux shellcheck gcc util-linux)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    echo "Installing test dependencies: ${missing[*]}" >&2
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+cargo test --locked "$@"
