@@ -10,6 +10,8 @@ pub const EXIT_FAILURE: i32 = 1;
 pub struct Error {
     pub message: String,
     pub exit_code: i32,
+    /// The store holds something it cannot read; only a reinitialization gets past it.
+    pub corrupt_store: bool,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -19,6 +21,7 @@ impl Error {
         Error {
             message: message.into(),
             exit_code: EXIT_FAILURE,
+            corrupt_store: false,
         }
     }
 
@@ -26,6 +29,14 @@ impl Error {
         Error {
             message: message.into(),
             exit_code: EXIT_USAGE,
+            corrupt_store: false,
+        }
+    }
+
+    pub fn corrupt(message: impl Into<String>) -> Self {
+        Error {
+            corrupt_store: true,
+            ..Error::failure(message)
         }
     }
 

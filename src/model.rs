@@ -216,7 +216,7 @@ pub fn decode_slot(id: u32, json: Option<&str>, what: &str) -> Result<GpuSlot> {
         return Ok(GpuSlot::new(id));
     };
     let value: Value = serde_json::from_str(text).map_err(|e| {
-        Error::failure(format!(
+        Error::corrupt(format!(
             "GPU {id} in {what} is not valid JSON ({e}); fix or delete that entry, or reinitialize with `canhazgpu admin --gpus N --force`"
         ))
     })?;
@@ -226,7 +226,7 @@ pub fn decode_slot(id: u32, json: Option<&str>, what: &str) -> Result<GpuSlot> {
 pub fn decode_slot_value(id: u32, value: Value, what: &str) -> Result<GpuSlot> {
     let mut slot = GpuSlot::new(id);
     let Value::Object(mut object) = value else {
-        return Err(Error::failure(format!(
+        return Err(Error::corrupt(format!(
             "GPU {id} in {what} is not a JSON object; fix or delete that entry, or reinitialize with `canhazgpu admin --gpus N --force`"
         )));
     };

@@ -5,6 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{BACKENDS, Backend, TestStore};
+use predicates::prelude::*;
 
 /// Each case: arguments, a fragment the error must contain, the expected exit status.
 const CASES: &[(&[&str], &str, i32)] = &[
@@ -226,4 +227,21 @@ fn an_unwritable_state_directory_is_a_clear_error_and_other_users_can_reserve() 
         "{stderr}"
     );
     assert_eq!(store.dump(), before);
+}
+
+#[test]
+fn admin_force_starts_over_on_a_corrupt_redis_pool() {
+    let store = TestStore::new(Backend::Redis);
+    store.admin(4);
+    store.redis().cli(&["SET", "canhazgpu:gpu:1", "{garbage"]);
+    store.cmd().arg("status").assert().failure().stderr(
+        predicates::str::contains("canhazgpu:gpu:1").and(predicates::str::contains("--force")),
+    );
+    store
+        .cmd()
+        .args(["admin", "--gpus", "2", "--force"])
+        .assert()
+        .success();
+    assert_eq!(store.status().lines().count(), 2);
+    assert_eq!(store.redis().cli(&["EXISTS", "canhazgpu:gpu:3"]), "0");
 }

@@ -24,7 +24,7 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
     let previous = match previous {
         Ok(previous) => previous,
         // A corrupt store cannot be read, but --force must still be able to start over.
-        Err(e) if args.force && e.message.contains("unusable") => {
+        Err(e) if args.force && e.corrupt_store => {
             eprintln!("canhazgpu: warning: {e}");
             ctx.store.overwrite(&fresh)?;
             Some(0)

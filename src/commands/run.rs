@@ -65,10 +65,12 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     eprintln!("canhazgpu: running on GPU(s) {}", format_ids(&ids));
 
     let outcome = supervise(ctx, &ids, &me, interval, program, program_args);
-    let released = release_own(ctx, &ids, &me);
-    let code = outcome?;
-    released?;
-    Ok(code)
+    // The command's own status matters more than a failed release, which liveness
+    // repairs anyway: report it, but exit as the command did.
+    if let Err(e) = release_own(ctx, &ids, &me) {
+        eprintln!("canhazgpu: warning: {e}");
+    }
+    outcome
 }
 
 /// Runs the command to its end, forwarding signals and heartbeating meanwhile.

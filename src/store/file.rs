@@ -125,7 +125,7 @@ impl FileStore {
             }
         };
         decode_state(&bytes).map(Some).map_err(|why| {
-            Error::failure(format!(
+            Error::corrupt(format!(
                 "the state file {} is unusable: {why}. It was left as it is; repair it, or reinitialize the pool with `canhazgpu admin --gpus N --force` (this forgets current reservations)",
                 path.display()
             ))

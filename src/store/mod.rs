@@ -95,10 +95,7 @@ impl Store {
     pub fn overwrite(&self, pool: &Pool) -> Result<()> {
         match self {
             Store::File(store) => store.overwrite(pool),
-            Store::Redis(store) => store.transact(|current| {
-                *current = Some(pool.clone());
-                Ok(())
-            }),
+            Store::Redis(store) => store.overwrite(pool),
         }
     }
 }

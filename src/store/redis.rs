@@ -90,7 +90,7 @@ impl RedisStore {
             return Ok(None);
         };
         let count: u32 = count.trim().parse().map_err(|_| {
-            Error::failure(format!(
+            Error::corrupt(format!(
                 "{KEY_COUNT} in Redis at {} holds '{count}', not a GPU count; reinitialize with `canhazgpu admin --gpus N --force`",
                 self.url
             ))
@@ -153,6 +153,32 @@ impl RedisStore {
             "gave up after {MAX_ATTEMPTS} conflicting updates of the pool in Redis at {}; try again",
             self.url
         )))
+    }
+}
+
+impl RedisStore {
+    /// Writes `pool` without reading what is there, which may be unreadable. Every GPU key
+    /// of the old pool goes, however many there were.
+    pub fn overwrite(&self, pool: &Pool) -> Result<()> {
+        let mut connection = self.connect()?;
+        let old_keys: Vec<String> = redis::cmd("KEYS")
+            .arg("canhazgpu:gpu:*")
+            .query(&mut connection)
+            .map_err(|e| self.unreachable(&e))?;
+        let mut writes = changes(None, Some(pool)).unwrap_or_else(redis::pipe);
+        for key in old_keys {
+            if key
+                .rsplit(':')
+                .next()
+                .and_then(|id| id.parse::<usize>().ok())
+                >= Some(pool.gpus.len())
+            {
+                writes.del(key).ignore();
+            }
+        }
+        writes
+            .query::<()>(&mut connection)
+            .map_err(|e| self.unreachable(&e))
     }
 }
 
