@@ -112,4 +112,54 @@ mod tests {
         );
         assert_eq!(choose(&pool, 1, &BTreeSet::from([6])), Ok(vec![7]));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn pools() -> impl Strategy<Value = (Pool, BTreeSet<u32>, usize)> {
+            (1u32..16).prop_flat_map(|size| {
+                (
+                    proptest::collection::vec(
+                        (any::<bool>(), proptest::option::of(0i64..1000)),
+                        size as usize,
+                    ),
+                    proptest::collection::btree_set(0..size, 0..size as usize),
+                    0..=size as usize + 1,
+                )
+                    .prop_map(move |(slots, unusable, count)| {
+                        let mut pool = Pool::new(size, 0);
+                        for (slot, (busy, released)) in pool.gpus.iter_mut().zip(slots) {
+                            slot.last_released = released;
+                            if busy {
+                                slot.reservation = pool_with(&[], &[0]).gpus[0].reservation.clone();
+                            }
+                        }
+                        (pool, unusable, count)
+                    })
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn never_busy_excluded_or_duplicate_and_exact_or_nothing((pool, unusable, count) in pools()) {
+                let usable = pool.gpus.iter().filter(|s| s.reservation.is_none() && !unusable.contains(&s.id)).count();
+                match choose(&pool, count, &unusable) {
+                    Ok(ids) => {
+                        prop_assert_eq!(ids.len(), count);
+                        let distinct: BTreeSet<_> = ids.iter().collect();
+                        prop_assert_eq!(distinct.len(), count);
+                        for id in ids {
+                            prop_assert!(pool.gpus[id as usize].reservation.is_none());
+                            prop_assert!(!unusable.contains(&id));
+                        }
+                    }
+                    Err(shortage) => {
+                        prop_assert!(usable < count);
+                        prop_assert_eq!(shortage, Shortage { requested: count, available: usable });
+                    }
+                }
+            }
+        }
+    }
 }

@@ -114,4 +114,17 @@ mod tests {
         assert_eq!(format_compact(Duration::from_secs(5400)), "1h 30m");
         assert_eq!(format_compact(Duration::from_secs(86400)), "1d");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_round_trips_with_formatting(seconds in 1u64..=MAX_DURATION.as_secs()) {
+            let duration = Duration::from_secs(seconds);
+            proptest::prop_assert_eq!(parse(&format_compact(duration)).unwrap(), duration);
+        }
+
+        #[test]
+        fn parsing_never_panics(text in "\\PC{0,20}") {
+            let _ = parse(&text);
+        }
+    }
 }

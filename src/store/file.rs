@@ -264,4 +264,16 @@ mod tests {
         assert!(decode_state(b"[]").is_err());
         assert!(decode_state(br#"{"schema":1,"gpus":[1]}"#).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = decode_state(&bytes);
+        }
+
+        #[test]
+        fn decoding_json_shaped_input_never_panics(text in r#"\{"schema":1,"gpus":\[(\{("user"|"start_time"|"type"|"expiry_time"|"owner_process"):("x"|1|-1|1e300|null|\{\}|\[\]|"2025-01-01T00:00:00Z")\},?){0,4}\]\}"#) {
+            let _ = decode_state(text.as_bytes());
+        }
+    }
 }
