@@ -138,8 +138,33 @@ pub fn judge(
     }
 }
 
+/// Brings a reservation that claims to start or beat in the future (the clock was stepped
+/// back, or another host's clock runs ahead) back to now, keeping its length: trusting the
+/// future times would keep it for as long as the clocks disagree, ignoring them would free
+/// it early. Returns whether anything changed.
+fn pull_back_from_future(reservation: &mut Reservation, now: Timestamp) -> bool {
+    let shift = reservation.start_time - now;
+    if shift > 0 {
+        reservation.start_time -= shift;
+        reservation.last_heartbeat = (reservation.last_heartbeat - shift).min(now);
+        reservation.expiry_time = reservation.expiry_time.map(|t| t - shift);
+        return true;
+    }
+    if reservation.last_heartbeat > now {
+        reservation.last_heartbeat = now;
+        return true;
+    }
+    false
+}
+
 /// Frees every GPU whose reservation has ended. Returns whether anything changed.
 pub fn sweep(pool: &mut Pool, now: Timestamp, rules: &Rules, view: &dyn ProcessView) -> bool {
+    let mut changed = false;
+    for slot in &mut pool.gpus {
+        if let Some(reservation) = &mut slot.reservation {
+            changed |= pull_back_from_future(reservation, now);
+        }
+    }
     let ended: Vec<(u32, Timestamp)> = pool
         .gpus
         .iter()
@@ -153,7 +178,7 @@ pub fn sweep(pool: &mut Pool, now: Timestamp, rules: &Rules, view: &dyn ProcessV
     for &(id, at) in &ended {
         pool.release(id, at);
     }
-    !ended.is_empty()
+    changed || !ended.is_empty()
 }
 
 #[cfg(test)]
@@ -237,6 +262,41 @@ mod tests {
         assert_eq!(pool.gpus[1].last_released, Some(500));
         assert_eq!(pool.ended.len(), 1);
         assert_eq!(pool.ended[0].end_time, 500);
+    }
+
+    #[test]
+    fn future_times_are_pulled_back_keeping_the_length() {
+        let view = FakeView(HashMap::new());
+        let now = 1_000_000;
+        let mut pool = Pool::new(2, 0);
+        pool.gpus[0].reservation = Some(Reservation {
+            kind: Kind::Manual,
+            start_time: now + 86_400,
+            last_heartbeat: now + 86_400,
+            expiry_time: Some(now + 86_400 + 3600),
+            owner: None,
+            ..run_owned_by(1, 1, "boot", 0)
+        });
+        // An invisible run whose heartbeat lies a day ahead.
+        pool.gpus[1].reservation = Some(run_owned_by(9, 9, "other", now + 86_400));
+        assert!(sweep(&mut pool, now, &RULES, &view));
+        let manual = pool.gpus[0].reservation.as_ref().unwrap();
+        assert_eq!(
+            (manual.start_time, manual.expiry_time),
+            (now, Some(now + 3600))
+        );
+        assert_eq!(
+            pool.gpus[1].reservation.as_ref().unwrap().last_heartbeat,
+            now
+        );
+        // Not kept forever: once silent for the timeout, the run is freed.
+        assert!(sweep(&mut pool, now + 301, &RULES, &view));
+        assert!(pool.gpus[1].reservation.is_none());
+        assert!(pool.gpus[0].reservation.is_some());
+        assert!(
+            !sweep(&mut pool, now + 302, &RULES, &view),
+            "stable once normalised"
+        );
     }
 
     #[test]
