@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -51,13 +51,16 @@ pub enum Command {
     With the embedded store, admin creates the state directory (default /var/lib/canhazgpu)\n\
     with mode 0777 so that every local user can reserve.")]
 pub struct AdminArgs {
-    /// Number of GPUs in the pool (IDs 0 to N-1)
+    /// Number of GPUs in the pool (IDs 0 to N-1) [default: the number NVML reports]
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub gpus: u32,
+    pub gpus: Option<u32>,
 
     /// Reinitialize an existing pool, dropping every reservation
     #[arg(long)]
     pub force: bool,
+
+    #[command(flatten)]
+    pub nvml: NvmlArgs,
 }
 
 /// Release all manually reserved GPUs held by the current user
@@ -89,6 +92,9 @@ pub struct ReserveArgs {
         allow_hyphen_values = true
     )]
     pub duration: String,
+
+    #[command(flatten)]
+    pub alloc: AllocationArgs,
 }
 
 /// Reserve GPUs and run a command with CUDA_VISIBLE_DEVICES set
@@ -111,6 +117,10 @@ pub struct RunArgs {
     /// The command to run, after `--`
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<std::ffi::OsString>,
+
+    // Last, because its help heading applies to every argument after it.
+    #[command(flatten)]
+    pub alloc: AllocationArgs,
 }
 
 /// Show current GPU allocation status
@@ -119,7 +129,58 @@ pub struct RunArgs {
     canhazgpu status\n  \
     canhazgpu status --verbose     # also say which store was read")]
 pub struct StatusArgs {
-    /// Also say which store was read
+    /// Also say which store was read and what NVML reported
     #[arg(long, short)]
     pub verbose: bool,
+
+    #[command(flatten)]
+    pub usage: UsageArgs,
+}
+
+/// Where NVML (the NVIDIA driver's libnvidia-ml.so.1) is, for the commands that ask it.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "GPU detection (NVML)")]
+pub struct NvmlArgs {
+    /// NVML library to load: the file, or a directory holding libnvidia-ml.so.1
+    /// [default: the config's nvml_library, else the dynamic loader's search path]
+    #[arg(long, env = "CANHAZGPU_NVML_LIBRARY", value_name = "PATH")]
+    pub nvml_library: Option<PathBuf>,
+}
+
+/// How much GPU memory in use makes a GPU without reservation busy.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "GPU detection (NVML)")]
+pub struct UsageArgs {
+    #[command(flatten)]
+    pub nvml: NvmlArgs,
+
+    /// A GPU without reservation with more than this many MiB of memory in use is
+    /// "in use without reservation" [default: 1024, or the config's memory_threshold]
+    #[arg(long, value_name = "MIB")]
+    pub memory_threshold: Option<u64>,
+}
+
+/// What `run` and `reserve` share: which GPUs they may hand out and how they name them.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "GPU detection (NVML)")]
+pub struct AllocationArgs {
+    #[command(flatten)]
+    pub usage: UsageArgs,
+
+    /// Also hand out GPUs that are in use without a reservation
+    #[arg(long)]
+    pub force: bool,
+
+    /// What CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES list: GPU indices (in PCI
+    /// order, as nvidia-smi numbers them) or GPU UUIDs (needs NVML)
+    /// [default: index, or the config's visible_devices]
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub visible_devices: Option<VisibleDevices>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VisibleDevices {
+    #[default]
+    Index,
+    Uuid,
 }

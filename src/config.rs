@@ -4,19 +4,34 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::ValueEnum;
+
+use crate::cli::VisibleDevices;
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::liveness::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT};
 use crate::store::Store;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/canhazgpu/config.toml";
-const KNOWN_KEYS: [&str; 3] = ["store", "heartbeat_interval", "heartbeat_timeout"];
+const KNOWN_KEYS: [&str; 6] = [
+    "store",
+    "heartbeat_interval",
+    "heartbeat_timeout",
+    "memory_threshold",
+    "nvml_library",
+    "visible_devices",
+];
 
 #[derive(Debug, Default)]
 pub struct Config {
     pub store: Option<String>,
     pub heartbeat_interval: Option<Duration>,
     pub heartbeat_timeout: Option<Duration>,
+    /// MiB of memory in use above which a GPU without reservation is busy.
+    pub memory_threshold: Option<u64>,
+    /// Absolute path of the NVML library file, or of a directory holding it.
+    pub nvml_library: Option<PathBuf>,
+    pub visible_devices: Option<VisibleDevices>,
 }
 
 impl Config {
@@ -79,6 +94,33 @@ fn parse(text: &str) -> std::result::Result<Config, String> {
             "store" => config.store = Some(as_str()?.to_string()),
             "heartbeat_interval" => config.heartbeat_interval = Some(as_duration()?),
             "heartbeat_timeout" => config.heartbeat_timeout = Some(as_duration()?),
+            "memory_threshold" => {
+                let mib = value
+                    .as_integer()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .ok_or_else(|| {
+                        format!(
+                            "`{key}` must be a whole number of MiB, e.g. memory_threshold = 1024"
+                        )
+                    })?;
+                config.memory_threshold = Some(mib);
+            }
+            "nvml_library" => {
+                let path = PathBuf::from(as_str()?);
+                // A relative path would mean something different in every user's
+                // working directory.
+                if !path.is_absolute() {
+                    return Err(format!(
+                        "`{key}` must be an absolute path, e.g. /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1"
+                    ));
+                }
+                config.nvml_library = Some(path);
+            }
+            "visible_devices" => {
+                let mode = VisibleDevices::from_str(as_str()?, false)
+                    .map_err(|_| format!("`{key}` must be \"index\" or \"uuid\""))?;
+                config.visible_devices = Some(mode);
+            }
             _ => eprintln!(
                 "canhazgpu: warning: unknown key `{key}` in the configuration file ignored (known: {})",
                 KNOWN_KEYS.join(", ")
@@ -108,5 +150,28 @@ mod tests {
         assert!(parse("store = 5").unwrap_err().contains("string"));
         assert!(parse("heartbeat_timeout = \"soon\"").is_err());
         assert!(parse("[[[").is_err());
+        assert!(parse("memory_threshold = -1").unwrap_err().contains("MiB"));
+        assert!(parse("memory_threshold = \"1G\"").is_err());
+        assert!(
+            parse("nvml_library = \"lib\"")
+                .unwrap_err()
+                .contains("absolute")
+        );
+        assert!(
+            parse("visible_devices = \"name\"")
+                .unwrap_err()
+                .contains("uuid")
+        );
+    }
+
+    #[test]
+    fn reads_nvml_keys() {
+        let config = parse(
+            "memory_threshold = 2048\nnvml_library = \"/opt/nvidia/lib\"\nvisible_devices = \"uuid\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.memory_threshold, Some(2048));
+        assert_eq!(config.nvml_library, Some(PathBuf::from("/opt/nvidia/lib")));
+        assert_eq!(config.visible_devices, Some(VisibleDevices::Uuid));
     }
 }

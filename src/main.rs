@@ -6,7 +6,6 @@ mod commands;
 mod config;
 mod duration;
 mod error;
-#[allow(dead_code)]
 mod gpu;
 mod liveness;
 mod model;

@@ -114,8 +114,9 @@ fn reserve_worker(store: &TestStore, worker: usize, uid: Option<u32>) -> Vec<Hol
         let start = nanos();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let gpu = stdout
-            .trim()
-            .strip_prefix("export CUDA_VISIBLE_DEVICES=")
+            .split_whitespace()
+            .nth(1)
+            .and_then(|assignment| assignment.strip_prefix("CUDA_VISIBLE_DEVICES="))
             .unwrap()
             .parse()
             .unwrap();

@@ -312,7 +312,7 @@ fn reserve_defaults_and_prints_an_export_line() {
             .arg("reserve")
             .assert()
             .success()
-            .stdout("export CUDA_VISIBLE_DEVICES=0\n")
+            .stdout("export CUDA_VISIBLE_DEVICES=0 NVIDIA_VISIBLE_DEVICES=0 CUDA_DEVICE_ORDER=PCI_BUS_ID\n")
             .stderr(predicate::str::contains(
                 "Reserved 1 GPU(s) [0] for 8h (expires in",
             ));
@@ -325,7 +325,9 @@ fn reserve_defaults_and_prints_an_export_line() {
             .args(["reserve", "--gpus", "2", "--duration", "0.5h"])
             .assert()
             .success()
-            .stdout("export CUDA_VISIBLE_DEVICES=1,2\n")
+            .stdout(
+                "export CUDA_VISIBLE_DEVICES=1,2 NVIDIA_VISIBLE_DEVICES=1,2 CUDA_DEVICE_ORDER=PCI_BUS_ID\n",
+            )
             .stderr(predicate::str::contains("for 30m"));
     });
 }

@@ -1,21 +1,29 @@
 //! `canhazgpu admin`: create or recreate the pool.
 
 use crate::cli::AdminArgs;
+use crate::commands::gpus::Gpus;
 use crate::commands::{Context, now};
 use crate::error::{Error, Result};
 use crate::model::Pool;
 
+/// The most GPUs a pool may have, as `--gpus` accepts.
+const MAX_GPUS: usize = 1024;
+
 pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
+    let count = pool_size(ctx, args)?;
     ctx.store.prepare_for_admin()?;
-    let fresh = Pool::new(args.gpus, now());
+    let fresh = Pool::new(count, now());
     let previous = ctx.store.transact(|pool| {
         let previous = pool.as_ref().map(|p| p.gpus.len());
-        if let Some(count) = previous
+        if let Some(current) = previous
             && !args.force
         {
+            let again = match args.gpus {
+                Some(n) => format!("canhazgpu admin --gpus {n} --force"),
+                None => "canhazgpu admin --force".to_string(),
+            };
             return Err(Error::failure(format!(
-                "the pool is already initialized with {count} GPUs; use `canhazgpu admin --gpus {} --force` to reinitialize it (this drops every current reservation)",
-                args.gpus
+                "the pool is already initialized with {current} GPUs; use `{again}` to reinitialize it (this drops every current reservation)"
             )));
         }
         *pool = Some(fresh.clone());
@@ -31,13 +39,77 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
         }
         Err(e) => return Err(e),
     };
-    let last = args.gpus - 1;
+    let last = count - 1;
     match previous {
-        Some(count) => {
-            println!("Force reinitializing: clearing {count} existing GPUs...");
-            println!("Reinitialized {} GPUs (IDs 0 to {last})", args.gpus);
+        Some(current) => {
+            println!("Force reinitializing: clearing {current} existing GPUs...");
+            println!("Reinitialized {count} GPUs (IDs 0 to {last})");
         }
-        None => println!("Initialized {} GPUs (IDs 0 to {last})", args.gpus),
+        None => println!("Initialized {count} GPUs (IDs 0 to {last})"),
     }
     Ok(())
+}
+
+/// `--gpus`, checked against what NVML reports; or NVML's count when not given.
+fn pool_size(ctx: &Context, args: &AdminArgs) -> Result<u32> {
+    let gpus = Gpus::probe(&ctx.config, &args.nvml);
+    let Some(n) = args.gpus else {
+        return detected(&gpus);
+    };
+    let Some(devices) = gpus.devices() else {
+        gpus.warn(&format!("cannot check --gpus {n} against this host's GPUs"));
+        return Ok(n);
+    };
+    let found = devices.len();
+    let wanted = n as usize;
+    // An admin may hold GPUs back, or NVML may miss some: say so and go on.
+    if wanted < found {
+        eprintln!(
+            "canhazgpu: warning: NVML reports {found} GPUs but --gpus is {n}, so the pool leaves out {}",
+            gpu_range(wanted, found)
+        );
+    } else if wanted > found {
+        eprintln!(
+            "canhazgpu: warning: --gpus is {n} but NVML reports only {found} GPU(s): the driver knows no {}, and jobs handed those ids will find no GPU",
+            gpu_range(found, wanted)
+        );
+    }
+    Ok(n)
+}
+
+fn detected(gpus: &Gpus) -> Result<u32> {
+    let Some(devices) = gpus.devices() else {
+        let why = gpus.problem().unwrap_or(
+            "no NVIDIA library (libnvidia-ml.so.1) was found to count them (use --nvml-library PATH if it is installed outside the loader's search path)",
+        );
+        return Err(Error::usage(format!(
+            "cannot detect this host's GPUs: {why}; pass the pool size as --gpus N"
+        )));
+    };
+    if devices.is_empty() {
+        return Err(Error::usage(
+            "NVML reports no GPUs on this host; pass --gpus N to initialize a pool of N GPUs anyway",
+        ));
+    }
+    if devices.len() > MAX_GPUS {
+        return Err(Error::usage(format!(
+            "NVML reports {} GPUs, more than the {MAX_GPUS} a pool may have; pass --gpus N",
+            devices.len()
+        )));
+    }
+    let driver = gpus
+        .driver_version()
+        .map(|version| format!(" (driver {version})"))
+        .unwrap_or_default();
+    println!("Detected {} GPUs through NVML{driver}", devices.len());
+    Ok(devices.len() as u32)
+}
+
+/// "GPU 7" or "GPUs 4 to 7", for ids `from..to`.
+fn gpu_range(from: usize, to: usize) -> String {
+    if to - from == 1 {
+        format!("GPU {from}")
+    } else {
+        format!("GPUs {from} to {}", to - 1)
+    }
 }

@@ -2,6 +2,7 @@
 //! the liveness rules in force.
 
 pub mod admin;
+pub mod gpus;
 pub mod release;
 pub mod reserve;
 pub mod run;
@@ -51,12 +52,24 @@ pub fn current_user() -> String {
     }
 }
 
-/// Picks `count` GPUs or explains why not.
-pub fn choose(pool: &Pool, count: u32) -> Result<Vec<u32>> {
-    alloc::choose(pool, count as usize, &BTreeSet::new()).map_err(|shortage| {
+/// Picks `count` GPUs, none of them `unusable` (in use without a reservation), or
+/// explains why not.
+pub fn choose(pool: &Pool, count: u32, unusable: &BTreeSet<u32>) -> Result<Vec<u32>> {
+    alloc::choose(pool, count as usize, unusable).map_err(|shortage| {
         let total = pool.gpus.len();
+        let blocked = pool.ids_where(|slot| slot.reservation.is_none() && unusable.contains(&slot.id));
         let hint = if shortage.requested > total {
             format!("this host's pool has only {total} GPU(s)")
+        } else if !blocked.is_empty() {
+            let force = if shortage.available + blocked.len() >= shortage.requested {
+                "`--force` hands them out anyway"
+            } else {
+                "the others are reserved"
+            };
+            format!(
+                "GPU(s) {} have no reservation but are in use (see `canhazgpu status` for whose processes); {force}",
+                format_ids(&blocked)
+            )
         } else {
             "see `canhazgpu status` for who holds them, or try again later".to_string()
         };
@@ -75,4 +88,52 @@ pub fn format_ids(ids: &[u32]) -> String {
 pub fn cuda_list(ids: &[u32]) -> String {
     let list: Vec<String> = ids.iter().map(u32::to_string).collect();
     list.join(",")
+}
+
+/// The environment a job needs to use `devices` (a CUDA_VISIBLE_DEVICES list).
+pub fn device_env(devices: &str) -> [(&'static str, String); 3] {
+    [
+        ("CUDA_VISIBLE_DEVICES", devices.to_string()),
+        // Container runtimes (nvidia-container-toolkit) read this one instead.
+        ("NVIDIA_VISIBLE_DEVICES", devices.to_string()),
+        // Ids mean NVML's and nvidia-smi's numbering, not CUDA's fastest-first order.
+        ("CUDA_DEVICE_ORDER", "PCI_BUS_ID".to_string()),
+    ]
+}
+
+/// `export NAME=value ...` for POSIX shells (and fish's `export`) to eval.
+pub fn export_line(devices: &str) -> String {
+    let assignments: Vec<String> = device_env(devices)
+        .iter()
+        .map(|(name, value)| format!("{name}={}", sh_quote(value)))
+        .collect();
+    format!("export {}", assignments.join(" "))
+}
+
+/// Quotes `value` for a shell where needed: UUIDs come from the driver, and eval must
+/// not run whatever a broken one returns.
+fn sh_quote(value: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || ",._-:/+@%".contains(c);
+    if !value.is_empty() && value.chars().all(plain) {
+        value.to_string()
+    } else {
+        format!("'{}'", value.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_line_quotes_odd_values() {
+        assert_eq!(
+            export_line("0,1"),
+            "export CUDA_VISIBLE_DEVICES=0,1 NVIDIA_VISIBLE_DEVICES=0,1 CUDA_DEVICE_ORDER=PCI_BUS_ID"
+        );
+        assert_eq!(sh_quote("GPU-ab12-cd"), "GPU-ab12-cd");
+        assert_eq!(sh_quote("a b"), "'a b'");
+        assert_eq!(sh_quote("x'$(rm -rf ~)"), "'x'\\''$(rm -rf ~)'");
+        assert_eq!(sh_quote(""), "''");
+    }
 }

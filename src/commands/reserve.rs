@@ -1,19 +1,22 @@
 //! `canhazgpu reserve`: hold GPUs for a while.
 
 use crate::cli::ReserveArgs;
-use crate::commands::{Context, choose, cuda_list, current_user, format_ids, now};
+use crate::commands::gpus::Allocation;
+use crate::commands::{Context, choose, current_user, export_line, format_ids, now};
 use crate::duration::{self, format_hms};
 use crate::error::Result;
 use crate::model::{Kind, Reservation};
 
 pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     let length = duration::parse(&args.duration)?;
+    let gpus = Allocation::probe(&ctx.config, &args.alloc);
+    let unusable = gpus.unusable();
     let user = current_user();
     let now = now();
     let expiry = now + length.as_secs() as i64;
     let ids = ctx.store.update(|pool| {
         ctx.sweep(pool, now);
-        let ids = choose(pool, args.gpus)?;
+        let ids = choose(pool, args.gpus, &unusable)?;
         for &id in &ids {
             if let Some(slot) = pool.slot_mut(id) {
                 slot.extra.clear();
@@ -31,6 +34,7 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
         }
         Ok(ids)
     })?;
+    let devices = gpus.chosen(&ids);
     eprintln!(
         "Reserved {} GPU(s) {} for {} (expires in {})",
         ids.len(),
@@ -39,6 +43,6 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
         format_hms(expiry - now)
     );
     eprintln!("Release them early with `canhazgpu release`. To use them in this shell:");
-    println!("export CUDA_VISIBLE_DEVICES={}", cuda_list(&ids));
+    println!("{}", export_line(&devices));
     Ok(())
 }

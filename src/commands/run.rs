@@ -18,7 +18,8 @@ use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::low_level::siginfo::Cause;
 
 use crate::cli::RunArgs;
-use crate::commands::{Context, choose, cuda_list, current_user, format_ids, now};
+use crate::commands::gpus::Allocation;
+use crate::commands::{Context, choose, current_user, device_env, format_ids, now};
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::model::{Kind, Owner, Reservation};
@@ -40,11 +41,13 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     let me = ctx.view.owner(std::process::id()).ok_or_else(|| {
         Error::failure("cannot read this process's own entry in /proc, which liveness checks need; is /proc mounted?")
     })?;
+    let gpus = Allocation::probe(&ctx.config, &args.alloc);
+    let unusable = gpus.unusable();
     let user = current_user();
     let start = now();
     let ids = ctx.store.update(|pool| {
         ctx.sweep(pool, start);
-        let ids = choose(pool, args.gpus)?;
+        let ids = choose(pool, args.gpus, &unusable)?;
         for &id in &ids {
             if let Some(slot) = pool.slot_mut(id) {
                 slot.extra.clear();
@@ -63,8 +66,9 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
         Ok(ids)
     })?;
     eprintln!("canhazgpu: running on GPU(s) {}", format_ids(&ids));
+    let devices = gpus.chosen(&ids);
 
-    let outcome = supervise(ctx, &ids, &me, interval, program, program_args);
+    let outcome = supervise(ctx, &ids, &devices, &me, interval, program, program_args);
     // The command's own status matters more than a failed release, which liveness
     // repairs anyway: report it, but exit as the command did.
     if let Err(e) = release_own(ctx, &ids, &me) {
@@ -77,6 +81,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
 fn supervise(
     ctx: &Context,
     ids: &[u32],
+    devices: &str,
     me: &Owner,
     interval: Duration,
     program: &std::ffi::OsString,
@@ -88,9 +93,7 @@ fn supervise(
     let signal_handle = signals.handle();
     let spawned = Command::new(program)
         .args(program_args)
-        .env("CUDA_VISIBLE_DEVICES", cuda_list(ids))
-        // Ids mean NVML's and nvidia-smi's numbering, not CUDA's fastest-first order.
-        .env("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+        .envs(device_env(devices))
         .spawn();
     let mut child = match spawned {
         Ok(child) => child,

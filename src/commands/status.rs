@@ -1,12 +1,22 @@
 //! `canhazgpu status`: one line per GPU.
+//!
+//! Each line starts with the seed's words (`GPU 0: AVAILABLE ...`, `GPU 1: IN USE by ...`)
+//! so that scripts reading them keep working; what NVML adds comes after them, or
+//! replaces AVAILABLE with IN USE WITHOUT RESERVATION for a GPU someone uses unasked.
 
 use crate::cli::StatusArgs;
+use crate::commands::gpus::{Gpus, describe_processes, in_use_mib, memory_threshold};
 use crate::commands::{Context, now};
 use crate::duration::format_hms;
 use crate::error::{Error, Result};
-use crate::model::{GpuSlot, Kind, Pool, Timestamp};
+use crate::model::{GpuSlot, Kind, Pool, Reservation, Timestamp};
 
 pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
+    // Asked before the pool is read, so the reservations shown are no older than the
+    // processes they are compared with.
+    let gpus = Gpus::probe(&ctx.config, &args.usage.nvml);
+    gpus.warn("showing reservations only");
+    let threshold = memory_threshold(&ctx.config, &args.usage);
     let now = now();
     // The cheap unlocked read is the truth unless something has ended since the last
     // commit; then commit the sweep, so that what we show is what the store holds.
@@ -19,31 +29,102 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
     }
     if args.verbose {
         eprintln!("Store: {}", ctx.store.describe());
+        eprintln!("{}", describe_nvml(&gpus, pool.gpus.len(), threshold));
     }
     let mut out = String::new();
     for slot in &pool.gpus {
-        out.push_str(&describe(slot, &pool, now));
+        out.push_str(&describe(slot, &pool, now, &gpus, threshold));
         out.push('\n');
     }
     print!("{out}");
     Ok(())
 }
 
-fn describe(slot: &GpuSlot, pool: &Pool, now: Timestamp) -> String {
-    let id = slot.id;
-    let Some(r) = &slot.reservation else {
-        return match (slot.last_released, pool.initialized_at) {
-            (Some(t), _) => format!(
-                "GPU {id}: AVAILABLE (last released {} ago)",
-                format_hms(now - t)
-            ),
-            (None, Some(t)) => format!(
-                "GPU {id}: AVAILABLE (never reserved, initialized {} ago)",
-                format_hms(now - t)
-            ),
-            (None, None) => format!("GPU {id}: AVAILABLE"),
-        };
+fn describe_nvml(gpus: &Gpus, pool_size: usize, threshold: u64) -> String {
+    let Some(devices) = gpus.devices() else {
+        return "NVML: not available; showing reservations only".to_string();
     };
+    let driver = gpus
+        .driver_version()
+        .map(|version| format!("driver {version}, "))
+        .unwrap_or_default();
+    let mismatch = if devices.len() == pool_size {
+        String::new()
+    } else {
+        format!(" (the pool has {pool_size})")
+    };
+    format!(
+        "NVML: {driver}{} GPU(s){mismatch}; in use without reservation above {threshold} MiB",
+        devices.len()
+    )
+}
+
+fn describe(slot: &GpuSlot, pool: &Pool, now: Timestamp, gpus: &Gpus, threshold: u64) -> String {
+    let info = gpus.get(slot.id);
+    let mut line = match (&slot.reservation, info) {
+        (Some(r), _) => reserved(slot.id, r, now),
+        (None, Some(gpu)) if in_use_mib(gpu) > threshold => {
+            if gpu.processes.is_empty() {
+                format!(
+                    "GPU {}: IN USE WITHOUT RESERVATION (NVML lists no processes)",
+                    slot.id
+                )
+            } else {
+                format!(
+                    "GPU {}: IN USE WITHOUT RESERVATION by {}",
+                    slot.id,
+                    describe_processes(&gpu.processes)
+                )
+            }
+        }
+        (None, _) => available(slot, pool, now),
+    };
+    match info {
+        Some(gpu) => {
+            line.push_str(&format!(
+                " — {}, {}/{} MiB",
+                gpu.name, gpu.memory_used_mib, gpu.memory_total_mib
+            ));
+            if let Some(r) = &slot.reservation {
+                // Someone else's job on a reserved GPU is what crashes the holder's
+                // runs with out-of-memory errors. Processes whose owner cannot be seen
+                // may well be the holder's (in a container), so they are not flagged.
+                let holder = |user: &str| user == r.user || Some(user) == r.actual_user.as_deref();
+                let foreign: Vec<_> = gpu
+                    .processes
+                    .iter()
+                    .filter(|p| p.user.as_deref().is_some_and(|user| !holder(user)))
+                    .collect();
+                if !foreign.is_empty() {
+                    line.push_str(&format!(
+                        " — WARNING: also used by {}",
+                        describe_processes(foreign)
+                    ));
+                }
+            }
+        }
+        None if gpus.devices().is_some() => line.push_str(" — not reported by NVML"),
+        None => {}
+    }
+    line
+}
+
+fn available(slot: &GpuSlot, pool: &Pool, now: Timestamp) -> String {
+    let id = slot.id;
+    match (slot.last_released, pool.initialized_at) {
+        (Some(t), _) => format!(
+            "GPU {id}: AVAILABLE (last released {} ago)",
+            format_hms(now - t)
+        ),
+        (None, Some(t)) => format!(
+            "GPU {id}: AVAILABLE (never reserved, initialized {} ago)",
+            format_hms(now - t)
+        ),
+        (None, None) => format!("GPU {id}: AVAILABLE"),
+    }
+}
+
+fn reserved(id: u32, r: &Reservation, now: Timestamp) -> String {
     let detail = match r.kind {
         Kind::Run => format!(
             "run, last heartbeat {} ago",

@@ -142,7 +142,8 @@ impl TestStore {
         let mut cmd = StdCommand::new(binary());
         cmd.env("CANHAZGPU_STORE", self.url())
             .env("CANHAZGPU_CONFIG", self.config_path())
-            .env_remove("CUDA_VISIBLE_DEVICES");
+            .env_remove("CUDA_VISIBLE_DEVICES")
+            .env_remove("CANHAZGPU_NVML_LIBRARY");
         cmd
     }
 
