@@ -114,6 +114,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION")]
     pub heartbeat_interval: Option<String>,
 
+    /// What to do when someone else took this run's GPUs while it ran (after a store
+    /// reset, say): warn, or also send the command SIGTERM
+    #[arg(long, value_enum, default_value_t = OnLost::Warn, value_name = "ACTION")]
+    pub on_lost: OnLost,
+
     /// The command to run, after `--`
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<std::ffi::OsString>,
@@ -121,6 +126,14 @@ pub struct RunArgs {
     // Last, because its help heading applies to every argument after it.
     #[command(flatten)]
     pub alloc: AllocationArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnLost {
+    /// Warn on stderr at every heartbeat and let the command run on
+    Warn,
+    /// Warn and send the command SIGTERM once
+    Kill,
 }
 
 /// Show current GPU allocation status

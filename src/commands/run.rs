@@ -17,12 +17,12 @@ use signal_hook::iterator::SignalsInfo;
 use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::low_level::siginfo::Cause;
 
-use crate::cli::RunArgs;
+use crate::cli::{OnLost, RunArgs};
 use crate::commands::gpus::Allocation;
 use crate::commands::{Context, choose, current_user, device_env, format_ids, now};
 use crate::duration;
 use crate::error::{Error, Result};
-use crate::model::{Kind, Owner, Reservation};
+use crate::model::{Kind, Owner, Pool, Reservation};
 
 /// Exit statuses of a shell for a command that cannot run.
 const EXIT_NOT_FOUND: i32 = 127;
@@ -45,44 +45,62 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     let unusable = gpus.unusable();
     let user = current_user();
     let start = now();
-    let ids = ctx.store.update(|pool| {
+    let reservation = Reservation {
+        user,
+        actual_user: None,
+        kind: Kind::Run,
+        start_time: start,
+        last_heartbeat: start,
+        expiry_time: None,
+        note: None,
+        owner: Some(me.clone()),
+    };
+    let (ids, pool_size) = ctx.store.update(|pool| {
         ctx.sweep(pool, start);
         let ids = choose(pool, args.gpus, &unusable)?;
         for &id in &ids {
             if let Some(slot) = pool.slot_mut(id) {
                 slot.extra.clear();
-                slot.reservation = Some(Reservation {
-                    user: user.clone(),
-                    actual_user: None,
-                    kind: Kind::Run,
-                    start_time: start,
-                    last_heartbeat: start,
-                    expiry_time: None,
-                    note: None,
-                    owner: Some(me.clone()),
-                });
+                slot.reservation = Some(reservation.clone());
             }
         }
-        Ok(ids)
+        Ok((ids, pool.gpus.len() as u32))
     })?;
     eprintln!("canhazgpu: running on GPU(s) {}", format_ids(&ids));
     let devices = gpus.chosen(&ids);
+    let held = Held {
+        ids,
+        reservation,
+        me,
+        pool_size,
+        on_lost: args.on_lost,
+    };
 
-    let outcome = supervise(ctx, &ids, &devices, &me, interval, program, program_args);
+    let outcome = supervise(ctx, &held, &devices, interval, program, program_args);
     // The command's own status matters more than a failed release, which liveness
     // repairs anyway: report it, but exit as the command did.
-    if let Err(e) = release_own(ctx, &ids, &me) {
+    if let Err(e) = release_own(ctx, &held.ids, &held.me) {
         eprintln!("canhazgpu: warning: {e}");
     }
     outcome
 }
 
+/// What a running `run` holds, and what it needs to keep holding it.
+struct Held {
+    ids: Vec<u32>,
+    /// As first written, to write again if the store forgot it.
+    reservation: Reservation,
+    me: Owner,
+    /// The pool's size when allocated, to recreate a pool the store lost entirely.
+    pool_size: u32,
+    on_lost: OnLost,
+}
+
 /// Runs the command to its end, forwarding signals and heartbeating meanwhile.
 fn supervise(
     ctx: &Context,
-    ids: &[u32],
+    held: &Held,
     devices: &str,
-    me: &Owner,
     interval: Duration,
     program: &std::ffi::OsString,
     program_args: &[std::ffi::OsString],
@@ -128,8 +146,14 @@ fn supervise(
             }
         });
         scope.spawn(move || {
+            let mut killed = false;
             while let Err(RecvTimeoutError::Timeout) = heartbeat_stopped.recv_timeout(interval) {
-                heartbeat(ctx, ids, me);
+                let lost = heartbeat(ctx, held);
+                if lost && held.on_lost == OnLost::Kill && !killed {
+                    eprintln!("canhazgpu: sending SIGTERM to the command (--on-lost kill)");
+                    let _ = kill(child_pid, Signal::SIGTERM);
+                    killed = true;
+                }
             }
         });
         let status = child.wait();
@@ -148,26 +172,67 @@ fn exit_code(status: ExitStatus) -> i32 {
         .unwrap_or(1)
 }
 
-fn heartbeat(ctx: &Context, ids: &[u32], me: &Owner) {
+#[derive(Default)]
+struct Beat {
+    recreated_pool: bool,
+    reasserted: Vec<u32>,
+    lost: Vec<(u32, String)>,
+}
+
+/// Renews this run's reservations. Where the store forgot them (a Redis restarted without
+/// persistence) and the GPUs are still free, writes them again; where someone else holds
+/// them now, says so loudly. Returns whether any GPU is lost to someone else.
+fn heartbeat(ctx: &Context, held: &Held) -> bool {
     let beat = now();
-    let lost = ctx.store.update(|pool| {
-        let mut lost = Vec::new();
-        for &id in ids {
-            match pool.slot_mut(id).and_then(|slot| slot.reservation.as_mut()) {
-                Some(r) if r.owner.as_ref() == Some(me) => r.last_heartbeat = beat,
-                _ => lost.push(id),
+    let outcome = ctx.store.transact(|pool| {
+        let mut report = Beat::default();
+        let pool = pool.get_or_insert_with(|| {
+            report.recreated_pool = true;
+            Pool::new(held.pool_size, beat)
+        });
+        for &id in &held.ids {
+            let Some(slot) = pool.slot_mut(id) else {
+                report.lost.push((id, "no longer in the pool".to_string()));
+                continue;
+            };
+            match &mut slot.reservation {
+                Some(r) if r.owner.as_ref() == Some(&held.me) => r.last_heartbeat = beat,
+                Some(r) => report.lost.push((id, format!("now held by {}", r.user))),
+                None => {
+                    slot.reservation = Some(Reservation {
+                        last_heartbeat: beat,
+                        ..held.reservation.clone()
+                    });
+                    report.reasserted.push(id);
+                }
             }
         }
-        Ok(lost)
+        Ok(report)
     });
-    match lost {
-        Ok(lost) if lost.is_empty() => {}
-        Ok(lost) => eprintln!(
-            "canhazgpu: WARNING: this run no longer holds GPU(s) {} (reinitialized or taken by someone else); the command keeps running",
-            format_ids(&lost)
-        ),
-        Err(e) => eprintln!("canhazgpu: warning: heartbeat failed, will retry: {e}"),
+    let report = match outcome {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("canhazgpu: warning: heartbeat failed, will retry: {e}");
+            return false;
+        }
+    };
+    if report.recreated_pool {
+        eprintln!(
+            "canhazgpu: WARNING: the pool was missing from {} (restarted without persistence?); recreated it with {} GPUs",
+            ctx.store.describe(),
+            held.pool_size
+        );
     }
+    if !report.reasserted.is_empty() {
+        eprintln!(
+            "canhazgpu: WARNING: the store had forgotten this run's GPU(s) {}; reserved them again",
+            format_ids(&report.reasserted)
+        );
+    }
+    for (id, why) in &report.lost {
+        eprintln!("canhazgpu: WARNING: this run lost GPU {id}, {why}; two jobs may now share it");
+    }
+    !report.lost.is_empty()
 }
 
 /// Frees the GPUs this run still holds, and only those: after a reinitialization or a

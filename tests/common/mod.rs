@@ -38,22 +38,44 @@ pub struct RedisServer {
 impl RedisServer {
     pub fn start() -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir for redis");
-        let socket = dir.path().join("redis.sock");
-        let child = StdCommand::new("redis-server")
+        let child = Self::spawn(dir.path());
+        let server = RedisServer { child, dir };
+        server.wait_until_listening();
+        server
+    }
+
+    /// Stops the server; its data is gone (it runs without persistence).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(self.socket());
+    }
+
+    /// Starts it again, empty, on the same socket.
+    pub fn start_again(&mut self) {
+        self.child = Self::spawn(self.dir.path());
+        self.wait_until_listening();
+    }
+
+    fn wait_until_listening(&self) {
+        let socket = self.socket();
+        wait_for(Duration::from_secs(10), "redis-server to listen", || {
+            std::os::unix::net::UnixStream::connect(&socket).ok()
+        });
+    }
+
+    fn spawn(dir: &Path) -> Child {
+        let socket = dir.join("redis.sock");
+        StdCommand::new("redis-server")
             .args(["--port", "0", "--save", "", "--appendonly", "no"])
             .arg("--unixsocket")
             .arg(&socket)
             .args(["--unixsocketperm", "777", "--dir"])
-            .arg(dir.path())
+            .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server must be installed for the tests (apt-get install redis-server)");
-        let server = RedisServer { child, dir };
-        wait_for(Duration::from_secs(10), "redis-server to listen", || {
-            std::os::unix::net::UnixStream::connect(&socket).ok()
-        });
-        server
+            .expect("redis-server must be installed for the tests (apt-get install redis-server)")
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -122,6 +144,10 @@ impl TestStore {
 
     pub fn redis(&self) -> &RedisServer {
         self.redis.as_ref().expect("a Redis-backed test store")
+    }
+
+    pub fn redis_mut(&mut self) -> &mut RedisServer {
+        self.redis.as_mut().expect("a Redis-backed test store")
     }
 
     /// An empty config file, so that no host configuration leaks into tests.
@@ -254,4 +280,40 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs() as i64
+}
+
+/// Collects a child's stderr lines as they come, so a test can wait for a message.
+pub struct LineWatcher {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl LineWatcher {
+    pub fn new(stream: impl std::io::Read + Send + 'static) -> LineWatcher {
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in
+                std::io::BufRead::lines(std::io::BufReader::new(stream)).map_while(Result::ok)
+            {
+                sink.lock().expect("line sink").push(line);
+            }
+        });
+        LineWatcher { lines }
+    }
+
+    /// Waits until a line containing `fragment` has arrived, and returns it.
+    pub fn wait_for_line(&self, fragment: &str, deadline: Duration) -> String {
+        wait_for(deadline, &format!("a line containing {fragment:?}"), || {
+            self.lines
+                .lock()
+                .expect("lines")
+                .iter()
+                .find(|l| l.contains(fragment))
+                .cloned()
+        })
+    }
+
+    pub fn all(&self) -> String {
+        self.lines.lock().expect("lines").join("\n")
+    }
 }
