@@ -11,17 +11,45 @@ pub struct Shortage {
     pub available: usize,
 }
 
-/// Least recently released first: GPUs never used come first, then those released longest
-/// ago; ties go to the lowest id. All or nothing.
+/// How free GPUs are ranked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Policy {
+    /// Least recently released first, so that wear and heat spread over all GPUs
+    #[default]
+    Lru,
+    /// The GPUs the requesting user released most recently first, then LRU: the same card
+    /// again for benchmarks and warm caches
+    Sticky,
+}
+
+/// Picks `count` free GPUs, all or nothing.
 ///
+/// LRU: GPUs never used come first, then those released longest ago; ties go to the
+/// lowest id. Sticky puts `user`'s own most recently released GPUs in front of that.
 /// `unusable` holds GPUs that are free in the pool but must not be handed out (for example
 /// in use by a process without a reservation).
-pub fn choose(pool: &Pool, count: usize, unusable: &BTreeSet<u32>) -> Result<Vec<u32>, Shortage> {
+pub fn choose(
+    pool: &Pool,
+    count: usize,
+    unusable: &BTreeSet<u32>,
+    policy: Policy,
+    user: &str,
+) -> Result<Vec<u32>, Shortage> {
     let mut free: Vec<_> = pool
         .gpus
         .iter()
         .filter(|slot| slot.reservation.is_none() && !unusable.contains(&slot.id))
-        .map(|slot| (slot.last_released, slot.id))
+        .map(|slot| {
+            let mine = policy == Policy::Sticky && slot.last_user.as_deref() == Some(user);
+            // Mine first, most recent first among mine; then LRU, where `None` (never
+            // used) sorts before any time.
+            let rank = if mine {
+                (0, std::cmp::Reverse(slot.last_released), None)
+            } else {
+                (1, std::cmp::Reverse(None), slot.last_released)
+            };
+            (rank, slot.id)
+        })
         .collect();
     if free.len() < count {
         return Err(Shortage {
@@ -29,11 +57,38 @@ pub fn choose(pool: &Pool, count: usize, unusable: &BTreeSet<u32>) -> Result<Vec
             available: free.len(),
         });
     }
-    // `None` sorts before any time: never-used GPUs first.
     free.sort_unstable();
     let mut chosen: Vec<u32> = free.into_iter().take(count).map(|(_, id)| id).collect();
     chosen.sort_unstable();
     Ok(chosen)
+}
+
+/// Why a GPU asked for by id cannot be had.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    NoSuchGpu(u32),
+    HeldBy(u32, String),
+    InUseWithoutReservation(u32),
+}
+
+/// Checks that every GPU in `ids` can be handed out; all refusals, or none.
+pub fn check_ids(pool: &Pool, ids: &[u32], unusable: &BTreeSet<u32>) -> Result<(), Vec<Refusal>> {
+    let refusals: Vec<Refusal> = ids
+        .iter()
+        .filter_map(|&id| match pool.gpus.get(id as usize) {
+            None => Some(Refusal::NoSuchGpu(id)),
+            Some(slot) => match &slot.reservation {
+                Some(r) => Some(Refusal::HeldBy(id, r.user.clone())),
+                None if unusable.contains(&id) => Some(Refusal::InUseWithoutReservation(id)),
+                None => None,
+            },
+        })
+        .collect();
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(refusals)
+    }
 }
 
 #[cfg(test)]
@@ -73,13 +128,19 @@ mod tests {
             ],
             &[0, 3, 4, 6, 7],
         );
-        assert_eq!(choose(&pool, 2, &BTreeSet::new()), Ok(vec![1, 5]));
+        assert_eq!(
+            choose(&pool, 2, &BTreeSet::new(), Policy::Lru, "u"),
+            Ok(vec![1, 5])
+        );
     }
 
     #[test]
     fn never_used_first_then_lowest_id() {
         let pool = pool_with(&[(0, Some(10)), (1, Some(10)), (2, Some(5))], &[]);
-        assert_eq!(choose(&pool, 3, &BTreeSet::new()), Ok(vec![3, 4, 5]));
+        assert_eq!(
+            choose(&pool, 3, &BTreeSet::new(), Policy::Lru, "u"),
+            Ok(vec![3, 4, 5])
+        );
         let pool = pool_with(
             &[
                 (3, Some(1)),
@@ -90,27 +151,75 @@ mod tests {
             ],
             &[0, 1, 2],
         );
-        assert_eq!(choose(&pool, 2, &BTreeSet::new()), Ok(vec![3, 4]));
+        assert_eq!(
+            choose(&pool, 2, &BTreeSet::new(), Policy::Lru, "u"),
+            Ok(vec![3, 4])
+        );
+    }
+
+    #[test]
+    fn sticky_prefers_my_most_recent_gpus_then_lru() {
+        let mut pool = pool_with(
+            &[(0, Some(10)), (1, Some(50)), (2, Some(40)), (3, Some(5))],
+            &[],
+        );
+        pool.gpus[1].last_user = Some("me".into());
+        pool.gpus[2].last_user = Some("me".into());
+        pool.gpus[3].last_user = Some("you".into());
+        assert_eq!(
+            choose(&pool, 1, &BTreeSet::new(), Policy::Sticky, "me"),
+            Ok(vec![1])
+        );
+        assert_eq!(
+            choose(&pool, 2, &BTreeSet::new(), Policy::Sticky, "me"),
+            Ok(vec![1, 2])
+        );
+        // Then LRU: never-used 4 before 3 (released at 5).
+        assert_eq!(
+            choose(&pool, 3, &BTreeSet::new(), Policy::Sticky, "me"),
+            Ok(vec![1, 2, 4])
+        );
+        assert_eq!(
+            choose(&pool, 1, &BTreeSet::new(), Policy::Lru, "me"),
+            Ok(vec![4])
+        );
+    }
+
+    #[test]
+    fn specific_ids_are_all_checked() {
+        let pool = pool_with(&[], &[1]);
+        assert_eq!(check_ids(&pool, &[0, 2], &BTreeSet::new()), Ok(()));
+        assert_eq!(
+            check_ids(&pool, &[1, 2, 9], &BTreeSet::from([2])),
+            Err(vec![
+                Refusal::HeldBy(1, "x".into()),
+                Refusal::InUseWithoutReservation(2),
+                Refusal::NoSuchGpu(9)
+            ])
+        );
     }
 
     #[test]
     fn all_or_nothing_and_exclusions() {
         let pool = pool_with(&[], &[0, 1, 2, 3, 4, 5]);
         assert_eq!(
-            choose(&pool, 3, &BTreeSet::new()),
+            choose(&pool, 3, &BTreeSet::new(), Policy::Lru, "u"),
             Err(Shortage {
                 requested: 3,
                 available: 2
             })
         );
         assert_eq!(
-            choose(&pool, 2, &BTreeSet::from([6])),
+            choose(&pool, 2, &BTreeSet::from([6]), Policy::Lru, "u"),
             Err(Shortage {
                 requested: 2,
                 available: 1
             })
         );
-        assert_eq!(choose(&pool, 1, &BTreeSet::from([6])), Ok(vec![7]));
+        assert_eq!(
+            choose(&pool, 1, &BTreeSet::from([6]), Policy::Lru, "u"),
+            Ok(vec![7])
+        );
     }
 
     mod properties {
@@ -144,7 +253,8 @@ mod tests {
             #[test]
             fn never_busy_excluded_or_duplicate_and_exact_or_nothing((pool, unusable, count) in pools()) {
                 let usable = pool.gpus.iter().filter(|s| s.reservation.is_none() && !unusable.contains(&s.id)).count();
-                match choose(&pool, count, &unusable) {
+                let policy = if count % 2 == 0 { Policy::Lru } else { Policy::Sticky };
+                match choose(&pool, count, &unusable, policy, "me") {
                     Ok(ids) => {
                         prop_assert_eq!(ids.len(), count);
                         let distinct: BTreeSet<_> = ids.iter().collect();

@@ -41,6 +41,7 @@ pub enum Command {
     Reserve(ReserveArgs),
     Run(RunArgs),
     Status(StatusArgs),
+    Report(ReportArgs),
 }
 
 /// Initialize GPU pool for this machine
@@ -128,6 +129,23 @@ pub struct RunArgs {
     pub alloc: AllocationArgs,
 }
 
+/// GPU-hours per user over a period
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    canhazgpu report               # the last 30 days\n  \
+    canhazgpu report --days 7\n  \
+    canhazgpu report --json\n\n\
+    Counts finished reservations (one per GPU) and the time so far of those still held.")]
+pub struct ReportArgs {
+    /// How many days back to count
+    #[arg(long, default_value_t = 30, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub days: u32,
+
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnLost {
     /// Warn on stderr at every heartbeat and let the command run on
@@ -145,6 +163,10 @@ pub struct StatusArgs {
     /// Also say which store was read and what NVML reported
     #[arg(long, short)]
     pub verbose: bool,
+
+    /// Print a JSON array, one object per GPU (schema: docs/status-json.md)
+    #[arg(long)]
+    pub json: bool,
 
     #[command(flatten)]
     pub usage: UsageArgs,

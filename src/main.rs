@@ -66,6 +66,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Reserve(args) => commands::reserve::reserve(&ctx, args)?,
         Command::Run(args) => return commands::run::run(&ctx, args),
         Command::Status(args) => commands::status::status(&ctx, args)?,
+        Command::Report(args) => commands::report::report(&ctx, args)?,
     }
     Ok(0)
 }

@@ -68,6 +68,8 @@ pub struct GpuSlot {
     pub id: u32,
     pub reservation: Option<Reservation>,
     pub last_released: Option<Timestamp>,
+    /// The account that released it last, for the sticky allocation policy.
+    pub last_user: Option<String>,
     /// Fields written by other clients that this version does not know; kept on
     /// in-place updates (heartbeats) so that we do not destroy what they rely on.
     pub extra: Map<String, Value>,
@@ -79,6 +81,7 @@ impl GpuSlot {
             id,
             reservation: None,
             last_released: None,
+            last_user: None,
             extra: Map::new(),
         }
     }
@@ -124,6 +127,12 @@ impl Pool {
         let slot = self.gpus.get_mut(id as usize)?;
         let reservation = slot.reservation.take()?;
         slot.last_released = Some(at);
+        slot.last_user = Some(
+            reservation
+                .actual_user
+                .clone()
+                .unwrap_or_else(|| reservation.user.clone()),
+        );
         // What other clients attached to the reservation ends with it.
         slot.extra.clear();
         let end = at.max(reservation.start_time);
@@ -147,6 +156,31 @@ impl Pool {
     }
 }
 
+impl HistoryRecord {
+    /// Reads a record as any upstream version wrote it (times as integers, floats or
+    /// RFC 3339 strings); `None` for anything that is not a usable record.
+    pub fn decode(text: &str) -> Option<HistoryRecord> {
+        let value: Value = serde_json::from_str(text).ok()?;
+        let start_time = decode_time(value.get("start_time")?)?;
+        let end_time = decode_time(value.get("end_time")?)?;
+        Some(HistoryRecord {
+            user: value.get("user")?.as_str()?.to_string(),
+            gpu_id: u32::try_from(value.get("gpu_id")?.as_u64()?).ok()?,
+            start_time,
+            end_time,
+            duration_seconds: value
+                .get("duration_seconds")
+                .and_then(Value::as_f64)
+                .unwrap_or((end_time - start_time) as f64),
+            reservation_type: value
+                .get("reservation_type")
+                .and_then(Value::as_str)
+                .unwrap_or("run")
+                .to_string(),
+        })
+    }
+}
+
 /// Field names of the upstream JSON, in one place.
 mod field {
     pub const USER: &str = "user";
@@ -157,9 +191,12 @@ mod field {
     pub const EXPIRY: &str = "expiry_time";
     pub const NOTE: &str = "note";
     pub const LAST_RELEASED: &str = "last_released";
+    /// Ours, for the sticky policy.
+    pub const LAST_USER: &str = "last_user";
     /// Ours: upstream ignores it, and it is what lets us free a crashed job at once.
     pub const OWNER: &str = "owner_process";
-    pub const KNOWN: [&str; 9] = [
+    pub const KNOWN: [&str; 10] = [
+        LAST_USER,
         USER,
         ACTUAL_USER,
         START,
@@ -232,6 +269,7 @@ pub fn decode_slot_value(id: u32, value: Value, what: &str) -> Result<GpuSlot> {
     };
     let get_time = |key: &str| object.get(key).and_then(decode_time);
     slot.last_released = get_time(field::LAST_RELEASED);
+    slot.last_user = non_empty_string(object.get(field::LAST_USER));
     if let Some(user) = non_empty_string(object.get(field::USER)) {
         let start_time = get_time(field::START).unwrap_or(0);
         let kind = match object.get(field::TYPE).and_then(Value::as_str) {
@@ -263,6 +301,9 @@ pub fn encode_slot_value(slot: &GpuSlot) -> Value {
     let mut object = slot.extra.clone();
     if let Some(t) = slot.last_released {
         object.insert(field::LAST_RELEASED.into(), t.into());
+    }
+    if let Some(user) = &slot.last_user {
+        object.insert(field::LAST_USER.into(), user.clone().into());
     }
     if let Some(r) = &slot.reservation {
         object.insert(field::USER.into(), r.user.clone().into());
@@ -353,8 +394,23 @@ mod tests {
         assert_eq!(decode_slot(0, Some(&text), "t").unwrap(), pool.gpus[0]);
         pool.release(0, 200);
         let text = encode_slot(&pool.gpus[0]);
-        assert_eq!(text, r#"{"last_released":200}"#);
+        assert_eq!(text, r#"{"last_released":200,"last_user":"alice"}"#);
         assert_eq!(pool.ended[0].duration_seconds, 100.0);
+    }
+
+    #[test]
+    fn history_records_in_upstream_forms() {
+        let record = HistoryRecord::decode(
+            r#"{"user":"a","gpu_id":1,"start_time":"2025-01-01T00:00:00Z","end_time":1735693200.0,"duration_seconds":3600,"reservation_type":"manual"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (record.start_time, record.end_time),
+            (1735689600, 1735693200)
+        );
+        assert_eq!(record.reservation_type, "manual");
+        assert!(HistoryRecord::decode(r#"{"user":"a"}"#).is_none());
+        assert!(HistoryRecord::decode("not json").is_none());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod gpus;
 pub mod release;
+pub mod report;
 pub mod reserve;
 pub mod run;
 pub mod status;
@@ -55,7 +56,7 @@ pub fn current_user() -> String {
 /// Picks `count` GPUs, none of them `unusable` (in use without a reservation), or
 /// explains why not.
 pub fn choose(pool: &Pool, count: u32, unusable: &BTreeSet<u32>) -> Result<Vec<u32>> {
-    alloc::choose(pool, count as usize, unusable).map_err(|shortage| {
+    alloc::choose(pool, count as usize, unusable, alloc::Policy::Lru, "").map_err(|shortage| {
         let total = pool.gpus.len();
         let blocked = pool.ids_where(|slot| slot.reservation.is_none() && unusable.contains(&slot.id));
         let hint = if shortage.requested > total {

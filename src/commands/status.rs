@@ -10,6 +10,7 @@ use crate::commands::{Context, now};
 use crate::duration::format_hms;
 use crate::error::{Error, Result};
 use crate::model::{GpuSlot, Kind, Pool, Reservation, Timestamp};
+use serde_json::json;
 
 pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
     // Asked before the pool is read, so the reservations shown are no older than the
@@ -31,6 +32,15 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
         eprintln!("Store: {}", ctx.store.describe());
         eprintln!("{}", describe_nvml(&gpus, pool.gpus.len(), threshold));
     }
+    if args.json {
+        let entries: Vec<serde_json::Value> = pool
+            .gpus
+            .iter()
+            .map(|slot| json_entry(slot, &gpus, threshold))
+            .collect();
+        println!("{}", serde_json::Value::Array(entries));
+        return Ok(());
+    }
     let mut out = String::new();
     for slot in &pool.gpus {
         out.push_str(&describe(slot, &pool, now, &gpus, threshold));
@@ -38,6 +48,44 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
     }
     print!("{out}");
     Ok(())
+}
+
+/// One GPU for `status --json`; every key is always present (null when unknown), so
+/// that scripts need no existence checks. Documented in docs/status-json.md.
+fn json_entry(slot: &GpuSlot, gpus: &Gpus, threshold: u64) -> serde_json::Value {
+    let info = gpus.get(slot.id);
+    let r = slot.reservation.as_ref();
+    let state = match (r, info) {
+        (Some(_), _) => "in_use",
+        (None, Some(gpu)) if in_use_mib(gpu) > threshold => "in_use_without_reservation",
+        (None, _) => "available",
+    };
+    let nvml = info.map(|gpu| {
+        json!({
+            "name": gpu.name,
+            "uuid": gpu.uuid,
+            "memory_used_mib": gpu.memory_used_mib,
+            "memory_total_mib": gpu.memory_total_mib,
+            "processes": gpu.processes.iter().map(|p| json!({
+                "pid": p.pid,
+                "user": p.user,
+                "used_mib": p.used_mib,
+            })).collect::<Vec<_>>(),
+        })
+    });
+    json!({
+        "id": slot.id,
+        "state": state,
+        "user": r.map(|r| &r.user),
+        "actual_user": r.and_then(|r| r.actual_user.as_ref()),
+        "kind": r.map(|r| r.kind.as_str()),
+        "since": r.map(|r| r.start_time),
+        "last_heartbeat": r.filter(|r| r.kind == Kind::Run).map(|r| r.last_heartbeat),
+        "expires": r.and_then(|r| r.expiry_time),
+        "note": r.and_then(|r| r.note.as_ref()),
+        "last_released": slot.last_released,
+        "nvml": nvml,
+    })
 }
 
 fn describe_nvml(gpus: &Gpus, pool_size: usize, threshold: u64) -> String {

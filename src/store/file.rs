@@ -12,13 +12,17 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::model::{self, Pool};
+use crate::model::{self, HistoryRecord, Pool, Timestamp};
 
 /// Bumped when the state file changes incompatibly; a newer file is refused, not reset.
 const SCHEMA: u64 = 1;
 const STATE: &str = "state.json";
 const LOCK: &str = "lock";
 const HISTORY: &str = "history.jsonl";
+/// The embedded store keeps 90 days of history.
+const HISTORY_DAYS: i64 = 90;
+/// Below this size the history file is not worth checking for old records.
+const HISTORY_PRUNE_BYTES: u64 = 256 * 1024;
 /// Every local user must be able to replace `state.json` by rename, which needs write
 /// permission on the directory and no sticky bit (the sticky bit would forbid replacing
 /// a file another user wrote). Local users are trusted; see README's trust model.
@@ -84,6 +88,56 @@ impl FileStore {
     pub fn overwrite(&self, pool: &Pool) -> Result<()> {
         let _lock = self.lock()?;
         self.write_state(pool)
+    }
+
+    pub fn history(&self, since: Timestamp) -> Result<Vec<HistoryRecord>> {
+        let path = self.dir.join(HISTORY);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(Error::failure(format!(
+                    "cannot read the usage history {}: {e}",
+                    path.display()
+                )));
+            }
+        };
+        // A line torn by a crash mid-append is skipped, not fatal.
+        Ok(text
+            .lines()
+            .filter_map(HistoryRecord::decode)
+            .filter(|record| record.end_time >= since)
+            .collect())
+    }
+
+    /// Drops records older than 90 days once the file has grown; called under the lock.
+    fn prune_history(&self, now: Timestamp) {
+        let path = self.dir.join(HISTORY);
+        let large = fs::metadata(&path).is_ok_and(|m| m.len() > HISTORY_PRUNE_BYTES);
+        if !large {
+            return;
+        }
+        let Ok(text) = fs::read_to_string(&path) else {
+            return;
+        };
+        let cutoff = now - HISTORY_DAYS * 86_400;
+        let kept: String = text
+            .lines()
+            .filter(|line| HistoryRecord::decode(line).is_some_and(|r| r.end_time >= cutoff))
+            .flat_map(|line| [line, "\n"])
+            .collect();
+        if kept.len() == text.len() {
+            return;
+        }
+        let temp = self
+            .dir
+            .join(format!(".{HISTORY}.{}.tmp", std::process::id()));
+        if write_synced(&temp, kept.as_bytes())
+            .and_then(|()| fs::rename(&temp, &path))
+            .is_err()
+        {
+            let _ = fs::remove_file(&temp);
+        }
     }
 
     fn lock(&self) -> Result<File> {
@@ -160,6 +214,7 @@ impl FileStore {
             return;
         }
         let mut lines = String::new();
+        let latest = pool.ended.iter().map(|r| r.end_time).max().unwrap_or(0);
         for record in pool.ended.drain(..) {
             if let Ok(line) = serde_json::to_string(&record) {
                 lines.push_str(&line);
@@ -178,6 +233,7 @@ impl FileStore {
                 self.dir.join(HISTORY).display()
             );
         }
+        self.prune_history(latest);
     }
 }
 

@@ -8,7 +8,7 @@ mod redis;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::model::Pool;
+use crate::model::{HistoryRecord, Pool, Timestamp};
 
 pub use file::FileStore;
 pub use redis::RedisStore;
@@ -61,6 +61,14 @@ impl Store {
         match self {
             Store::File(store) => store.snapshot(),
             Store::Redis(store) => store.snapshot(),
+        }
+    }
+
+    /// Finished reservations that ended at or after `since`.
+    pub fn history(&self, since: Timestamp) -> Result<Vec<HistoryRecord>> {
+        match self {
+            Store::File(store) => store.history(since),
+            Store::Redis(store) => store.history(since),
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use redis::{Client, Connection, Value as RedisValue};
 
 use crate::error::{Error, Result};
-use crate::model::{self, Pool};
+use crate::model::{self, HistoryRecord, Pool, Timestamp};
 
 const KEY_COUNT: &str = "canhazgpu:gpu_count";
 /// Ours: upstream records no initialization time.
@@ -121,6 +121,20 @@ impl RedisStore {
                 .push(model::decode_slot(id, value.as_deref(), &what)?);
         }
         Ok(Some(pool))
+    }
+
+    pub fn history(&self, since: Timestamp) -> Result<Vec<HistoryRecord>> {
+        let mut connection = self.connect()?;
+        let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(KEY_HISTORY)
+            .arg(since)
+            .arg("+inf")
+            .query(&mut connection)
+            .map_err(|e| self.unreachable(&e))?;
+        Ok(members
+            .iter()
+            .filter_map(|m| HistoryRecord::decode(m))
+            .collect())
     }
 
     pub fn transact<T>(&self, mut change: impl FnMut(&mut Option<Pool>) -> Result<T>) -> Result<T> {
