@@ -42,6 +42,7 @@ pub enum Command {
     Run(RunArgs),
     Status(StatusArgs),
     Report(ReportArgs),
+    Queue(QueueArgs),
 }
 
 /// Initialize GPU pool for this machine
@@ -127,6 +128,17 @@ pub struct RunArgs {
     // Last, because its help heading applies to every argument after it.
     #[command(flatten)]
     pub alloc: AllocationArgs,
+}
+
+/// List the requests waiting for GPUs (--wait), in the order they will be served
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    canhazgpu queue\n  \
+    canhazgpu queue --json")]
+pub struct QueueArgs {
+    /// Print a JSON array (position, user, actual_user, gpus, gpu_ids, kind, since, deadline)
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// GPU-hours per user over a period

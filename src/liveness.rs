@@ -178,7 +178,24 @@ pub fn sweep(pool: &mut Pool, now: Timestamp, rules: &Rules, view: &dyn ProcessV
     for &(id, at) in &ended {
         pool.release(id, at);
     }
-    changed || !ended.is_empty()
+    let waiting = pool.queue.len();
+    pool.queue.retain(|waiter| waiter_alive(waiter, now, rules, view));
+    changed || !ended.is_empty() || pool.queue.len() != waiting
+}
+
+/// A waiter leaves the queue when its process dies, when its own deadline passes, or,
+/// for a process this host cannot see, when it stops heartbeating: a dead waiter must
+/// never block the requests behind it.
+fn waiter_alive(waiter: &crate::model::Waiter, now: Timestamp, rules: &Rules, view: &dyn ProcessView) -> bool {
+    if waiter.deadline.is_some_and(|deadline| now >= deadline) {
+        return false;
+    }
+    let silent_too_long = now - waiter.last_heartbeat > rules.heartbeat_timeout.as_secs() as i64;
+    match waiter.owner.as_ref().map(|o| owner_state(&Owner::from(o), view)) {
+        Some(OwnerState::Alive) => true,
+        Some(OwnerState::Dead) => false,
+        _ => !silent_too_long,
+    }
 }
 
 #[cfg(test)]
@@ -297,6 +314,41 @@ mod tests {
             !sweep(&mut pool, now + 302, &RULES, &view),
             "stable once normalised"
         );
+    }
+
+    #[test]
+    fn dead_expired_and_silent_waiters_leave_the_queue() {
+        use crate::model::{OwnerRecord, Waiter};
+        let view = FakeView(HashMap::from([(10, 55)]));
+        let now = 10_000;
+        let waiter = |id: &str, owner: Option<(u32, u64, &str)>, heartbeat: i64, deadline: Option<i64>| Waiter {
+            id: id.into(),
+            user: "u".into(),
+            actual_user: None,
+            count: 1,
+            gpu_ids: None,
+            kind: "run".into(),
+            enqueued_at: 0,
+            last_heartbeat: heartbeat,
+            deadline,
+            owner: owner.map(|(pid, ticks, boot)| OwnerRecord {
+                pid,
+                start_ticks: ticks,
+                boot_id: boot.into(),
+                pid_ns: 7,
+            }),
+        };
+        let mut pool = Pool::new(1, 0);
+        pool.queue = vec![
+            waiter("alive", Some((10, 55, "boot")), 0, None),
+            waiter("dead", Some((10, 54, "boot")), now, None),
+            waiter("timed-out", Some((10, 55, "boot")), now, Some(now)),
+            waiter("far-and-fresh", Some((3, 3, "other")), now - 10, None),
+            waiter("far-and-silent", Some((3, 3, "other")), now - 301, None),
+        ];
+        assert!(sweep(&mut pool, now, &RULES, &view));
+        let left: Vec<&str> = pool.queue.iter().map(|w| w.id.as_str()).collect();
+        assert_eq!(left, ["alive", "far-and-fresh"]);
     }
 
     #[test]

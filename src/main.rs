@@ -67,6 +67,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Run(args) => return commands::run::run(&ctx, args),
         Command::Status(args) => commands::status::status(&ctx, args)?,
         Command::Report(args) => commands::report::report(&ctx, args)?,
+        Command::Queue(args) => commands::queue::queue(&ctx, args)?,
     }
     Ok(0)
 }

@@ -98,11 +98,69 @@ pub struct HistoryRecord {
     pub reservation_type: String,
 }
 
+/// A request waiting for GPUs (`--wait`), in the store so that every client, whatever
+/// its user or store, serves the queue in the same order.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Waiter {
+    /// Unique while the waiting process lives: its pid, start ticks and boot id.
+    pub id: String,
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual_user: Option<String>,
+    /// How many GPUs it wants.
+    pub count: u32,
+    /// Specific GPUs it wants (`--gpu-ids`); then `count` is their number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_ids: Option<Vec<u32>>,
+    /// `run` or `manual`.
+    pub kind: String,
+    pub enqueued_at: Timestamp,
+    pub last_heartbeat: Timestamp,
+    /// When it stops waiting by itself (`--wait=TIMEOUT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<OwnerRecord>,
+}
+
+/// [`Owner`] as stored in a waiter.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OwnerRecord {
+    pub pid: u32,
+    pub start_ticks: u64,
+    pub boot_id: String,
+    pub pid_ns: u64,
+}
+
+impl From<&Owner> for OwnerRecord {
+    fn from(owner: &Owner) -> Self {
+        OwnerRecord {
+            pid: owner.pid,
+            start_ticks: owner.start_ticks,
+            boot_id: owner.boot_id.clone(),
+            pid_ns: owner.pid_ns,
+        }
+    }
+}
+
+impl From<&OwnerRecord> for Owner {
+    fn from(record: &OwnerRecord) -> Self {
+        Owner {
+            pid: record.pid,
+            start_ticks: record.start_ticks,
+            boot_id: record.boot_id.clone(),
+            pid_ns: record.pid_ns,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pool {
     /// When `admin` created the pool, where known (upstream pools do not record it).
     pub initialized_at: Option<Timestamp>,
     pub gpus: Vec<GpuSlot>,
+    /// Requests waiting for GPUs, first come first.
+    pub queue: Vec<Waiter>,
     /// Reservations ended during this transaction; the store appends them to its history
     /// when (and only when) the transaction commits.
     pub ended: Vec<HistoryRecord>,
@@ -113,6 +171,7 @@ impl Pool {
         Pool {
             initialized_at: Some(now),
             gpus: (0..count).map(GpuSlot::new).collect(),
+            queue: Vec::new(),
             ended: Vec::new(),
         }
     }
@@ -145,6 +204,26 @@ impl Pool {
             reservation_type: reservation.kind.as_str().to_string(),
         });
         Some(reservation)
+    }
+
+    /// GPUs free in the pool.
+    pub fn free_count(&self) -> usize {
+        self.gpus.iter().filter(|slot| slot.reservation.is_none()).count()
+    }
+
+    /// Where `id` waits (0 = first), if it does.
+    pub fn queue_position(&self, id: &str) -> Option<usize> {
+        self.queue.iter().position(|waiter| waiter.id == id)
+    }
+
+    /// How many GPUs the requests queued before position `before` (all of them for
+    /// `None`) still want.
+    pub fn wanted_ahead(&self, before: Option<usize>) -> usize {
+        let ahead = before.unwrap_or(self.queue.len());
+        self.queue[..ahead.min(self.queue.len())]
+            .iter()
+            .map(|waiter| waiter.count as usize)
+            .sum()
     }
 
     pub fn ids_where(&self, keep: impl Fn(&GpuSlot) -> bool) -> Vec<u32> {

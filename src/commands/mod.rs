@@ -1,8 +1,10 @@
 //! One module per subcommand, and what they share: who is asking, what time it is, and
 //! the liveness rules in force.
 
+pub mod acquire;
 pub mod admin;
 pub mod gpus;
+pub mod queue;
 pub mod release;
 pub mod report;
 pub mod reserve;

@@ -263,6 +263,9 @@ fn encode_state(pool: &Pool) -> Vec<u8> {
     if let Some(t) = pool.initialized_at {
         state["initialized_at"] = t.into();
     }
+    if !pool.queue.is_empty() {
+        state["queue"] = serde_json::to_value(&pool.queue).unwrap_or_default();
+    }
     let mut bytes = state.to_string().into_bytes();
     bytes.push(b'\n');
     bytes
@@ -288,6 +291,11 @@ fn decode_state(bytes: &[u8]) -> std::result::Result<Pool, String> {
     let mut pool = Pool {
         initialized_at: object.get("initialized_at").and_then(model::decode_time),
         gpus: Vec::with_capacity(gpus.len()),
+        queue: match object.get("queue") {
+            Some(queue) => serde_json::from_value(queue.clone())
+                .map_err(|e| format!("its waiting queue is malformed ({e})"))?,
+            None => Vec::new(),
+        },
         ended: Vec::new(),
     };
     for (id, entry) in gpus.iter().enumerate() {

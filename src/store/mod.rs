@@ -6,6 +6,7 @@ mod file;
 mod redis;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::model::{HistoryRecord, Pool, Timestamp};
@@ -89,6 +90,19 @@ impl Store {
             Some(pool) => change(pool),
             None => Err(Error::not_initialized()),
         })
+    }
+
+    /// Runs `body` with a `wait(timeout)` that sleeps up to `timeout` and returns `true`
+    /// when it was woken early because another client freed GPUs or left the queue (Redis
+    /// publishes that); the file store has no such signal and just sleeps.
+    pub fn with_wakeups<T>(&self, body: impl FnOnce(&mut dyn FnMut(Duration) -> bool) -> T) -> T {
+        match self {
+            Store::Redis(store) => store.with_wakeups(body),
+            Store::File(_) => body(&mut |timeout| {
+                std::thread::sleep(timeout);
+                false
+            }),
+        }
     }
 
     /// Prepares the store for `admin` (the file store creates its shared directory).

@@ -16,6 +16,12 @@ const KEY_COUNT: &str = "canhazgpu:gpu_count";
 /// Ours: upstream records no initialization time.
 const KEY_INITIALIZED: &str = "canhazgpu:initialized_at";
 const KEY_HISTORY: &str = "canhazgpu:usage_history_sorted";
+/// Ours: the FIFO of `--wait` requests, a JSON array. Upstream's own queue keys are left
+/// alone; the two queues do not know each other.
+const KEY_QUEUE: &str = "canhazgpu:fifo";
+/// Published in every commit that frees a GPU or shortens the queue, so that waiters
+/// wake up at once instead of polling fast.
+pub const CHANNEL_WAKE: &str = "canhazgpu:wake";
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// Far more than contention on one host produces; reaching it means something is wrong.
 const MAX_ATTEMPTS: u32 = 200;
@@ -78,13 +84,16 @@ impl RedisStore {
             head.cmd("WATCH")
                 .arg(KEY_COUNT)
                 .arg(KEY_INITIALIZED)
+                .arg(KEY_QUEUE)
                 .ignore();
         }
         head.cmd("GET")
             .arg(KEY_COUNT)
             .cmd("GET")
-            .arg(KEY_INITIALIZED);
-        let (count, initialized): (Option<String>, Option<String>) =
+            .arg(KEY_INITIALIZED)
+            .cmd("GET")
+            .arg(KEY_QUEUE);
+        let (count, initialized, queue): (Option<String>, Option<String>, Option<String>) =
             head.query(connection).map_err(|e| self.unreachable(&e))?;
         let Some(count) = count else {
             return Ok(None);
@@ -113,7 +122,16 @@ impl RedisStore {
                 .as_deref()
                 .and_then(|t| model::decode_time(&serde_json::Value::from(t))),
             gpus: Vec::with_capacity(keys.len()),
-            ended: Vec::new(),
+            queue: match queue {
+                Some(text) => serde_json::from_str(&text).map_err(|e| {
+                    Error::corrupt(format!(
+                        "{KEY_QUEUE} in Redis at {} is malformed ({e}); delete that key (the waiters re-queue) or reinitialize with `canhazgpu admin --gpus N --force`",
+                        self.url
+                    ))
+                })?,
+                None => Vec::new(),
+            },
+        ended: Vec::new(),
         };
         for (id, (key, value)) in (0..count).zip(keys.iter().zip(values)) {
             let what = format!("{key} in Redis at {}", self.url);
@@ -121,6 +139,34 @@ impl RedisStore {
                 .push(model::decode_slot(id, value.as_deref(), &what)?);
         }
         Ok(Some(pool))
+    }
+
+    /// See [`crate::store::Store::with_wakeups`]. Without a subscription (Redis gone, say)
+    /// the waits just sleep, and the caller's polling still makes progress.
+    pub fn with_wakeups<T>(&self, body: impl FnOnce(&mut dyn FnMut(Duration) -> bool) -> T) -> T {
+        let mut connection = self.connect().ok();
+        let mut subscription = connection.as_mut().and_then(|connection| {
+            let mut pubsub = connection.as_pubsub();
+            pubsub.subscribe(CHANNEL_WAKE).ok()?;
+            Some(pubsub)
+        });
+        body(&mut |timeout| {
+            let Some(pubsub) = subscription.as_mut() else {
+                std::thread::sleep(timeout);
+                return false;
+            };
+            // A zero timeout would mean "block forever" to the socket.
+            let _ = pubsub.set_read_timeout(Some(timeout.max(Duration::from_millis(1))));
+            match pubsub.get_message() {
+                Ok(_) => true,
+                Err(e) if e.is_timeout() => false,
+                Err(_) => {
+                    subscription = None;
+                    std::thread::sleep(timeout);
+                    false
+                }
+            }
+        })
     }
 
     pub fn history(&self, since: Timestamp) -> Result<Vec<HistoryRecord>> {
@@ -225,10 +271,22 @@ fn changes(before: Option<&Pool>, after: Option<&Pool>) -> Option<redis::Pipelin
                 .ignore();
         }
     }
+    let old_queue = before.map_or(&[][..], |pool| &pool.queue[..]);
+    if old_queue != after.queue.as_slice() {
+        if after.queue.is_empty() {
+            writes.del(KEY_QUEUE).ignore();
+        } else if let Ok(queue) = serde_json::to_string(&after.queue) {
+            writes.set(KEY_QUEUE, queue).ignore();
+        }
+    }
     for record in &after.ended {
         if let Ok(member) = serde_json::to_string(record) {
             writes.zadd(KEY_HISTORY, member, record.end_time).ignore();
         }
+    }
+    let freed = before.is_some_and(|pool| pool.free_count() < after.free_count());
+    if freed || after.queue.len() < old_queue.len() {
+        writes.publish(CHANNEL_WAKE, "").ignore();
     }
     Some(writes)
 }

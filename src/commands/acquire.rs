@@ -1,0 +1,373 @@
+//! Getting GPUs for `run` and `reserve`: at once, or after waiting in the store's FIFO
+//! queue (`--wait`).
+//!
+//! The queue is strict: a request is served only when everything the requests queued
+//! before it want still fits in what stays free, so a large request at the head is never
+//! starved by small ones arriving behind it, and a request that does not wait cannot jump
+//! the queue either.
+
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::alloc::{self, Policy, Refusal};
+use crate::commands::{Context, format_ids, now};
+use crate::duration;
+use crate::error::{Error, Result};
+use crate::model::{Kind, Owner, OwnerRecord, Pool, Timestamp, Waiter};
+
+/// Waiters renew their queue entry this often, well inside the heartbeat timeout that
+/// drops entries of processes the checker cannot see.
+const WAITER_HEARTBEAT: Duration = Duration::from_secs(30);
+/// Polling bounds: fast at first (the GPU may come back any moment), slower later. With
+/// Redis, a release wakes waiters at once and polling is only the fallback.
+const POLL_FIRST: Duration = Duration::from_millis(50);
+const POLL_MAX: Duration = Duration::from_secs(1);
+
+pub struct Request<'a> {
+    pub count: u32,
+    pub gpu_ids: Option<&'a [u32]>,
+    pub kind: Kind,
+    pub user: &'a str,
+    pub actual_user: Option<&'a str>,
+    pub policy: Policy,
+    /// GPUs free in the pool but in use without a reservation.
+    pub unusable: &'a BTreeSet<u32>,
+}
+
+impl Request<'_> {
+    fn wanted(&self) -> u32 {
+        self.gpu_ids.map_or(self.count, |ids| ids.len() as u32)
+    }
+
+    fn describe(&self) -> String {
+        match self.gpu_ids {
+            Some(ids) => format!("GPU(s) {}", format_ids(ids)),
+            None => format!("{} GPU(s)", self.count),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    No,
+    Forever,
+    For(Duration),
+}
+
+impl Wait {
+    /// `--wait` (no value: forever) and `--wait=2h`.
+    pub fn from_arg(arg: Option<&Option<String>>) -> Result<Wait> {
+        match arg {
+            None => Ok(Wait::No),
+            Some(None) => Ok(Wait::Forever),
+            Some(Some(text)) => Ok(Wait::For(duration::parse(text)?)),
+        }
+    }
+}
+
+/// Why a request cannot be served right now.
+enum NotYet {
+    /// Waiting may help.
+    Busy(String),
+    /// Waiting cannot help (a GPU id outside the pool, more GPUs than the pool has).
+    Never(String),
+}
+
+/// Serves `request` from `pool` if it may be served now, as the waiter at `position`
+/// (`None`: not queued), writing the reservations through `assign`.
+fn try_serve(
+    pool: &mut Pool,
+    request: &Request,
+    position: Option<usize>,
+    assign: &mut dyn FnMut(&mut Pool, &[u32]),
+) -> std::result::Result<Vec<u32>, NotYet> {
+    let total = pool.gpus.len();
+    let wanted = request.wanted() as usize;
+    if wanted > total {
+        return Err(NotYet::Never(format!(
+            "Not enough GPUs available: requested {wanted}, this host's pool has only {total} GPU(s)"
+        )));
+    }
+    let ahead = pool.wanted_ahead(position);
+    let usable_free = pool
+        .gpus
+        .iter()
+        .filter(|slot| slot.reservation.is_none() && !request.unusable.contains(&slot.id))
+        .count();
+    let ids = match request.gpu_ids {
+        Some(ids) => match alloc::check_ids(pool, ids, request.unusable) {
+            Ok(()) => ids.to_vec(),
+            Err(refusals) => return Err(explain_refusals(&refusals)),
+        },
+        None => alloc::choose(pool, wanted, request.unusable, request.policy, request.user)
+            .map_err(|shortage| NotYet::Busy(explain_shortage(pool, request, shortage.available)))?,
+    };
+    if ahead > 0 && usable_free < ahead + wanted {
+        let waiting = position.unwrap_or(pool.queue.len());
+        return Err(NotYet::Busy(format!(
+            "Not enough GPUs available: requested {wanted}, {usable_free} free of {total}, but {waiting} request(s) waiting ahead want {ahead} of them first (see `canhazgpu queue`)"
+        )));
+    }
+    assign(pool, &ids);
+    Ok(ids)
+}
+
+fn explain_refusals(refusals: &[Refusal]) -> NotYet {
+    let mut never = false;
+    let reasons: Vec<String> = refusals
+        .iter()
+        .map(|refusal| match refusal {
+            Refusal::NoSuchGpu(id) => {
+                never = true;
+                format!("GPU {id} is not in the pool")
+            }
+            Refusal::HeldBy(id, user) => format!("GPU {id} is reserved by {user}"),
+            Refusal::InUseWithoutReservation(id) => format!(
+                "GPU {id} is in use without a reservation (see `canhazgpu status`; --force takes it anyway)"
+            ),
+        })
+        .collect();
+    let message = format!("cannot have the GPUs asked for: {}", reasons.join("; "));
+    if never { NotYet::Never(message) } else { NotYet::Busy(message) }
+}
+
+fn explain_shortage(pool: &Pool, request: &Request, available: usize) -> String {
+    let total = pool.gpus.len();
+    let blocked = pool.ids_where(|slot| slot.reservation.is_none() && request.unusable.contains(&slot.id));
+    let hint = if blocked.is_empty() {
+        "see `canhazgpu status` for who holds them".to_string()
+    } else {
+        let force = if available + blocked.len() >= request.wanted() as usize {
+            "`--force` hands them out anyway"
+        } else {
+            "the others are reserved"
+        };
+        format!(
+            "GPU(s) {} have no reservation but are in use (see `canhazgpu status` for whose processes); {force}",
+            format_ids(&blocked)
+        )
+    };
+    format!(
+        "Not enough GPUs available: requested {}, {available} available of {total}; {hint}",
+        request.wanted()
+    )
+}
+
+/// Gets the GPUs for `request`, waiting as `wait` says, and writes the reservations with
+/// `assign` in the same transaction that takes them.
+pub fn acquire(
+    ctx: &Context,
+    request: &Request,
+    wait: Wait,
+    me: &Owner,
+    mut assign: impl FnMut(&mut Pool, &[u32], Timestamp),
+) -> Result<Vec<u32>> {
+    let started = now();
+    let deadline = match wait {
+        Wait::For(limit) => Some(started + limit.as_secs() as i64),
+        _ => None,
+    };
+    let waiter_id = format!("{}-{}-{}", me.boot_id.get(..8).unwrap_or(&me.boot_id), me.pid, me.start_ticks);
+    let first = ctx.store.update(|pool| {
+        let now = now();
+        ctx.sweep(pool, now);
+        match try_serve(pool, request, None, &mut |pool, ids| assign(pool, ids, now)) {
+            Ok(ids) => Ok(Some(ids)),
+            Err(NotYet::Never(message)) => Err(Error::failure(message)),
+            Err(NotYet::Busy(message)) if wait == Wait::No => Err(Error::failure(format!(
+                "{message}; add --wait to queue for them"
+            ))),
+            Err(NotYet::Busy(_)) => {
+                pool.queue.push(new_waiter(&waiter_id, request, me, now, deadline));
+                Ok(None)
+            }
+        }
+    })?;
+    if let Some(ids) = first {
+        return Ok(ids);
+    }
+    wait_in_queue(ctx, request, me, &waiter_id, deadline, &mut assign)
+}
+
+fn new_waiter(id: &str, request: &Request, me: &Owner, now: Timestamp, deadline: Option<Timestamp>) -> Waiter {
+    Waiter {
+        id: id.to_string(),
+        user: request.user.to_string(),
+        actual_user: request.actual_user.map(str::to_string),
+        count: request.wanted(),
+        gpu_ids: request.gpu_ids.map(<[u32]>::to_vec),
+        kind: request.kind.as_str().to_string(),
+        enqueued_at: now,
+        last_heartbeat: now,
+        deadline,
+        owner: Some(OwnerRecord::from(me)),
+    }
+}
+
+enum Step {
+    Served(Vec<u32>),
+    Waiting { position: usize, queued: usize, free: usize },
+}
+
+fn wait_in_queue(
+    ctx: &Context,
+    request: &Request,
+    me: &Owner,
+    waiter_id: &str,
+    deadline: Option<Timestamp>,
+    assign: &mut dyn FnMut(&mut Pool, &[u32], Timestamp),
+) -> Result<Vec<u32>> {
+    // Until served, a signal means "stop waiting": leave the queue cleanly, hold nothing.
+    let signal = Arc::new(AtomicUsize::new(0));
+    let handlers: Vec<_> = [SIGINT, SIGTERM, SIGHUP]
+        .iter()
+        .filter_map(|&sig| signal_hook::flag::register_usize(sig, signal.clone(), sig as usize).ok())
+        .collect();
+    let mut progress = Progress::new(request);
+    let waited_since = Instant::now();
+    let outcome = ctx.store.with_wakeups(|wait| {
+        let mut poll = POLL_FIRST;
+        let mut last_beat = Instant::now();
+        let mut last_seen: Option<Pool> = None;
+        loop {
+            let caught = signal.load(Ordering::SeqCst);
+            if caught != 0 {
+                leave_queue(ctx, waiter_id);
+                return Err(Error {
+                    exit_code: 128 + caught as i32,
+                    ..Error::failure("stopped waiting: left the queue, nothing was reserved")
+                });
+            }
+            if deadline.is_some_and(|deadline| now() >= deadline) {
+                leave_queue(ctx, waiter_id);
+                return Err(Error::failure(format!(
+                    "gave up after waiting {} for {}: left the queue, nothing was reserved",
+                    duration::format_hms(waited_since.elapsed().as_secs() as i64),
+                    request.describe()
+                )));
+            }
+            // Cheap unlocked look first; the locked transaction only when it may succeed
+            // or the queue entry needs renewing.
+            let mut pool = ctx.store.snapshot()?.ok_or_else(Error::not_initialized)?;
+            ctx.sweep(&mut pool, now());
+            let position = pool.queue_position(waiter_id);
+            let mut scratch = pool.clone();
+            let may_serve = try_serve(&mut scratch, request, position, &mut |_, _| {}).is_ok();
+            let beat_due = last_beat.elapsed() >= WAITER_HEARTBEAT || position.is_none();
+            if may_serve || beat_due {
+                last_beat = Instant::now();
+                let step = ctx.store.update(|pool| {
+                    let now = now();
+                    ctx.sweep(pool, now);
+                    let position = match pool.queue_position(waiter_id) {
+                        Some(position) => position,
+                        // Dropped (admin --force, or judged dead while stalled): back in
+                        // line, at the end, as a newcomer.
+                        None => {
+                            pool.queue.push(new_waiter(waiter_id, request, me, now, deadline));
+                            pool.queue.len() - 1
+                        }
+                    };
+                    match try_serve(pool, request, Some(position), &mut |pool, ids| assign(pool, ids, now)) {
+                        Ok(ids) => {
+                            pool.queue.remove(position);
+                            Ok(Step::Served(ids))
+                        }
+                        Err(NotYet::Never(message)) => {
+                            pool.queue.remove(position);
+                            Err(Error::failure(message))
+                        }
+                        Err(NotYet::Busy(_)) => {
+                            pool.queue[position].last_heartbeat = now;
+                            Ok(Step::Waiting {
+                                position,
+                                queued: pool.queue.len(),
+                                free: pool.free_count(),
+                            })
+                        }
+                    }
+                })?;
+                match step {
+                    Step::Served(ids) => return Ok(ids),
+                    Step::Waiting { position, queued, free } => {
+                        progress.show(position, queued, free, pool.gpus.len());
+                    }
+                }
+            } else if let Some(position) = position {
+                progress.show(position, pool.queue.len(), pool.free_count(), pool.gpus.len());
+            }
+            // Back to quick polls whenever the pool moved; slower while nothing happens.
+            poll = if last_seen.as_ref() == Some(&pool) {
+                (poll * 2).min(POLL_MAX)
+            } else {
+                POLL_FIRST
+            };
+            last_seen = Some(pool);
+            if wait(poll) {
+                poll = POLL_FIRST;
+            }
+        }
+    });
+    for handler in handlers {
+        signal_hook::low_level::unregister(handler);
+    }
+    progress.finish();
+    outcome
+}
+
+/// Best effort: if this fails, liveness drops the entry once this process is gone.
+fn leave_queue(ctx: &Context, waiter_id: &str) {
+    let _ = ctx.store.update(|pool| {
+        pool.queue.retain(|waiter| waiter.id != waiter_id);
+        Ok(())
+    });
+}
+
+/// What a waiting user sees: a spinner on a terminal, an occasional line otherwise.
+struct Progress {
+    what: String,
+    spinner: Option<indicatif::ProgressBar>,
+    last_line: Option<(usize, usize)>,
+}
+
+impl Progress {
+    fn new(request: &Request) -> Progress {
+        let spinner = std::io::stderr().is_terminal().then(|| {
+            let spinner = indicatif::ProgressBar::new_spinner();
+            spinner.enable_steady_tick(Duration::from_millis(120));
+            spinner
+        });
+        Progress {
+            what: request.describe(),
+            spinner,
+            last_line: None,
+        }
+    }
+
+    fn show(&mut self, position: usize, queued: usize, free: usize, total: usize) {
+        let message = format!(
+            "waiting for {}: position {} of {queued} in the queue, {free} of {total} GPUs free (Ctrl-C to give up)",
+            self.what,
+            position + 1
+        );
+        match &self.spinner {
+            Some(spinner) => spinner.set_message(message),
+            None if self.last_line != Some((position, queued)) => {
+                eprintln!("canhazgpu: {message}");
+                self.last_line = Some((position, queued));
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(spinner) = &self.spinner {
+            spinner.finish_and_clear();
+        }
+    }
+}
