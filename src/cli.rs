@@ -116,6 +116,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION")]
     pub heartbeat_interval: Option<String>,
 
+    #[command(flatten)]
+    pub request: RequestArgs,
+
+    /// Stop the command after DURATION: SIGINT first, SIGKILL after --timeout-grace
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+
+    /// How long the command may take to exit after the --timeout SIGINT
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub timeout_grace: String,
+
     /// What to do when someone else took this run's GPUs while it ran (after a store
     /// reset, say): warn, or also send the command SIGTERM
     #[arg(long, value_enum, default_value_t = OnLost::Warn, value_name = "ACTION")]
@@ -205,6 +216,32 @@ pub struct UsageArgs {
     /// "in use without reservation" [default: 1024, or the config's memory_threshold]
     #[arg(long, value_name = "MIB")]
     pub memory_threshold: Option<u64>,
+}
+
+/// What `run` and `reserve` share about the request itself.
+#[derive(Args, Debug)]
+pub struct RequestArgs {
+    /// Exactly these GPUs, all or nothing (instead of --gpus)
+    #[arg(long, value_name = "IDS", value_delimiter = ',', conflicts_with = "gpus")]
+    pub gpu_ids: Option<Vec<u32>>,
+
+    /// Wait in the queue when the GPUs are busy, for at most TIMEOUT if given (--wait=2h);
+    /// first come, first served
+    #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, require_equals = true)]
+    pub wait: Option<Option<String>>,
+
+    /// A note shown in status (what this is for)
+    #[arg(long, value_name = "TEXT")]
+    pub note: Option<String>,
+
+    /// Show the reservation as held by NAME (shared accounts); your own account is
+    /// recorded too and can always release it
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// How free GPUs are ranked [default: lru, or the config's allocation_policy]
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub policy: Option<crate::alloc::Policy>,
 }
 
 /// What `run` and `reserve` share: which GPUs they may hand out and how they name them.

@@ -13,8 +13,10 @@ use crate::liveness::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT};
 use crate::store::Store;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/canhazgpu/config.toml";
-const KNOWN_KEYS: [&str; 6] = [
+const KNOWN_KEYS: [&str; 8] = [
     "store",
+    "default_duration",
+    "allocation_policy",
     "heartbeat_interval",
     "heartbeat_timeout",
     "memory_threshold",
@@ -25,6 +27,9 @@ const KNOWN_KEYS: [&str; 6] = [
 #[derive(Debug, Default)]
 pub struct Config {
     pub store: Option<String>,
+    /// How long `reserve` holds GPUs when no --duration is given.
+    pub default_duration: Option<Duration>,
+    pub allocation_policy: Option<crate::alloc::Policy>,
     pub heartbeat_interval: Option<Duration>,
     pub heartbeat_timeout: Option<Duration>,
     /// MiB of memory in use above which a GPU without reservation is busy.
@@ -115,6 +120,12 @@ fn parse(text: &str) -> std::result::Result<Config, String> {
                     ));
                 }
                 config.nvml_library = Some(path);
+            }
+            "default_duration" => config.default_duration = Some(as_duration()?),
+            "allocation_policy" => {
+                let policy = crate::alloc::Policy::from_str(as_str()?, false)
+                    .map_err(|_| format!("`{key}` must be \"lru\" or \"sticky\""))?;
+                config.allocation_policy = Some(policy);
             }
             "visible_devices" => {
                 let mode = VisibleDevices::from_str(as_str()?, false)

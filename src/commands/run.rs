@@ -19,7 +19,8 @@ use signal_hook::low_level::siginfo::Cause;
 
 use crate::cli::{OnLost, RunArgs};
 use crate::commands::gpus::Allocation;
-use crate::commands::{Context, choose, current_user, device_env, format_ids, now};
+use crate::commands::acquire::{Asked, acquire};
+use crate::commands::{Context, current_user, device_env, format_ids, now};
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::model::{Kind, Owner, Pool, Reservation};
@@ -41,30 +42,35 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     let me = ctx.view.owner(std::process::id()).ok_or_else(|| {
         Error::failure("cannot read this process's own entry in /proc, which liveness checks need; is /proc mounted?")
     })?;
+    let timeout = match &args.timeout {
+        Some(text) => Some((duration::parse(text)?, duration::parse(&args.timeout_grace)?)),
+        None => None,
+    };
+    let asked = Asked::from_args(&args.request, &ctx.config, current_user())?;
     let gpus = Allocation::probe(&ctx.config, &args.alloc);
     let unusable = gpus.unusable();
-    let user = current_user();
-    let start = now();
-    let reservation = Reservation {
-        user,
-        actual_user: None,
+    let request = asked.request(args.gpus, Kind::Run, &unusable);
+    let mut reservation = Reservation {
+        user: asked.user.clone(),
+        actual_user: asked.actual_user.clone(),
         kind: Kind::Run,
-        start_time: start,
-        last_heartbeat: start,
+        start_time: 0,
+        last_heartbeat: 0,
         expiry_time: None,
-        note: None,
+        note: asked.note.clone(),
         owner: Some(me.clone()),
     };
-    let (ids, pool_size) = ctx.store.update(|pool| {
-        ctx.sweep(pool, start);
-        let ids = choose(pool, args.gpus, &unusable)?;
-        for &id in &ids {
+    let mut pool_size = 0;
+    let ids = acquire(ctx, &request, asked.wait, &me, |pool, ids, now| {
+        reservation.start_time = now;
+        reservation.last_heartbeat = now;
+        pool_size = pool.gpus.len() as u32;
+        for &id in ids {
             if let Some(slot) = pool.slot_mut(id) {
                 slot.extra.clear();
                 slot.reservation = Some(reservation.clone());
             }
         }
-        Ok((ids, pool.gpus.len() as u32))
     })?;
     eprintln!("canhazgpu: running on GPU(s) {}", format_ids(&ids));
     let devices = gpus.chosen(&ids);
@@ -74,6 +80,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
         me,
         pool_size,
         on_lost: args.on_lost,
+        timeout,
     };
 
     let outcome = supervise(ctx, &held, &devices, interval, program, program_args);
@@ -94,6 +101,8 @@ struct Held {
     /// The pool's size when allocated, to recreate a pool the store lost entirely.
     pool_size: u32,
     on_lost: OnLost,
+    /// `--timeout` and its grace period.
+    timeout: Option<(Duration, Duration)>,
 }
 
 /// Runs the command to its end, forwarding signals and heartbeating meanwhile.
@@ -156,7 +165,28 @@ fn supervise(
                 }
             }
         });
+        let (stop_timer, timer_stopped) = mpsc::channel::<()>();
+        if let Some((limit, grace)) = held.timeout {
+            scope.spawn(move || {
+                if timer_stopped.recv_timeout(limit) != Err(RecvTimeoutError::Timeout) {
+                    return;
+                }
+                eprintln!(
+                    "canhazgpu: --timeout {} reached: sending SIGINT to the command",
+                    duration::format_compact(limit)
+                );
+                let _ = kill(child_pid, Signal::SIGINT);
+                if timer_stopped.recv_timeout(grace) == Err(RecvTimeoutError::Timeout) {
+                    eprintln!(
+                        "canhazgpu: the command is still running {} later: sending SIGKILL",
+                        duration::format_compact(grace)
+                    );
+                    let _ = kill(child_pid, Signal::SIGKILL);
+                }
+            });
+        }
         let status = child.wait();
+        drop(stop_timer);
         drop(stop_heartbeat);
         signal_handle.close();
         status

@@ -183,6 +183,10 @@ fn reserved(id: u32, r: &Reservation, now: Timestamp) -> String {
             None => "manual".to_string(),
         },
     };
+    let detail = match &r.actual_user {
+        Some(account) => format!("{detail}, account {account}"),
+        None => detail,
+    };
     let mut line = format!(
         "GPU {id}: IN USE by {} for {} ({detail})",
         r.user,
