@@ -222,7 +222,12 @@ pub struct UsageArgs {
 #[derive(Args, Debug)]
 pub struct RequestArgs {
     /// Exactly these GPUs, all or nothing (instead of --gpus)
-    #[arg(long, value_name = "IDS", value_delimiter = ',', conflicts_with = "gpus")]
+    #[arg(
+        long,
+        value_name = "IDS",
+        value_delimiter = ',',
+        conflicts_with = "gpus"
+    )]
     pub gpu_ids: Option<Vec<u32>>,
 
     /// Wait in the queue when the GPUs are busy, for at most TIMEOUT if given (--wait=2h);

@@ -40,10 +40,11 @@ impl Error {
         }
     }
 
-    pub fn not_initialized() -> Self {
-        Error::failure(
-            "the GPU pool is not initialized; an administrator must run `canhazgpu admin --gpus N` first",
-        )
+    /// `store` says where we looked, so that a wrong --store or config is obvious.
+    pub fn not_initialized(store: &str) -> Self {
+        Error::failure(format!(
+            "the GPU pool in the {store} is not initialized; an administrator must run `canhazgpu admin --gpus N` first (or point --store / CANHAZGPU_STORE at the right store)"
+        ))
     }
 }
 

@@ -179,19 +179,29 @@ pub fn sweep(pool: &mut Pool, now: Timestamp, rules: &Rules, view: &dyn ProcessV
         pool.release(id, at);
     }
     let waiting = pool.queue.len();
-    pool.queue.retain(|waiter| waiter_alive(waiter, now, rules, view));
+    pool.queue
+        .retain(|waiter| waiter_alive(waiter, now, rules, view));
     changed || !ended.is_empty() || pool.queue.len() != waiting
 }
 
 /// A waiter leaves the queue when its process dies, when its own deadline passes, or,
 /// for a process this host cannot see, when it stops heartbeating: a dead waiter must
 /// never block the requests behind it.
-fn waiter_alive(waiter: &crate::model::Waiter, now: Timestamp, rules: &Rules, view: &dyn ProcessView) -> bool {
+fn waiter_alive(
+    waiter: &crate::model::Waiter,
+    now: Timestamp,
+    rules: &Rules,
+    view: &dyn ProcessView,
+) -> bool {
     if waiter.deadline.is_some_and(|deadline| now >= deadline) {
         return false;
     }
     let silent_too_long = now - waiter.last_heartbeat > rules.heartbeat_timeout.as_secs() as i64;
-    match waiter.owner.as_ref().map(|o| owner_state(&Owner::from(o), view)) {
+    match waiter
+        .owner
+        .as_ref()
+        .map(|o| owner_state(&Owner::from(o), view))
+    {
         Some(OwnerState::Alive) => true,
         Some(OwnerState::Dead) => false,
         _ => !silent_too_long,
@@ -321,7 +331,10 @@ mod tests {
         use crate::model::{OwnerRecord, Waiter};
         let view = FakeView(HashMap::from([(10, 55)]));
         let now = 10_000;
-        let waiter = |id: &str, owner: Option<(u32, u64, &str)>, heartbeat: i64, deadline: Option<i64>| Waiter {
+        let waiter = |id: &str,
+                      owner: Option<(u32, u64, &str)>,
+                      heartbeat: i64,
+                      deadline: Option<i64>| Waiter {
             id: id.into(),
             user: "u".into(),
             actual_user: None,

@@ -208,7 +208,10 @@ impl Pool {
 
     /// GPUs free in the pool.
     pub fn free_count(&self) -> usize {
-        self.gpus.iter().filter(|slot| slot.reservation.is_none()).count()
+        self.gpus
+            .iter()
+            .filter(|slot| slot.reservation.is_none())
+            .count()
     }
 
     /// Where `id` waits (0 = first), if it does.

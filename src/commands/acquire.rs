@@ -106,7 +106,12 @@ impl Asked {
     }
 
     /// The request as `acquire` takes it.
-    pub fn request<'a>(&'a self, count: u32, kind: Kind, unusable: &'a BTreeSet<u32>) -> Request<'a> {
+    pub fn request<'a>(
+        &'a self,
+        count: u32,
+        kind: Kind,
+        unusable: &'a BTreeSet<u32>,
+    ) -> Request<'a> {
         Request {
             count,
             gpu_ids: self.gpu_ids.as_deref(),
@@ -196,7 +201,9 @@ fn try_serve(
             Err(refusals) => return Err(explain_refusals(&refusals)),
         },
         None => alloc::choose(pool, wanted, request.unusable, request.policy, request.user)
-            .map_err(|shortage| NotYet::Busy(explain_shortage(pool, request, shortage.available)))?,
+            .map_err(|shortage| {
+                NotYet::Busy(explain_shortage(pool, request, shortage.available))
+            })?,
     };
     if ahead > 0 && usable_free < ahead + wanted {
         let waiting = position.unwrap_or(pool.queue.len());
@@ -224,12 +231,17 @@ fn explain_refusals(refusals: &[Refusal]) -> NotYet {
         })
         .collect();
     let message = format!("cannot have the GPUs asked for: {}", reasons.join("; "));
-    if never { NotYet::Never(message) } else { NotYet::Busy(message) }
+    if never {
+        NotYet::Never(message)
+    } else {
+        NotYet::Busy(message)
+    }
 }
 
 fn explain_shortage(pool: &Pool, request: &Request, available: usize) -> String {
     let total = pool.gpus.len();
-    let blocked = pool.ids_where(|slot| slot.reservation.is_none() && request.unusable.contains(&slot.id));
+    let blocked =
+        pool.ids_where(|slot| slot.reservation.is_none() && request.unusable.contains(&slot.id));
     let hint = if blocked.is_empty() {
         "see `canhazgpu status` for who holds them".to_string()
     } else {
@@ -263,7 +275,12 @@ pub fn acquire(
         Wait::For(limit) => Some(started + limit.as_secs() as i64),
         _ => None,
     };
-    let waiter_id = format!("{}-{}-{}", me.boot_id.get(..8).unwrap_or(&me.boot_id), me.pid, me.start_ticks);
+    let waiter_id = format!(
+        "{}-{}-{}",
+        me.boot_id.get(..8).unwrap_or(&me.boot_id),
+        me.pid,
+        me.start_ticks
+    );
     let first = ctx.store.update(|pool| {
         let now = now();
         ctx.sweep(pool, now);
@@ -274,7 +291,8 @@ pub fn acquire(
                 "{message}; add --wait to queue for them"
             ))),
             Err(NotYet::Busy(_)) => {
-                pool.queue.push(new_waiter(&waiter_id, request, me, now, deadline));
+                pool.queue
+                    .push(new_waiter(&waiter_id, request, me, now, deadline));
                 Ok(None)
             }
         }
@@ -285,7 +303,13 @@ pub fn acquire(
     wait_in_queue(ctx, request, me, &waiter_id, deadline, &mut assign)
 }
 
-fn new_waiter(id: &str, request: &Request, me: &Owner, now: Timestamp, deadline: Option<Timestamp>) -> Waiter {
+fn new_waiter(
+    id: &str,
+    request: &Request,
+    me: &Owner,
+    now: Timestamp,
+    deadline: Option<Timestamp>,
+) -> Waiter {
     Waiter {
         id: id.to_string(),
         user: request.user.to_string(),
@@ -302,7 +326,11 @@ fn new_waiter(id: &str, request: &Request, me: &Owner, now: Timestamp, deadline:
 
 enum Step {
     Served(Vec<u32>),
-    Waiting { position: usize, queued: usize, free: usize },
+    Waiting {
+        position: usize,
+        queued: usize,
+        free: usize,
+    },
 }
 
 fn wait_in_queue(
@@ -317,7 +345,9 @@ fn wait_in_queue(
     let signal = Arc::new(AtomicUsize::new(0));
     let handlers: Vec<_> = [SIGINT, SIGTERM, SIGHUP]
         .iter()
-        .filter_map(|&sig| signal_hook::flag::register_usize(sig, signal.clone(), sig as usize).ok())
+        .filter_map(|&sig| {
+            signal_hook::flag::register_usize(sig, signal.clone(), sig as usize).ok()
+        })
         .collect();
     let mut progress = Progress::new(request);
     let waited_since = Instant::now();
@@ -344,7 +374,7 @@ fn wait_in_queue(
             }
             // Cheap unlocked look first; the locked transaction only when it may succeed
             // or the queue entry needs renewing.
-            let mut pool = ctx.store.snapshot()?.ok_or_else(Error::not_initialized)?;
+            let mut pool = ctx.store.snapshot_pool()?;
             ctx.sweep(&mut pool, now());
             let position = pool.queue_position(waiter_id);
             let mut scratch = pool.clone();
@@ -360,11 +390,14 @@ fn wait_in_queue(
                         // Dropped (admin --force, or judged dead while stalled): back in
                         // line, at the end, as a newcomer.
                         None => {
-                            pool.queue.push(new_waiter(waiter_id, request, me, now, deadline));
+                            pool.queue
+                                .push(new_waiter(waiter_id, request, me, now, deadline));
                             pool.queue.len() - 1
                         }
                     };
-                    match try_serve(pool, request, Some(position), &mut |pool, ids| assign(pool, ids, now)) {
+                    match try_serve(pool, request, Some(position), &mut |pool, ids| {
+                        assign(pool, ids, now)
+                    }) {
                         Ok(ids) => {
                             pool.queue.remove(position);
                             Ok(Step::Served(ids))
@@ -385,12 +418,21 @@ fn wait_in_queue(
                 })?;
                 match step {
                     Step::Served(ids) => return Ok(ids),
-                    Step::Waiting { position, queued, free } => {
+                    Step::Waiting {
+                        position,
+                        queued,
+                        free,
+                    } => {
                         progress.show(position, queued, free, pool.gpus.len());
                     }
                 }
             } else if let Some(position) = position {
-                progress.show(position, pool.queue.len(), pool.free_count(), pool.gpus.len());
+                progress.show(
+                    position,
+                    pool.queue.len(),
+                    pool.free_count(),
+                    pool.gpus.len(),
+                );
             }
             // Back to quick polls whenever the pool moved; slower while nothing happens.
             poll = if last_seen.as_ref() == Some(&pool) {

@@ -33,6 +33,20 @@ impl Context {
         }
     }
 
+    /// The pool as it is now, for commands that only look: the cheap unlocked read is
+    /// the truth unless something has ended since the last commit; then the sweep is
+    /// committed, so that what is shown is what the store holds.
+    pub fn current_pool(&self, now: Timestamp) -> Result<Pool> {
+        let mut pool = self.store.snapshot_pool()?;
+        if self.sweep(&mut pool, now) {
+            pool = self.store.update(|pool| {
+                self.sweep(pool, now);
+                Ok(pool.clone())
+            })?;
+        }
+        Ok(pool)
+    }
+
     /// Frees whatever has ended; every transaction starts with this.
     pub fn sweep(&self, pool: &mut Pool, now: Timestamp) -> bool {
         liveness::sweep(pool, now, &self.rules(), &self.view)

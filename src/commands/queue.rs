@@ -5,18 +5,11 @@ use serde_json::json;
 use crate::cli::QueueArgs;
 use crate::commands::{Context, format_ids, now};
 use crate::duration::format_hms;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub fn queue(ctx: &Context, args: &QueueArgs) -> Result<()> {
     let now = now();
-    let mut pool = ctx.store.snapshot()?.ok_or_else(Error::not_initialized)?;
-    // Show no dead waiters; commit their removal so nobody else waits on them either.
-    if ctx.sweep(&mut pool, now) {
-        pool = ctx.store.update(|pool| {
-            ctx.sweep(pool, now);
-            Ok(pool.clone())
-        })?;
-    }
+    let pool = ctx.current_pool(now)?;
     if args.json {
         let entries: Vec<_> = pool
             .queue

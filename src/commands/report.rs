@@ -105,14 +105,7 @@ pub fn compute(
 pub fn report(ctx: &Context, args: &ReportArgs) -> Result<()> {
     let until = now();
     let since = until - i64::from(args.days) * 86_400;
-    let mut pool = ctx.store.snapshot()?.ok_or_else(Error::not_initialized)?;
-    // Reservations that ended unnoticed belong in the history, not in "in progress".
-    if ctx.sweep(&mut pool, until) {
-        pool = ctx.store.update(|pool| {
-            ctx.sweep(pool, until);
-            Ok(pool.clone())
-        })?;
-    }
+    let pool = ctx.current_pool(until)?;
     let history = ctx.store.history(since)?;
     let report = compute(&history, &pool, since, until, args.days);
     if args.json {

@@ -18,8 +18,8 @@ use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::low_level::siginfo::Cause;
 
 use crate::cli::{OnLost, RunArgs};
-use crate::commands::gpus::Allocation;
 use crate::commands::acquire::{Asked, acquire};
+use crate::commands::gpus::Allocation;
 use crate::commands::{Context, current_user, device_env, format_ids, now};
 use crate::duration;
 use crate::error::{Error, Result};
@@ -43,7 +43,10 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
         Error::failure("cannot read this process's own entry in /proc, which liveness checks need; is /proc mounted?")
     })?;
     let timeout = match &args.timeout {
-        Some(text) => Some((duration::parse(text)?, duration::parse(&args.timeout_grace)?)),
+        Some(text) => Some((
+            duration::parse(text)?,
+            duration::parse(&args.timeout_grace)?,
+        )),
         None => None,
     };
     let asked = Asked::from_args(&args.request, &ctx.config, current_user())?;

@@ -8,7 +8,7 @@ use crate::cli::StatusArgs;
 use crate::commands::gpus::{Gpus, describe_processes, in_use_mib, memory_threshold};
 use crate::commands::{Context, now};
 use crate::duration::format_hms;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{GpuSlot, Kind, Pool, Reservation, Timestamp};
 use serde_json::json;
 
@@ -19,15 +19,7 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
     gpus.warn("showing reservations only");
     let threshold = memory_threshold(&ctx.config, &args.usage);
     let now = now();
-    // The cheap unlocked read is the truth unless something has ended since the last
-    // commit; then commit the sweep, so that what we show is what the store holds.
-    let mut pool = ctx.store.snapshot()?.ok_or_else(Error::not_initialized)?;
-    if ctx.sweep(&mut pool, now) {
-        pool = ctx.store.update(|pool| {
-            ctx.sweep(pool, now);
-            Ok(pool.clone())
-        })?;
-    }
+    let pool = ctx.current_pool(now)?;
     if args.verbose {
         eprintln!("Store: {}", ctx.store.describe());
         eprintln!("{}", describe_nvml(&gpus, pool.gpus.len(), threshold));

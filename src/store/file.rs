@@ -239,8 +239,8 @@ impl FileStore {
 
 impl Error {
     fn not_initialized_at(dir: &Path) -> Error {
-        Error::failure(format!(
-            "the GPU pool is not initialized ({} does not exist); an administrator must run `canhazgpu admin --gpus N` first",
+        Error::not_initialized(&format!(
+            "embedded store in {} (which does not exist)",
             dir.display()
         ))
     }

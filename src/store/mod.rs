@@ -57,6 +57,12 @@ impl Store {
         }
     }
 
+    /// [`Store::snapshot`] for commands that need an initialized pool.
+    pub fn snapshot_pool(&self) -> Result<Pool> {
+        self.snapshot()?
+            .ok_or_else(|| Error::not_initialized(&self.describe()))
+    }
+
     /// The pool as last committed, without locking; `None` when not initialized.
     pub fn snapshot(&self) -> Result<Option<Pool>> {
         match self {
@@ -88,7 +94,7 @@ impl Store {
     pub fn update<T>(&self, mut change: impl FnMut(&mut Pool) -> Result<T>) -> Result<T> {
         self.transact(|pool| match pool {
             Some(pool) => change(pool),
-            None => Err(Error::not_initialized()),
+            None => Err(Error::not_initialized(&self.describe())),
         })
     }
 

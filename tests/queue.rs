@@ -1,0 +1,434 @@
+//! Waiting for GPUs (`--wait`), choosing and labelling them, on both stores.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use common::{BACKENDS, TestStore, wait_for};
+use predicates::prelude::*;
+use serde_json::Value;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A `run` whose command logs when it starts and then holds its GPUs until `gate` exists.
+struct Job {
+    child: Child,
+    gate: PathBuf,
+}
+
+impl Job {
+    fn start(store: &TestStore, name: &str, args: &[&str]) -> Job {
+        let gate = store.home.path().join(format!("{name}.done"));
+        let log = store.home.path().join("order.log");
+        let script = format!(
+            "echo \"{name} $CUDA_VISIBLE_DEVICES\" >> {log}; while [ ! -e {gate} ]; do sleep 0.05; done",
+            log = log.display(),
+            gate = gate.display()
+        );
+        let child = store
+            .std_cmd()
+            .arg("run")
+            .args(args)
+            .args(["--", "sh", "-c", &script])
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        Job { child, gate }
+    }
+
+    fn finish(mut self) {
+        std::fs::write(&self.gate, "").unwrap();
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Drop for Job {
+    /// A failing test must not leave jobs holding GPUs behind.
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+fn started(store: &TestStore) -> Vec<String> {
+    std::fs::read_to_string(store.home.path().join("order.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn wait_started(store: &TestStore, count: usize) -> Vec<String> {
+    wait_for(DEADLINE, &format!("{count} job(s) to start"), || {
+        let lines = started(store);
+        (lines.len() >= count).then_some(lines)
+    })
+}
+
+fn queue_json(store: &TestStore) -> Vec<Value> {
+    let out = store.cmd().args(["queue", "--json"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn wait_queued(store: &TestStore, count: usize) -> Vec<Value> {
+    wait_for(DEADLINE, &format!("{count} waiter(s)"), || {
+        let queue = queue_json(store);
+        (queue.len() == count).then_some(queue)
+    })
+}
+
+#[test]
+fn waiters_are_served_first_come_first_served_and_big_requests_are_not_starved() {
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        store.admin(2);
+        let holder_a = Job::start(&store, "holder-a", &["--gpus", "1"]);
+        let holder_b = Job::start(&store, "holder-b", &["--gpus", "1"]);
+        wait_started(&store, 2);
+        let big = Job::start(&store, "big", &["--gpus", "2", "--wait"]);
+        wait_queued(&store, 1);
+        let small = Job::start(&store, "small", &["--gpus", "1", "--wait"]);
+        let queue = wait_queued(&store, 2);
+        assert_eq!(
+            (queue[0]["gpus"].as_u64(), queue[1]["gpus"].as_u64()),
+            (Some(2), Some(1))
+        );
+        assert_eq!(queue[0]["position"], 1);
+
+        // One GPU comes free: the small request behind must not take it from the big one.
+        holder_a.finish();
+        let status = wait_for(DEADLINE, "GPU to be free", || {
+            let status = store.status();
+            status.contains("AVAILABLE").then_some(status)
+        });
+        assert_eq!(queue_json(&store).len(), 2, "{status}");
+        // And a newcomer without --wait cannot jump the queue either.
+        store
+            .cmd()
+            .args(["run", "--", "true"])
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("waiting ahead"));
+
+        holder_b.finish();
+        let order = wait_started(&store, 3);
+        assert_eq!(order[2], "big 0,1", "{backend:?}: {order:?}");
+        big.finish();
+        let order = wait_started(&store, 4);
+        assert!(order[3].starts_with("small "), "{order:?}");
+        small.finish();
+        assert!(queue_json(&store).is_empty());
+        assert!(store.busy_ids().is_empty());
+    }
+}
+
+fn signal(child: &Child, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+}
+
+#[test]
+fn giving_up_leaves_the_queue_and_holds_nothing() {
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        store.admin(1);
+        let holder = Job::start(&store, "holder", &[]);
+        wait_started(&store, 1);
+
+        // Ctrl-C (SIGINT) while waiting.
+        let waiter = store
+            .std_cmd()
+            .args(["run", "--wait", "--", "true"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_queued(&store, 1);
+        signal(&waiter, nix::sys::signal::Signal::SIGINT);
+        let out = waiter.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130));
+        assert!(queue_json(&store).is_empty(), "{backend:?}");
+
+        // A timeout.
+        store
+            .cmd()
+            .args(["run", "--wait=1s", "--", "true"])
+            .assert()
+            .failure()
+            .stderr(
+                predicate::str::contains("gave up after waiting")
+                    .and(predicate::str::contains("nothing was reserved")),
+            );
+        assert!(queue_json(&store).is_empty());
+
+        // A waiter killed with -9 cannot clean up: liveness drops it.
+        let mut doomed = store
+            .std_cmd()
+            .args(["run", "--wait", "--", "true"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_queued(&store, 1);
+        signal(&doomed, nix::sys::signal::Signal::SIGKILL);
+        doomed.wait().unwrap();
+        assert!(
+            queue_json(&store).is_empty(),
+            "{backend:?}: dead waiter still queued"
+        );
+
+        assert_eq!(store.busy_ids(), vec![0]);
+        holder.finish();
+        assert!(store.busy_ids().is_empty());
+    }
+}
+
+#[test]
+fn queue_lists_waiters_in_order() {
+    let store = TestStore::new(common::Backend::File);
+    store.admin(1);
+    store
+        .cmd()
+        .arg("queue")
+        .assert()
+        .success()
+        .stdout("Nobody is waiting for GPUs\n");
+    let holder = Job::start(&store, "holder", &[]);
+    wait_started(&store, 1);
+    let waiter = Job::start(&store, "waiter", &["--wait=1h", "--gpu-ids", "0"]);
+    let queue = wait_queued(&store, 1);
+    assert_eq!(queue[0]["gpu_ids"], serde_json::json!([0]));
+    assert_eq!(queue[0]["kind"], "run");
+    assert!(queue[0]["deadline"].is_i64());
+    store.cmd().arg("queue").assert().success().stdout(
+        predicate::str::starts_with("1. ")
+            .and(predicate::str::contains("wants GPU(s) [0] (run)"))
+            .and(
+                predicate::str::contains("gives up in 0h 59m")
+                    .or(predicate::str::contains("gives up in 1h 0m 0s")),
+            ),
+    );
+    holder.finish();
+    wait_started(&store, 2);
+    waiter.finish();
+}
+
+#[test]
+fn specific_gpu_ids_are_all_or_nothing_with_reasons() {
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        store.admin(3);
+        let holder = Job::start(&store, "holder", &["--gpu-ids", "1"]);
+        assert_eq!(wait_started(&store, 1), vec!["holder 1"]);
+        let before = store.dump();
+        let me = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .unwrap()
+            .unwrap()
+            .name;
+        store
+            .cmd()
+            .args(["run", "--gpu-ids", "0,1,7", "--", "true"])
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("GPU 7 is not in the pool").and(
+                predicate::str::contains(format!("GPU 1 is reserved by {me}")),
+            ));
+        store
+            .cmd()
+            .args(["run", "--gpu-ids", "0,0", "--", "true"])
+            .assert()
+            .code(2);
+        store
+            .cmd()
+            .args(["run", "--gpus", "2", "--gpu-ids", "0,2", "--", "true"])
+            .assert()
+            .code(2);
+        assert_eq!(
+            store.dump(),
+            before,
+            "{backend:?}: a refused request changed the pool"
+        );
+        let out = store
+            .cmd()
+            .args([
+                "run",
+                "--gpu-ids",
+                "2,0",
+                "--",
+                "sh",
+                "-c",
+                "echo $CUDA_VISIBLE_DEVICES",
+            ])
+            .output()
+            .unwrap();
+        // The order asked for is kept: CUDA device 0 is GPU 2 here.
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "2,0\n");
+        holder.finish();
+    }
+}
+
+#[test]
+fn notes_and_display_users_show_in_status() {
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        store.admin(1);
+        let job = Job::start(
+            &store,
+            "labelled",
+            &["--note", "ablation sweep 3", "--user", "team-vision"],
+        );
+        wait_started(&store, 1);
+        let me = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .unwrap()
+            .unwrap()
+            .name;
+        let status = store.status();
+        assert!(status.contains("IN USE by team-vision for "), "{status}");
+        assert!(status.contains(&format!("account {me})")), "{status}");
+        assert!(status.contains("[ablation sweep 3]"), "{status}");
+        job.finish();
+        for (flag, value, fragment) in [
+            ("--note", "a\u{1b}[2Jb", "control characters"),
+            ("--note", &"x".repeat(201)[..], "keep it to 200"),
+            ("--user", "rm -rf", "not a valid name"),
+            ("--user", "", "not a valid name"),
+        ] {
+            store
+                .cmd()
+                .args(["run", flag, value, "--", "true"])
+                .assert()
+                .code(2)
+                .stderr(predicate::str::contains(fragment));
+        }
+    }
+}
+
+#[test]
+fn timeout_interrupts_then_kills() {
+    let store = TestStore::new(common::Backend::File);
+    store.admin(1);
+    // A command that stops on SIGINT exits with 130.
+    store
+        .cmd()
+        .args(["run", "--timeout", "1s", "--", "sleep", "30"])
+        .assert()
+        .code(130)
+        .stderr(predicate::str::contains(
+            "--timeout 1s reached: sending SIGINT",
+        ));
+    // One that ignores it is killed after the grace period.
+    store
+        .cmd()
+        .args([
+            "run",
+            "--timeout",
+            "1s",
+            "--timeout-grace",
+            "1s",
+            "--",
+            "sh",
+            "-c",
+            "trap '' INT; sleep 30",
+        ])
+        .assert()
+        .code(137)
+        .stderr(predicate::str::contains("sending SIGKILL"));
+    assert!(store.busy_ids().is_empty());
+}
+
+/// Release times are whole seconds: wait for the next one so that "most recent" is
+/// well defined between two steps.
+fn next_second() {
+    let now = common::unix_now();
+    wait_for(DEADLINE, "the next second", || {
+        (common::unix_now() > now).then_some(())
+    });
+}
+
+fn cvd(store: &TestStore, args: &[&str]) -> String {
+    next_second();
+    let out = store
+        .cmd()
+        .arg("run")
+        .args(args)
+        .args(["--", "sh", "-c", "echo $CUDA_VISIBLE_DEVICES"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn write_config(store: &TestStore, text: &str) -> PathBuf {
+    let path: &Path = &store.config_path();
+    std::fs::write(path, text).unwrap();
+    path.to_path_buf()
+}
+
+#[test]
+fn sticky_policy_from_flag_or_config_prefers_my_last_gpu() {
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        store.admin(4);
+        assert_eq!(cvd(&store, &["--gpu-ids", "2"]), "2");
+        // LRU: never-used GPUs first.
+        assert_eq!(cvd(&store, &[]), "0");
+        assert_eq!(
+            cvd(&store, &["--policy", "sticky"]),
+            "0",
+            "0 is now my most recent"
+        );
+        assert_eq!(cvd(&store, &["--gpu-ids", "3"]), "3");
+        assert_eq!(cvd(&store, &["--policy", "sticky"]), "3");
+        write_config(&store, "allocation_policy = \"sticky\"\n");
+        assert_eq!(cvd(&store, &[]), "3");
+        // The flag beats the config: LRU gives the never-used GPU 1.
+        assert_eq!(cvd(&store, &["--policy", "lru"]), "1");
+    }
+}
+
+#[test]
+fn config_keys_are_checked_and_unknown_ones_warned_about() {
+    let store = TestStore::new(common::Backend::File);
+    store.admin(1);
+    write_config(&store, "allocation_policy = \"sticky\"\nbogus_key = 3\n");
+    store
+        .cmd()
+        .arg("status")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("unknown key `bogus_key`"));
+    write_config(&store, "allocation_policy = \"random\"\n");
+    store
+        .cmd()
+        .arg("status")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "`allocation_policy` must be \"lru\" or \"sticky\"",
+        ));
+    // The environment beats the file for the store.
+    let elsewhere = store.home.path().join("elsewhere");
+    write_config(
+        &store,
+        &format!("store = \"file://{}\"\n", elsewhere.display()),
+    );
+    store.cmd().arg("status").assert().success();
+    store
+        .cmd()
+        .env_remove("CANHAZGPU_STORE")
+        .arg("status")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(elsewhere.to_str().unwrap()));
+}
