@@ -167,7 +167,7 @@ mod tests {
         let since = 10_000;
         let until = since + 86_400;
         let history = [
-            record("alice", since + 0, since + 7200, "run"),
+            record("alice", since, since + 7200, "run"),
             record("alice", since + 100, since + 1900, "manual"),
             // Began an hour before the window: only its last hour counts.
             record("bob", since - 3600, since + 3600, "run"),
