@@ -2,6 +2,9 @@
 //! the liveness rules in force.
 
 pub mod admin;
+pub mod completions;
+pub mod init;
+pub mod prompt;
 pub mod release;
 pub mod reserve;
 pub mod run;
