@@ -172,10 +172,12 @@ pub fn script(shell: Shell, before: &Vars, after: &Vars, now: Timestamp) -> Stri
     let mut script = Script::new(shell);
     before.write_changes(after, &mut script);
     if shell == Shell::Fish {
+        // Both clocks are read in whole seconds; one second more keeps the hook from
+        // asking before the store agrees that the reservation expired.
         let deadline = after
             .expires()
             .zip(uptime())
-            .map(|(expires, up)| up + (expires - now).max(0));
+            .map(|(expires, up)| up + (expires - now).max(0) + 1);
         script.fish_global(FISH_DEADLINE, deadline);
     }
     script.finish()
