@@ -54,8 +54,15 @@ fn completions_need_no_store_and_no_config() {
         .env("CANHAZGPU_CONFIG", "/nonexistent/config.toml")
         .output()
         .expect("run canhazgpu completions");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("#compdef canhazgpu"), "{text}");
-    assert!(!text.contains("owner-pid"), "hidden flags must not be offered");
+    assert!(
+        !text.contains("owner-pid"),
+        "hidden flags must not be offered"
+    );
 }
