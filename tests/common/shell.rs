@@ -247,6 +247,11 @@ impl Tmux {
         Tmux { socket }
     }
 
+    /// Takes charge of a server something else started on `socket` (killed on drop).
+    pub fn adopt(socket: PathBuf) -> Tmux {
+        Tmux { socket }
+    }
+
     pub fn socket(&self) -> &Path {
         &self.socket
     }
@@ -289,6 +294,24 @@ impl Tmux {
                 "timed out after {WAIT:?} waiting for {what}; the screen:\n{screen}"
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Presses Enter until the screen satisfies `check` (a prompt hook only runs when
+    /// a prompt is drawn), and returns it.
+    pub fn enter_until(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + WAIT;
+        loop {
+            let screen = self.screen();
+            if check(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out after {WAIT:?} waiting for {what}; the screen:\n{screen}"
+            );
+            self.enter();
+            std::thread::sleep(Duration::from_millis(250));
         }
     }
 
