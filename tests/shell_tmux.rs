@@ -166,3 +166,27 @@ read -r x
     assert!(out.status.success());
     assert!(store.reserved_in_state_file().is_empty());
 }
+
+#[test]
+fn tab_completes_through_the_function() {
+    let store = TestStore::new(Backend::File);
+    // bash: nothing installed; init registers a loader of the generated completion.
+    let bash = Tmux::start(&store, "bash-tab", &["bash", "--norc", "--noprofile", "-i"]);
+    bash.send(r#"eval "$(canhazgpu init bash)"; PS1='> '"#);
+    bash.send("echo ready=1");
+    bash.wait_line("ready=");
+    bash.type_keys(&["canhazgpu res", "Tab"]);
+    bash.wait("bash to complete `reserve`", |_| {
+        bash.last_line() == "> canhazgpu reserve"
+    });
+    // zsh: init after compinit registers a completion for the function.
+    let zsh = Tmux::start(&store, "zsh-tab", &["zsh", "-f", "-i"]);
+    zsh.send("autoload -Uz compinit; compinit -u -D; PS1='> '");
+    zsh.send(r#"eval "$(canhazgpu init zsh)""#);
+    zsh.send("echo ready=1");
+    zsh.wait_line("ready=");
+    zsh.type_keys(&["canhazgpu rese", "Tab"]);
+    zsh.wait("zsh to complete `reserve`", |_| {
+        zsh.last_line() == "> canhazgpu reserve"
+    });
+}

@@ -271,6 +271,13 @@ impl Tmux {
         self.enter();
     }
 
+    /// Sends keys as tmux names them (`Tab`, `C-c`), text as it is.
+    pub fn type_keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys"];
+        args.extend_from_slice(keys);
+        assert!(self.tmux(&args).status.success());
+    }
+
     pub fn enter(&self) {
         assert!(self.tmux(&["send-keys", "Enter"]).status.success());
     }
