@@ -9,9 +9,9 @@ use crate::cli::ReleaseArgs;
 use crate::commands::{Context, current_user, format_ids, now};
 use crate::error::{Error, Result};
 use crate::liveness::ProcView;
-use crate::model::{Kind, Owner};
+use crate::model::{Kind, Owner, Reservation};
 use crate::shell::lease;
-use crate::shell::session::{self, Session};
+use crate::shell::session::{self, Session, Truth};
 use crate::shell::vars::Vars;
 
 pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
@@ -31,7 +31,7 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
     let now = now();
     let (released, owners, others, pool) = ctx.store.update(|pool| {
         ctx.sweep(pool, now);
-        let mine = |r: &crate::model::Reservation| r.kind == Kind::Manual && r.held_by(&user);
+        let mine = |r: &Reservation| r.kind == Kind::Manual && r.held_by(&user);
         let chosen = pool.ids_where(|slot| {
             slot.reservation
                 .as_ref()
@@ -80,7 +80,8 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
     let (Some(shell), Some(vars)) = (args.shell, vars) else {
         return Ok(());
     };
-    let (after, dropped) = session.settle(&vars, Some(&pool), now, &ctx.rules(), &ctx.view);
+    let truth = Truth::Store(pool.as_ref());
+    let (after, dropped) = session.settle(&vars, truth, now, &ctx.rules(), &ctx.view);
     // What this shell released itself needs no story; anything else that went is news.
     let news: Vec<_> = dropped
         .into_iter()
@@ -123,7 +124,10 @@ fn sync(ctx: &Context, args: &ReleaseArgs, session: Option<Session>) -> Result<(
         None
     };
     let (mut after, dropped) = match &pool {
-        Some(pool) => session.settle(&vars, Some(pool), now, &ctx.rules(), &ctx.view),
+        Some(pool) => {
+            let truth = Truth::Store(pool.as_ref());
+            session.settle(&vars, truth, now, &ctx.rules(), &ctx.view)
+        }
         None => (vars.clone(), Vec::new()),
     };
     session.report(&dropped);
@@ -147,7 +151,7 @@ pub fn inherited(args: &ReleaseArgs) -> Result<i32> {
     let rules = crate::liveness::Rules {
         heartbeat_timeout: crate::liveness::DEFAULT_HEARTBEAT_TIMEOUT,
     };
-    let (after, dropped) = session.settle(&vars, None, now, &rules, &view);
+    let (after, dropped) = session.settle(&vars, Truth::ProcessTree, now, &rules, &view);
     session.report(&dropped);
     print!("{}", session::script(shell, &vars, &after, now));
     Ok(0)

@@ -8,7 +8,7 @@ use crate::commands::{Context, choose, cuda_list, current_user, format_ids, now}
 use crate::duration::{self, format_hms};
 use crate::error::Result;
 use crate::model::{Kind, Reservation};
-use crate::shell::session::{self, Session};
+use crate::shell::session::{self, Session, Truth};
 use crate::shell::vars::Vars;
 
 pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
@@ -61,24 +61,22 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     };
 
     let rules = ctx.rules();
-    let pool = Some(pool);
     // Stale layers (an inherited reservation that ended) go first, so that the new layer
     // does not save them as the environment to come back to.
-    let (mut after, dropped) = session.settle(&vars, Some(&pool), now, &rules, &ctx.view);
+    let truth = Truth::Store(Some(&pool));
+    let (mut after, dropped) = session.settle(&vars, truth, now, &rules, &ctx.view);
     session.report(&dropped);
     // A second reserve in the same shell adds to its layer; otherwise this shell starts
     // its own on top of whatever it inherited.
     if after.holder() != Some(session.shell_pid) {
         after = after.push_layer(session.shell_pid, None);
-        if let Some(pool) = &pool {
-            after.hold(&session::holding_of(
-                pool,
-                &session.owner,
-                now,
-                &rules,
-                &ctx.view,
-            ));
-        }
+        after.hold(&session::holding_of(
+            &pool,
+            &session.owner,
+            now,
+            &rules,
+            &ctx.view,
+        ));
     }
     session.refresh_lease(&mut after, &ctx.view);
     let held = after.gpus();

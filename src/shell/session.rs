@@ -16,6 +16,15 @@ use super::vars::{Dropped, Ending, Fate, Holding, LEASE, Vars};
 /// `/proc/uptime` with this global instead of `CANHAZGPU_EXPIRES` with the time.
 pub const FISH_DEADLINE: &str = "_canhazgpu_deadline";
 
+/// What a layer is judged against.
+#[derive(Clone, Copy)]
+pub enum Truth<'a> {
+    /// Only the process tree: at shell start, which must not need a store.
+    ProcessTree,
+    /// The store's pool as well (`None`: the pool is not initialized).
+    Store(Option<&'a Pool>),
+}
+
 /// The shell a `--owner-pid` names, checked.
 pub struct Session {
     pub shell_pid: u32,
@@ -46,11 +55,10 @@ impl Session {
         })
     }
 
-    /// What a layer of variables is worth: `pool` is the store's view (`None`: not
-    /// consulted, only the process tree is judged).
+    /// Whether a layer of variables still describes GPUs its holder has.
     pub fn fate(
         &self,
-        pool: Option<&Option<Pool>>,
+        truth: Truth,
         holder: Option<u32>,
         layer: &Vars,
         now: Timestamp,
@@ -69,13 +77,13 @@ impl Session {
         let Some(owner) = view.owner(holder) else {
             return Fate::Ended(Ending::HolderGone);
         };
-        match pool {
-            None => Fate::Holds(Holding {
+        match truth {
+            Truth::ProcessTree => Fate::Holds(Holding {
                 ids: layer.gpus(),
                 expires: layer.expires(),
             }),
-            Some(None) => Fate::Ended(Ending::Released),
-            Some(Some(pool)) => {
+            Truth::Store(None) => Fate::Ended(Ending::Released),
+            Truth::Store(Some(pool)) => {
                 let holding = holding_of(pool, &owner, now, rules, view);
                 if !holding.ids.is_empty() {
                     Fate::Holds(holding)
@@ -88,16 +96,16 @@ impl Session {
         }
     }
 
-    /// Drops layers that ended and updates the rest against `pool`.
+    /// Drops layers that ended and updates the rest against `truth`.
     pub fn settle(
         &self,
         vars: &Vars,
-        pool: Option<&Option<Pool>>,
+        truth: Truth,
         now: Timestamp,
         rules: &Rules,
         view: &ProcView,
     ) -> (Vars, Vec<Dropped>) {
-        vars.settle(|holder, layer| self.fate(pool, holder, layer, now, rules, view))
+        vars.settle(|holder, layer| self.fate(truth, holder, layer, now, rules, view))
     }
 
     /// Marks the top layer's holder as holding, so the prompt hook stays quiet until a
