@@ -857,3 +857,26 @@ echo "after=${CUDA_VISIBLE_DEVICES-unset}""#,
     assert_eq!(run.value("after"), "unset", "{}", run.describe());
     assert!(store.busy_ids().is_empty());
 }
+
+#[test]
+fn a_lost_marker_costs_one_check_and_comes_back() {
+    let store = store(2);
+    let run = store
+        .session(
+            Sh::Bash,
+            r#"eval "$(canhazgpu init bash)"
+canhazgpu reserve --duration 1h
+lease=$CANHAZGPU_LEASE
+rm -- "$lease"
+_canhazgpu_hook
+echo "cvd=${CUDA_VISIBLE_DEVICES-unset}"
+echo "same_lease=$([ "$CANHAZGPU_LEASE" = "$lease" ] && echo yes || echo no)"
+echo "lease_back=$([ -e "$lease" ] && echo yes || echo no)""#,
+        )
+        .ok();
+    let ctx = run.describe();
+    assert_eq!(run.value("cvd"), "0", "{ctx}");
+    assert_eq!(run.value("same_lease"), "yes", "{ctx}");
+    assert_eq!(run.value("lease_back"), "yes", "{ctx}");
+    assert!(!run.stderr.contains("canhazgpu:"), "no news to tell: {ctx}");
+}
