@@ -880,3 +880,30 @@ echo "lease_back=$([ -e "$lease" ] && echo yes || echo no)""#,
     assert_eq!(run.value("lease_back"), "yes", "{ctx}");
     assert!(!run.stderr.contains("canhazgpu:"), "no news to tell: {ctx}");
 }
+
+#[test]
+fn rendered_zsh_and_fish_scripts_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, check) in [
+        ("zsh", vec!["zsh", "-n"]),
+        ("fish", vec!["fish", "--no-config", "--no-execute"]),
+    ] {
+        let rendered = std::process::Command::new(common::binary())
+            .args(["init", shell])
+            .output()
+            .expect("canhazgpu init");
+        assert!(rendered.status.success());
+        let file = dir.path().join(format!("init.{shell}"));
+        std::fs::write(&file, &rendered.stdout).unwrap();
+        let out = std::process::Command::new(check[0])
+            .args(&check[1..])
+            .arg(&file)
+            .output()
+            .expect("run the shell's syntax check");
+        assert!(
+            out.status.success(),
+            "{shell} rejects `canhazgpu init {shell}`:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
