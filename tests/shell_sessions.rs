@@ -39,6 +39,7 @@ INIT
 export CUDA_VISIBLE_DEVICES=7
 canhazgpu reserve --gpus 2 --duration 1h
 echo "cvd=$CUDA_VISIBLE_DEVICES"
+echo "nvd=$NVIDIA_VISIBLE_DEVICES"
 echo "gpus=$CANHAZGPU_GPUS"
 echo "order=$CUDA_DEVICE_ORDER"
 echo "owner=$CANHAZGPU_OWNER_PID"
@@ -49,6 +50,7 @@ canhazgpu reserve --duration 30m
 echo "cvd2=$CUDA_VISIBLE_DEVICES"
 canhazgpu release
 echo "after=${CUDA_VISIBLE_DEVICES-unset}"
+echo "nvd_after=${NVIDIA_VISIBLE_DEVICES-unset}"
 echo "order_after=${CUDA_DEVICE_ORDER-unset}"
 echo "gpus_after=${CANHAZGPU_GPUS-unset}|${CANHAZGPU_OWNER_PID-unset}|${CANHAZGPU_RESTORE-unset}"
 unset CUDA_VISIBLE_DEVICES
@@ -64,6 +66,7 @@ INIT
 set -gx CUDA_VISIBLE_DEVICES 7
 canhazgpu reserve --gpus 2 --duration 1h; or exit 1
 show cvd CUDA_VISIBLE_DEVICES
+show nvd NVIDIA_VISIBLE_DEVICES
 show gpus CANHAZGPU_GPUS
 show order CUDA_DEVICE_ORDER
 show owner CANHAZGPU_OWNER_PID
@@ -74,6 +77,7 @@ canhazgpu reserve --duration 30m; or exit 1
 show cvd2 CUDA_VISIBLE_DEVICES
 canhazgpu release; or exit 1
 show after CUDA_VISIBLE_DEVICES
+show nvd_after NVIDIA_VISIBLE_DEVICES
 show order_after CUDA_DEVICE_ORDER
 echo "gpus_after="(set -q CANHAZGPU_GPUS; and echo set; or echo unset)"|"(set -q CANHAZGPU_OWNER_PID; and echo set; or echo unset)"|"(set -q CANHAZGPU_RESTORE; and echo set; or echo unset)
 set -e CUDA_VISIBLE_DEVICES
@@ -92,6 +96,7 @@ show unset_after CUDA_VISIBLE_DEVICES
         let ids: Vec<&str> = cvd.split(',').collect();
         assert_eq!(ids.len(), 2, "{sh:?}: {ctx}");
         assert_eq!(run.value("gpus"), cvd, "{sh:?}: {ctx}");
+        assert_eq!(run.value("nvd"), cvd, "{sh:?}: {ctx}");
         assert_eq!(run.value("order"), "PCI_BUS_ID", "{sh:?}: {ctx}");
         assert_eq!(run.value("owner"), run.value("self"), "{sh:?}: {ctx}");
         let expires: i64 = run.value("expires").parse().unwrap();
@@ -113,6 +118,7 @@ show unset_after CUDA_VISIBLE_DEVICES
         assert!(run.stderr.contains("this shell now holds"), "{sh:?}: {ctx}");
         // Release restores what was there before.
         assert_eq!(run.value("after"), "7", "{sh:?}: {ctx}");
+        assert_eq!(run.value("nvd_after"), "unset", "{sh:?}: {ctx}");
         assert_eq!(run.value("order_after"), "unset", "{sh:?}: {ctx}");
         assert_eq!(
             run.value("gpus_after"),

@@ -1,6 +1,7 @@
 //! The environment variables that describe what a shell holds, and how they stack.
 //!
-//! A shell that reserves gets a *layer*: `CUDA_VISIBLE_DEVICES`, `CUDA_DEVICE_ORDER` and
+//! A shell that reserves gets a *layer*: `CUDA_VISIBLE_DEVICES`, `NVIDIA_VISIBLE_DEVICES`,
+//! `CUDA_DEVICE_ORDER` and
 //! the `CANHAZGPU_*` variables, plus `CANHAZGPU_RESTORE`, a JSON snapshot of all of them
 //! as they were before. Release puts the snapshot back. Because the snapshot includes the
 //! previous `CANHAZGPU_RESTORE`, a nested shell that reserves on top of GPUs it inherited
@@ -18,6 +19,8 @@ use crate::error::{Error, Result};
 use crate::model::Timestamp;
 
 pub const CUDA_VISIBLE_DEVICES: &str = "CUDA_VISIBLE_DEVICES";
+/// What container runtimes (nvidia-container-toolkit) read instead.
+pub const NVIDIA_VISIBLE_DEVICES: &str = "NVIDIA_VISIBLE_DEVICES";
 pub const CUDA_DEVICE_ORDER: &str = "CUDA_DEVICE_ORDER";
 /// The ids this shell holds, in `CUDA_VISIBLE_DEVICES` order.
 pub const GPUS: &str = "CANHAZGPU_GPUS";
@@ -30,8 +33,9 @@ pub const LEASE: &str = "CANHAZGPU_LEASE";
 /// The variables as they were before this layer.
 pub const RESTORE: &str = "CANHAZGPU_RESTORE";
 
-pub const MANAGED: [&str; 7] = [
+pub const MANAGED: [&str; 8] = [
     CUDA_VISIBLE_DEVICES,
+    NVIDIA_VISIBLE_DEVICES,
     CUDA_DEVICE_ORDER,
     GPUS,
     EXPIRES,
@@ -171,6 +175,7 @@ impl Vars {
         order.extend(rest);
         let list = crate::commands::cuda_list(&order);
         self.set(CUDA_VISIBLE_DEVICES, list.clone());
+        self.set(NVIDIA_VISIBLE_DEVICES, list.clone());
         self.set(GPUS, list);
         match holding.expires {
             Some(t) => self.set(EXPIRES, t.to_string()),
@@ -305,6 +310,7 @@ mod tests {
         let mut layer = before.push_layer(42, Some("/run/x/42-1"));
         layer.hold(&holding(&[1, 5], 100));
         assert_eq!(layer.get(CUDA_VISIBLE_DEVICES), Some("1,5"));
+        assert_eq!(layer.get(NVIDIA_VISIBLE_DEVICES), Some("1,5"));
         assert_eq!(layer.get(GPUS), Some("1,5"));
         assert_eq!(layer.get(EXPIRES), Some("100"));
         assert_eq!(layer.get(OWNER_PID), Some("42"));
