@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::shell::Shell;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "canhazgpu",
@@ -18,7 +20,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         canhazgpu status\n  \
         canhazgpu run --gpus 2 -- python train.py\n  \
         canhazgpu reserve --gpus 1 --duration 2h\n  \
-        canhazgpu release"
+        canhazgpu release\n  \
+        eval \"$(canhazgpu init bash)\"              # in ~/.bashrc: reserve exports into the shell"
 )]
 pub struct Cli {
     /// Where the pool lives: file:///dir (embedded, default file:///var/lib/canhazgpu),
@@ -41,8 +44,11 @@ pub enum Command {
     Reserve(ReserveArgs),
     Run(RunArgs),
     Status(StatusArgs),
-    Report(ReportArgs),
     Queue(QueueArgs),
+    Report(ReportArgs),
+    Init(InitArgs),
+    Prompt(PromptArgs),
+    Completions(CompletionsArgs),
 }
 
 /// Initialize GPU pool for this machine
@@ -68,9 +74,45 @@ pub struct AdminArgs {
 /// Release all manually reserved GPUs held by the current user
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
-    canhazgpu release      # give back every manual reservation you hold\n\n\
-    GPUs held by `canhazgpu run` are released when the command ends; they are not touched.")]
-pub struct ReleaseArgs {}
+    canhazgpu release         # give back every manual reservation you hold\n  \
+    canhazgpu release --all   # the same, also in a shell set up with `canhazgpu init`\n  \
+    canhazgpu release --gpu-ids 3   # GPU 3 only, even a run's (its wrapper died)\n\n\
+    In a shell set up with `canhazgpu init`, release gives back only what that shell\n\
+    reserved and restores its CUDA_VISIBLE_DEVICES. GPUs held by `canhazgpu run` are\n\
+    released when the command ends; they are not touched.")]
+pub struct ReleaseArgs {
+    /// Release every manual reservation you hold, not only this shell's
+    #[arg(long)]
+    pub all: bool,
+
+    /// Release exactly these GPUs, which must be yours; `run` reservations too (for a job
+    /// whose wrapper died while its command lives on)
+    #[arg(
+        long,
+        value_name = "IDS",
+        value_delimiter = ',',
+        conflicts_with = "all"
+    )]
+    pub gpu_ids: Option<Vec<u32>>,
+
+    /// Print shell code for this shell on stdout (used by the function from `init`)
+    #[arg(long, hide = true, value_enum, requires = "owner_pid")]
+    pub shell: Option<Shell>,
+
+    /// Release only what this shell process reserved (used by the function from `init`)
+    #[arg(long, hide = true, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub owner_pid: Option<u32>,
+
+    /// Release nothing; drop from the shell's variables what the store says it no longer
+    /// holds (used by the prompt hook from `init`)
+    #[arg(long, hide = true, requires = "shell", conflicts_with_all = ["all", "inherited", "gpu_ids"])]
+    pub sync: bool,
+
+    /// Release nothing and read no store; drop variables inherited from a shell that is
+    /// not an ancestor (used by the script from `init` at shell start)
+    #[arg(long, hide = true, requires = "shell", conflicts_with_all = ["all", "gpu_ids"])]
+    pub inherited: bool,
+}
 
 /// Reserve GPUs manually for a specified duration
 #[derive(Args, Debug)]
@@ -80,21 +122,31 @@ pub struct ReleaseArgs {}
     canhazgpu reserve --duration 30m\n  \
     eval \"$(canhazgpu reserve --gpus 2)\"       # also export CUDA_VISIBLE_DEVICES here\n\n\
     Durations: 30m, 2h, 1d, 0.5h, 1h30m (at most 30d). The export line goes to stdout,\n\
-    everything else to stderr.")]
+    everything else to stderr.\n\n\
+    In a shell set up with `canhazgpu init`, reserve exports CUDA_VISIBLE_DEVICES into that\n\
+    shell by itself, the GPUs are released when the shell exits, and a second reserve adds\n\
+    GPUs to the ones the shell holds.")]
 pub struct ReserveArgs {
     /// Number of GPUs to reserve
     #[arg(long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub gpus: u32,
 
-    /// How long to hold them
-    #[arg(
-        long,
-        default_value = "8h",
-        value_name = "DURATION",
-        allow_hyphen_values = true
-    )]
-    pub duration: String,
+    /// How long to hold them [default: 8h, or the config's default_duration]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub duration: Option<String>,
 
+    #[command(flatten)]
+    pub request: RequestArgs,
+
+    /// Print shell code for this shell on stdout (used by the function from `init`)
+    #[arg(long, hide = true, value_enum, requires = "owner_pid")]
+    pub shell: Option<Shell>,
+
+    /// Bind the reservation to this shell process (used by the function from `init`)
+    #[arg(long, hide = true, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub owner_pid: Option<u32>,
+
+    // Last, because its help heading applies to every argument after it.
     #[command(flatten)]
     pub alloc: AllocationArgs,
 }
@@ -272,4 +324,40 @@ pub enum VisibleDevices {
     #[default]
     Index,
     Uuid,
+}
+
+/// Print the shell integration for bash, zsh or fish
+#[derive(Args, Debug)]
+#[command(after_help = "Setup (one line in the shell's startup file):\n  \
+    eval \"$(canhazgpu init bash)\"          # ~/.bashrc\n  \
+    eval \"$(canhazgpu init zsh)\"           # ~/.zshrc\n  \
+    canhazgpu init fish | source           # ~/.config/fish/config.fish\n\n\
+    Then `canhazgpu reserve` exports CUDA_VISIBLE_DEVICES into the shell, `canhazgpu release`\n\
+    restores what was there before, the shell's exit releases, and `canhazgpu_prompt` prints\n\
+    a prompt segment such as `gpu:1,5 3h59m`. See docs/shell.md.")]
+pub struct InitArgs {
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// Print what this shell holds, for a prompt (reads the store, never the GPUs)
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    canhazgpu prompt                                  # e.g. gpu:1,5 3h59m\n  \
+    CANHAZGPU_PROMPT_FORMAT='[{count}: {gpus}]' canhazgpu prompt\n\n\
+    Prints nothing when the shell (CANHAZGPU_OWNER_PID, set by a reserve in a shell set up\n\
+    with `canhazgpu init`) holds no GPUs. {gpus}, {count} and {left} are replaced in the\n\
+    format. The `canhazgpu_prompt` shell function prints the same from the environment\n\
+    alone, without running anything.")]
+pub struct PromptArgs {}
+
+/// Print shell completions
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    canhazgpu completions bash > ~/.local/share/bash-completion/completions/canhazgpu\n  \
+    canhazgpu completions zsh > ~/.zfunc/_canhazgpu     # a directory in $fpath\n  \
+    canhazgpu completions fish > ~/.config/fish/completions/canhazgpu.fish")]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }

@@ -13,6 +13,8 @@ use crate::liveness::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT};
 use crate::store::Store;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/canhazgpu/config.toml";
+/// The seed's default for `reserve`.
+const DEFAULT_RESERVATION: Duration = Duration::from_secs(8 * 3600);
 const KNOWN_KEYS: [&str; 8] = [
     "store",
     "default_duration",
@@ -70,6 +72,10 @@ impl Config {
     pub fn heartbeat_interval(&self) -> Duration {
         self.heartbeat_interval
             .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL)
+    }
+
+    pub fn default_duration(&self) -> Duration {
+        self.default_duration.unwrap_or(DEFAULT_RESERVATION)
     }
 
     pub fn heartbeat_timeout(&self) -> Duration {

@@ -9,6 +9,7 @@ mod error;
 mod gpu;
 mod liveness;
 mod model;
+mod shell;
 mod store;
 
 use std::process::ExitCode;
@@ -53,21 +54,30 @@ fn usage_error(e: clap::Error) -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {
+    match &cli.command {
+        // These run at shell start and in prompts: they must work with no pool, no
+        // configuration and an unreachable store, so they get to the store only if they
+        // need it.
+        Command::Init(args) => commands::init::init(args),
+        Command::Completions(args) => commands::completions::completions(args),
+        Command::Prompt(_) => commands::prompt::prompt(|| context(&cli)),
+        Command::Release(args) if args.inherited => commands::release::inherited(args),
+        Command::Admin(args) => commands::admin::admin(&context(&cli)?, args).map(|()| 0),
+        Command::Release(args) => commands::release::release(&context(&cli)?, args).map(|()| 0),
+        Command::Reserve(args) => commands::reserve::reserve(&context(&cli)?, args).map(|()| 0),
+        Command::Run(args) => commands::run::run(&context(&cli)?, args),
+        Command::Status(args) => commands::status::status(&context(&cli)?, args).map(|()| 0),
+        Command::Queue(args) => commands::queue::queue(&context(&cli)?, args).map(|()| 0),
+        Command::Report(args) => commands::report::report(&context(&cli)?, args).map(|()| 0),
+    }
+}
+
+fn context(cli: &Cli) -> Result<Context> {
     let config = Config::load(cli.config.as_deref())?;
     let store = config.open_store(cli.store.as_deref())?;
-    let ctx = Context {
+    Ok(Context {
         store,
         config,
         view: ProcView::new(),
-    };
-    match &cli.command {
-        Command::Admin(args) => commands::admin::admin(&ctx, args)?,
-        Command::Release(args) => commands::release::release(&ctx, args)?,
-        Command::Reserve(args) => commands::reserve::reserve(&ctx, args)?,
-        Command::Run(args) => return commands::run::run(&ctx, args),
-        Command::Status(args) => commands::status::status(&ctx, args)?,
-        Command::Report(args) => commands::report::report(&ctx, args)?,
-        Command::Queue(args) => commands::queue::queue(&ctx, args)?,
-    }
-    Ok(0)
+    })
 }

@@ -3,7 +3,10 @@
 
 pub mod acquire;
 pub mod admin;
+pub mod completions;
 pub mod gpus;
+pub mod init;
+pub mod prompt;
 pub mod queue;
 pub mod release;
 pub mod report;
@@ -11,11 +14,8 @@ pub mod reserve;
 pub mod run;
 pub mod status;
 
-use std::collections::BTreeSet;
-
-use crate::alloc;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::liveness::{self, ProcView, Rules};
 use crate::model::{Pool, Timestamp};
 use crate::store::Store;
@@ -67,34 +67,6 @@ pub fn current_user() -> String {
         // Containers often run uids without a passwd entry; the number still identifies.
         _ => uid.to_string(),
     }
-}
-
-/// Picks `count` GPUs, none of them `unusable` (in use without a reservation), or
-/// explains why not.
-pub fn choose(pool: &Pool, count: u32, unusable: &BTreeSet<u32>) -> Result<Vec<u32>> {
-    alloc::choose(pool, count as usize, unusable, alloc::Policy::Lru, "").map_err(|shortage| {
-        let total = pool.gpus.len();
-        let blocked = pool.ids_where(|slot| slot.reservation.is_none() && unusable.contains(&slot.id));
-        let hint = if shortage.requested > total {
-            format!("this host's pool has only {total} GPU(s)")
-        } else if !blocked.is_empty() {
-            let force = if shortage.available + blocked.len() >= shortage.requested {
-                "`--force` hands them out anyway"
-            } else {
-                "the others are reserved"
-            };
-            format!(
-                "GPU(s) {} have no reservation but are in use (see `canhazgpu status` for whose processes); {force}",
-                format_ids(&blocked)
-            )
-        } else {
-            "see `canhazgpu status` for who holds them, or try again later".to_string()
-        };
-        Error::failure(format!(
-            "Not enough GPUs available: requested {}, {} available of {total}; {hint}",
-            shortage.requested, shortage.available
-        ))
-    })
 }
 
 pub fn format_ids(ids: &[u32]) -> String {

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Benchmarks of the shell integration (issue 3), with hyperfine:
+#   1. what `eval "$(canhazgpu init zsh)"` adds to an interactive zsh start
+#      (`zsh -i -c exit` with and without it; target: under 5 ms more);
+#   2. what `canhazgpu prompt` costs a prompt, against /bin/true (target: within 3x),
+#      for a shell that holds GPUs (one snapshot read of the store) and one that
+#      holds none (no store at all).
+#
+# Usage: bench/shell.sh [path/to/canhazgpu]
+# Without an argument it uses target/release/canhazgpu, building it if missing. It
+# works in a temporary embedded store and a temporary ZDOTDIR; nothing else is touched.
+# Extra hyperfine options can be passed in HYPERFINE_OPTS (e.g. "--export-json x.json").
+
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+bin=${1:-target/release/canhazgpu}
+if [ ! -x "$bin" ]; then
+  if [ $# -gt 0 ]; then
+    echo "bench/shell.sh: $bin is not an executable; build it or pass another path" >&2
+    exit 1
+  fi
+  cargo build --release
+fi
+for tool in hyperfine zsh; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "bench/shell.sh: $tool is not installed (apt-get install $tool)" >&2
+    exit 1
+  fi
+done
+
+bindir=$(cd "$(dirname "$bin")" && pwd)
+work=$(mktemp -d)
+holder=
+cleanup() {
+  if [ -n "$holder" ]; then
+    kill "$holder" 2>/dev/null || :
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A private pool and environment, so that the numbers do not depend on the host's.
+export PATH="$bindir:$PATH"
+export CANHAZGPU_STORE="file://$work/state"
+export CANHAZGPU_CONFIG="$work/config.toml"
+export XDG_RUNTIME_DIR="$work/run"
+mkdir -m 700 "$XDG_RUNTIME_DIR"
+: >"$CANHAZGPU_CONFIG"
+unset CUDA_VISIBLE_DEVICES NVIDIA_VISIBLE_DEVICES CUDA_DEVICE_ORDER CANHAZGPU_OWNER_PID CANHAZGPU_GPUS \
+  CANHAZGPU_EXPIRES CANHAZGPU_LEASE CANHAZGPU_RESTORE
+canhazgpu admin --gpus 8 >/dev/null
+
+# HYPERFINE_OPTS may hold several options, split at blanks.
+read -r -a extra <<<"${HYPERFINE_OPTS:-}"
+
+echo "== zsh start with and without the shell integration ($(zsh --version))"
+mkdir "$work/plain" "$work/init"
+: >"$work/plain/.zshrc"
+# shellcheck disable=SC2016 # zsh expands it, not this script
+printf '%s\n' 'eval "$(canhazgpu init zsh)"' >"$work/init/.zshrc"
+hyperfine -N --warmup 5 --min-runs 50 "${extra[@]}" \
+  -n 'zsh -i -c exit' "env ZDOTDIR=$work/plain zsh -i -c exit" \
+  -n 'zsh -i -c exit, with init' "env ZDOTDIR=$work/init zsh -i -c exit"
+
+echo
+echo "== canhazgpu prompt against /bin/true"
+# A shell that holds two GPUs and stays alive while we measure; `exec` keeps its pid
+# and start time, so the reservation stays bound to a live process.
+bash --norc --noprofile -c '
+  eval "$(canhazgpu init bash)"
+  canhazgpu reserve --gpus 2 --duration 1h 2>/dev/null
+  printf "%s\n" "$$" >"'"$work"'/holder"
+  exec sleep 600' &
+holder=$!
+for _ in $(seq 100); do
+  [ -s "$work/holder" ] && break
+  sleep 0.05
+done
+if [ ! -s "$work/holder" ]; then
+  echo "bench/shell.sh: the holder shell did not reserve; see the messages above" >&2
+  exit 1
+fi
+echo "prompt of a shell that holds GPUs: $(CANHAZGPU_OWNER_PID=$holder canhazgpu prompt)"
+# The variable is set for both commands, so that neither pays for setting it.
+CANHAZGPU_OWNER_PID=$holder hyperfine -N --warmup 20 --min-runs 200 "${extra[@]}" \
+  -n '/bin/true' '/bin/true' \
+  -n 'canhazgpu prompt (holds GPUs: reads the store)' "$bindir/canhazgpu prompt"
+hyperfine -N --warmup 20 --min-runs 200 "${extra[@]}" \
+  -n '/bin/true' '/bin/true' \
+  -n 'canhazgpu prompt (holds none: no store)' "$bindir/canhazgpu prompt"

@@ -1,0 +1,48 @@
+//! `canhazgpu prompt`: the prompt segment from the store's truth.
+//!
+//! Prompts run it at every line, so it does the least that answers: no holder in the
+//! environment means no output and no store; otherwise one unlocked snapshot read and
+//! the liveness rules, never NVML and never a write.
+
+use std::io::Write;
+
+use crate::commands::{Context, now};
+use crate::error::Result;
+use crate::shell::prompt::{FORMAT_VAR, segment};
+use crate::shell::session::holding_of;
+use crate::shell::vars::Vars;
+
+pub fn prompt(open: impl FnOnce() -> Result<Context>) -> Result<i32> {
+    // Variables we cannot read cannot name a holder either; print nothing, like a shell
+    // that holds nothing.
+    let Ok(vars) = Vars::from_env() else {
+        return Ok(0);
+    };
+    let Some(holder) = vars.holder() else {
+        return Ok(0);
+    };
+    let ctx = open()?;
+    let Some(owner) = ctx.view.owner(holder) else {
+        return Ok(0);
+    };
+    let Some(pool) = ctx.store.snapshot()? else {
+        return Ok(0);
+    };
+    let now = now();
+    let holding = holding_of(&pool, &owner, now, &ctx.rules(), &ctx.view);
+    if holding.ids.is_empty() {
+        return Ok(0);
+    }
+    // The environment's order is the one CUDA_VISIBLE_DEVICES uses.
+    let mut shown = vars;
+    shown.hold(&holding);
+    let format = std::env::var(FORMAT_VAR).ok();
+    let text = segment(
+        format.as_deref(),
+        &shown.gpus(),
+        holding.expires.map(|t| t - now),
+    );
+    // A closed pipe (a prompt that stopped reading) is not worth an error message.
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    Ok(0)
+}
