@@ -432,3 +432,104 @@ fn config_keys_are_checked_and_unknown_ones_warned_about() {
         .failure()
         .stderr(predicate::str::contains(elsewhere.to_str().unwrap()));
 }
+
+fn me() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .unwrap()
+        .name
+}
+
+#[test]
+fn reserve_waits_labels_and_is_released_by_the_real_account() {
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        store.admin(1);
+        let holder = Job::start(&store, "holder", &[]);
+        wait_started(&store, 1);
+        let waiter = store
+            .std_cmd()
+            .args([
+                "reserve",
+                "--wait=1m",
+                "--duration",
+                "1h",
+                "--user",
+                "lab-bot",
+                "--note",
+                "nightly eval",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_queued(&store, 1);
+        holder.finish();
+        let out = waiter.wait_with_output().unwrap();
+        assert!(out.status.success(), "{backend:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("export CUDA_VISIBLE_DEVICES=0"));
+        let slot = store.raw_slot(0);
+        assert_eq!(
+            (slot["user"].as_str(), slot["actual_user"].as_str()),
+            (Some("lab-bot"), Some(me().as_str()))
+        );
+        assert_eq!(slot["note"], "nightly eval");
+        // The real account releases what it reserved under another name.
+        store
+            .cmd()
+            .arg("release")
+            .assert()
+            .success()
+            .stdout("Released 1 GPU(s): [0]\n");
+    }
+}
+
+#[test]
+fn release_by_id_takes_back_my_runs_too_but_nothing_of_others() {
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        store.admin(3);
+        let now = common::unix_now();
+        // A run whose wrapper this host cannot see any more, still heartbeating recently.
+        let invisible =
+            serde_json::json!({"pid": 1, "start_ticks": 1, "boot_id": "gone", "pid_ns": 1});
+        store.set_raw_slot(0, serde_json::json!({"user": me(), "start_time": now, "last_heartbeat": now, "type": "run", "owner_process": invisible}));
+        store.set_raw_slot(1, serde_json::json!({"user": "someone", "start_time": now, "last_heartbeat": now, "type": "manual", "expiry_time": now + 600}));
+        // Plain release leaves runs alone.
+        store
+            .cmd()
+            .arg("release")
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("No manually reserved GPUs"));
+        let before = store.dump();
+        for (ids, fragment) in [
+            ("0,1", "GPU 1 is held by someone, not by you"),
+            ("2", "GPU 2 is not reserved"),
+            ("5", "GPU 5 is not in the pool"),
+        ] {
+            store
+                .cmd()
+                .args(["release", "--gpu-ids", ids])
+                .assert()
+                .failure()
+                .stderr(
+                    predicate::str::contains(fragment)
+                        .and(predicate::str::contains("released nothing")),
+                );
+        }
+        store
+            .cmd()
+            .args(["release", "--gpu-ids", "0,0"])
+            .assert()
+            .code(2);
+        assert_eq!(store.dump(), before, "{backend:?}");
+        store
+            .cmd()
+            .args(["release", "--gpu-ids", "0"])
+            .assert()
+            .success()
+            .stdout("Released 1 GPU(s): [0]\n");
+        assert_eq!(store.busy_ids(), vec![1]);
+    }
+}
