@@ -29,6 +29,8 @@ const WAITER_HEARTBEAT: Duration = Duration::from_secs(30);
 /// Redis, a release wakes waiters at once and polling is only the fallback.
 const POLL_FIRST: Duration = Duration::from_millis(50);
 const POLL_MAX: Duration = Duration::from_millis(500);
+/// With wake-ups (Redis pub/sub) polling only covers a lost message.
+const POLL_MAX_WITH_WAKEUPS: Duration = Duration::from_secs(5);
 
 /// Longest `--note`; status lines should stay lines.
 const MAX_NOTE_CHARS: usize = 200;
@@ -351,7 +353,12 @@ fn wait_in_queue(
         .collect();
     let mut progress = Progress::new(request);
     let waited_since = Instant::now();
-    let outcome = ctx.store.with_wakeups(|wait| {
+    let outcome = ctx.store.with_wakeups(|wait, wakeups| {
+        let poll_max = if wakeups {
+            POLL_MAX_WITH_WAKEUPS
+        } else {
+            POLL_MAX
+        };
         let mut poll = POLL_FIRST;
         let mut last_beat = Instant::now();
         let mut last_seen: Option<Pool> = None;
@@ -436,7 +443,7 @@ fn wait_in_queue(
             }
             // Back to quick polls whenever the pool moved; slower while nothing happens.
             poll = if last_seen.as_ref() == Some(&pool) {
-                (poll * 2).min(POLL_MAX)
+                (poll * 2).min(poll_max)
             } else {
                 POLL_FIRST
             };

@@ -100,14 +100,21 @@ impl Store {
 
     /// Runs `body` with a `wait(timeout)` that sleeps up to `timeout` and returns `true`
     /// when it was woken early because another client freed GPUs or left the queue (Redis
-    /// publishes that); the file store has no such signal and just sleeps.
-    pub fn with_wakeups<T>(&self, body: impl FnOnce(&mut dyn FnMut(Duration) -> bool) -> T) -> T {
+    /// publishes that); the file store has no such signal and just sleeps. The flag given
+    /// to `body` says whether wake-ups work, so that it can poll less where they do.
+    pub fn with_wakeups<T>(
+        &self,
+        body: impl FnOnce(&mut dyn FnMut(Duration) -> bool, bool) -> T,
+    ) -> T {
         match self {
             Store::Redis(store) => store.with_wakeups(body),
-            Store::File(_) => body(&mut |timeout| {
-                std::thread::sleep(timeout);
-                false
-            }),
+            Store::File(_) => body(
+                &mut |timeout| {
+                    std::thread::sleep(timeout);
+                    false
+                },
+                false,
+            ),
         }
     }
 

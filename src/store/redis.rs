@@ -143,30 +143,37 @@ impl RedisStore {
 
     /// See [`crate::store::Store::with_wakeups`]. Without a subscription (Redis gone, say)
     /// the waits just sleep, and the caller's polling still makes progress.
-    pub fn with_wakeups<T>(&self, body: impl FnOnce(&mut dyn FnMut(Duration) -> bool) -> T) -> T {
+    pub fn with_wakeups<T>(
+        &self,
+        body: impl FnOnce(&mut dyn FnMut(Duration) -> bool, bool) -> T,
+    ) -> T {
         let mut connection = self.connect().ok();
         let mut subscription = connection.as_mut().and_then(|connection| {
             let mut pubsub = connection.as_pubsub();
             pubsub.subscribe(CHANNEL_WAKE).ok()?;
             Some(pubsub)
         });
-        body(&mut |timeout| {
-            let Some(pubsub) = subscription.as_mut() else {
-                std::thread::sleep(timeout);
-                return false;
-            };
-            // A zero timeout would mean "block forever" to the socket.
-            let _ = pubsub.set_read_timeout(Some(timeout.max(Duration::from_millis(1))));
-            match pubsub.get_message() {
-                Ok(_) => true,
-                Err(e) if e.is_timeout() => false,
-                Err(_) => {
-                    subscription = None;
+        let subscribed = subscription.is_some();
+        body(
+            &mut |timeout| {
+                let Some(pubsub) = subscription.as_mut() else {
                     std::thread::sleep(timeout);
-                    false
+                    return false;
+                };
+                // A zero timeout would mean "block forever" to the socket.
+                let _ = pubsub.set_read_timeout(Some(timeout.max(Duration::from_millis(1))));
+                match pubsub.get_message() {
+                    Ok(_) => true,
+                    Err(e) if e.is_timeout() => false,
+                    Err(_) => {
+                        subscription = None;
+                        std::thread::sleep(timeout);
+                        false
+                    }
                 }
-            }
-        })
+            },
+            subscribed,
+        )
     }
 
     pub fn history(&self, since: Timestamp) -> Result<Vec<HistoryRecord>> {
