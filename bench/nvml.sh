@@ -72,4 +72,8 @@ else
 fi
 commands+=(-n "status, stub NVML (8 GPUs, 16 processes)" "$bin status --nvml-library $work/stub")
 
+# bench/all.sh collects the measurement as JSON in BENCH_JSON_DIR.
+if [[ -n ${BENCH_JSON_DIR:-} ]]; then
+    set -- "$@" --export-json "$BENCH_JSON_DIR/nvml.json"
+fi
 hyperfine -N --warmup 20 --min-runs 200 "$@" "${commands[@]}"

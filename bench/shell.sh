@@ -53,13 +53,16 @@ canhazgpu admin --gpus 8 >/dev/null
 
 # HYPERFINE_OPTS may hold several options, split at blanks.
 read -r -a extra <<<"${HYPERFINE_OPTS:-}"
+# bench/all.sh collects each measurement as JSON in BENCH_JSON_DIR.
+json() { [ -n "${BENCH_JSON_DIR:-}" ] && printf '%s\n' --export-json "$BENCH_JSON_DIR/$1.json"; }
 
 echo "== zsh start with and without the shell integration ($(zsh --version))"
 mkdir "$work/plain" "$work/init"
 : >"$work/plain/.zshrc"
 # shellcheck disable=SC2016 # zsh expands it, not this script
 printf '%s\n' 'eval "$(canhazgpu init zsh)"' >"$work/init/.zshrc"
-hyperfine -N --warmup 5 --min-runs 50 "${extra[@]}" \
+# shellcheck disable=SC2046 # json prints whole options, one per line
+hyperfine -N --warmup 5 --min-runs 50 "${extra[@]}" $(json shell-zsh) \
   -n 'zsh -i -c exit' "env ZDOTDIR=$work/plain zsh -i -c exit" \
   -n 'zsh -i -c exit, with init' "env ZDOTDIR=$work/init zsh -i -c exit"
 
@@ -83,9 +86,11 @@ if [ ! -s "$work/holder" ]; then
 fi
 echo "prompt of a shell that holds GPUs: $(CANHAZGPU_OWNER_PID=$holder canhazgpu prompt)"
 # The variable is set for both commands, so that neither pays for setting it.
-CANHAZGPU_OWNER_PID=$holder hyperfine -N --warmup 20 --min-runs 200 "${extra[@]}" \
+# shellcheck disable=SC2046
+CANHAZGPU_OWNER_PID=$holder hyperfine -N --warmup 20 --min-runs 200 "${extra[@]}" $(json shell-prompt-holds) \
   -n '/bin/true' '/bin/true' \
   -n 'canhazgpu prompt (holds GPUs: reads the store)' "$bindir/canhazgpu prompt"
-hyperfine -N --warmup 20 --min-runs 200 "${extra[@]}" \
+# shellcheck disable=SC2046
+hyperfine -N --warmup 20 --min-runs 200 "${extra[@]}" $(json shell-prompt-none) \
   -n '/bin/true' '/bin/true' \
   -n 'canhazgpu prompt (holds none: no store)' "$bindir/canhazgpu prompt"

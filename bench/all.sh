@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Every speed figure the issues ask for, measured side by side in one run, as one table
+# (docs/PERFORMANCE.md holds the latest). Runs bench/core.sh, bench/queue.sh,
+# bench/shell.sh and bench/nvml.sh on the same binary.
+# Needs hyperfine, redis-server, zsh, strace and gcc (Debian packages).
+# Usage: bench/all.sh [path/to/canhazgpu]   (default: builds and uses target/release)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-}
+if [[ -z $bin ]]; then
+    cargo build --release --quiet
+    bin=target/release/canhazgpu
+fi
+bin=$(realpath "$bin")
+BENCH_JSON_DIR=$(mktemp -d)
+export BENCH_JSON_DIR
+trap 'rm -rf "$BENCH_JSON_DIR"' EXIT
+
+core=$(bench/core.sh "$bin")
+queue=$(bench/queue.sh "$bin")
+bench/shell.sh "$bin" >/dev/null 2>&1
+bench/nvml.sh "$bin" >/dev/null 2>&1
+
+echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(date -u +%Y-%m-%d)"
+echo
+echo "| measurement | result | target |"
+echo "|---|---|---|"
+grep '^| ' <<<"$core" | tail -n +3
+python3 - "$BENCH_JSON_DIR" "$queue" <<'PY'
+import json, os, sys
+
+folder, queue = sys.argv[1], sys.argv[2]
+
+def means(name):
+    with open(os.path.join(folder, name + ".json")) as f:
+        return [r["mean"] * 1000 for r in json.load(f)["results"]]
+
+zsh_plain, zsh_init = means("shell-zsh")
+print(f"| zsh -i -c exit | {zsh_plain:.2f} ms | |")
+print(f"| zsh -i -c exit with init | {zsh_init:.2f} ms (+{zsh_init - zsh_plain:.2f} ms) | under +5 ms |")
+for name, label in [("shell-prompt-holds", "holding GPUs"), ("shell-prompt-none", "holding none")]:
+    true_ms, prompt_ms = means(name)
+    print(f"| canhazgpu prompt, shell {label} | {prompt_ms:.2f} ms ({prompt_ms / true_ms:.2f}x /bin/true) | within 3x |")
+nvml = means("nvml")
+without, stub = nvml[0], nvml[-1]
+print(f"| status, no NVML | {without:.2f} ms | |")
+print(f"| status, stub NVML (8 GPUs, 16 processes) | {stub:.2f} ms (+{stub - without:.2f} ms) | under +5 ms |")
+if len(nvml) == 3:
+    print(f"| status, real NVIDIA driver | {nvml[1]:.2f} ms | |")
+for line in queue.splitlines()[2:]:
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    print(f"| {cells[0]}, embedded store | {cells[1]} | |")
+    print(f"| {cells[0]}, Redis | {cells[2]} | |")
+PY
