@@ -258,16 +258,21 @@ fn signals_sent_to_run_reach_the_command_and_run_releases_after_it() {
     }
 }
 
+/// A run that heartbeats every second while its command sleeps.
+fn heartbeating_run(store: &TestStore) -> std::process::Child {
+    store
+        .std_cmd()
+        .args(["run", "--heartbeat-interval", "1s", "--", "sleep", "30"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn run_heartbeats_while_the_command_runs() {
     each_backend(|store| {
         store.admin(1);
-        let mut run = store
-            .std_cmd()
-            .args(["run", "--heartbeat-interval", "1s", "--", "sleep", "30"])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut run = heartbeating_run(store);
         let first = wait_for(Duration::from_secs(10), "the reservation", || {
             store.raw_slot(0)["last_heartbeat"].as_i64()
         });
@@ -567,12 +572,7 @@ fn redis_pool_written_by_upstream_works_without_admin() {
 fn unknown_fields_of_other_clients_survive_heartbeats() {
     each_backend(|store| {
         store.admin(1);
-        let mut run = store
-            .std_cmd()
-            .args(["run", "--heartbeat-interval", "1s", "--", "sleep", "30"])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut run = heartbeating_run(store);
         let mut slot = wait_for(Duration::from_secs(10), "the reservation", || {
             let slot = store.raw_slot(0);
             slot["user"].is_string().then_some(slot)
