@@ -229,6 +229,18 @@ impl Pool {
             .sum()
     }
 
+    /// The GPUs that the requests queued before position `before` (all of them for
+    /// `None`) asked for by id.
+    pub fn ids_wanted_ahead(&self, before: Option<usize>) -> std::collections::BTreeSet<u32> {
+        let ahead = before.unwrap_or(self.queue.len());
+        self.queue[..ahead.min(self.queue.len())]
+            .iter()
+            .filter_map(|waiter| waiter.gpu_ids.as_deref())
+            .flatten()
+            .copied()
+            .collect()
+    }
+
     pub fn ids_where(&self, keep: impl Fn(&GpuSlot) -> bool) -> Vec<u32> {
         self.gpus
             .iter()

@@ -533,3 +533,68 @@ fn release_by_id_takes_back_my_runs_too_but_nothing_of_others() {
         assert_eq!(store.busy_ids(), vec![1]);
     }
 }
+
+/// Found by the load suite (tests/stress.rs): a waiter for specific GPUs at the head of
+/// the queue lost them to later requests whenever the count check let those through,
+/// and could wait for ever while the pool stood mostly idle.
+#[test]
+fn gpus_a_waiter_asked_for_by_id_are_not_given_to_later_requests() {
+    for backend in BACKENDS {
+        let store = TestStore::new(backend);
+        store.admin(4);
+        for id in ["0", "1"] {
+            store
+                .cmd()
+                .args(["reserve", "--gpu-ids", id])
+                .assert()
+                .success();
+        }
+        let waiter = store
+            .std_cmd()
+            .args(["reserve", "--gpu-ids", "0,1", "--wait=1m"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_queued(&store, 1);
+        // GPU 0 comes free; the waiter still needs GPU 1 too.
+        store
+            .cmd()
+            .args(["release", "--gpu-ids", "0"])
+            .assert()
+            .success();
+        // Three GPUs are free and the queue wants two: the count check alone would let
+        // these take GPU 0.
+        store
+            .cmd()
+            .args(["reserve", "--gpu-ids", "0"])
+            .assert()
+            .failure()
+            .stderr(
+                predicate::str::contains("GPU 0 is wanted by a request waiting ahead")
+                    .and(predicate::str::contains("canhazgpu queue")),
+            );
+        // Sticky would rank GPU 0 first: this user released it last.
+        store
+            .cmd()
+            .args(["reserve", "--policy", "sticky"])
+            .assert()
+            .success()
+            .stdout(predicate::str::starts_with(
+                "export CUDA_VISIBLE_DEVICES=2 ",
+            ));
+        store
+            .cmd()
+            .args(["release", "--gpu-ids", "1"])
+            .assert()
+            .success();
+        let out = waiter.wait_with_output().unwrap();
+        assert!(out.status.success(), "{backend:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with("export CUDA_VISIBLE_DEVICES=0,1 "),
+            "{backend:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(queue_json(&store).is_empty());
+    }
+}

@@ -197,21 +197,60 @@ fn try_serve(
         .iter()
         .filter(|slot| slot.reservation.is_none() && !request.unusable.contains(&slot.id))
         .count();
+    let waiting_ahead = || {
+        let waiting = position.unwrap_or(pool.queue.len());
+        NotYet::Busy(format!(
+            "Not enough GPUs available: requested {wanted}, {usable_free} free of {total}, but {waiting} request(s) waiting ahead want {ahead} of them first (see `canhazgpu queue`)"
+        ))
+    };
+    // GPUs that requests waiting ahead asked for by id are theirs next. The count check
+    // below cannot protect them: without this, later requests could take them whenever
+    // enough others were free, and such a waiter could wait for ever while the pool
+    // stood mostly idle (found by tests/stress.rs).
+    let claimed = pool.ids_wanted_ahead(position);
     let ids = match request.gpu_ids {
-        Some(ids) => match alloc::check_ids(pool, ids, request.unusable) {
-            Ok(()) => ids.to_vec(),
-            Err(refusals) => return Err(explain_refusals(&refusals)),
-        },
-        None => alloc::choose(pool, wanted, request.unusable, request.policy, request.user)
-            .map_err(|shortage| {
-                NotYet::Busy(explain_shortage(pool, request, shortage.available))
-            })?,
+        Some(ids) => {
+            if let Err(refusals) = alloc::check_ids(pool, ids, request.unusable) {
+                return Err(explain_refusals(&refusals));
+            }
+            let taken: Vec<u32> = ids
+                .iter()
+                .copied()
+                .filter(|id| claimed.contains(id))
+                .collect();
+            if !taken.is_empty() {
+                let reasons: Vec<String> = taken
+                    .iter()
+                    .map(|id| format!("GPU {id} is wanted by a request waiting ahead"))
+                    .collect();
+                return Err(NotYet::Busy(format!(
+                    "cannot have the GPUs asked for: {} (see `canhazgpu queue`)",
+                    reasons.join("; ")
+                )));
+            }
+            ids.to_vec()
+        }
+        None => {
+            let excluded: BTreeSet<u32> = request.unusable.union(&claimed).copied().collect();
+            match alloc::choose(pool, wanted, &excluded, request.policy, request.user) {
+                Ok(ids) => ids,
+                // Short only of GPUs others wait for: say so rather than "0 available"
+                // while status shows them free.
+                Err(_) if !claimed.is_empty() && usable_free < ahead + wanted => {
+                    return Err(waiting_ahead());
+                }
+                Err(shortage) => {
+                    return Err(NotYet::Busy(explain_shortage(
+                        pool,
+                        request,
+                        shortage.available,
+                    )));
+                }
+            }
+        }
     };
     if ahead > 0 && usable_free < ahead + wanted {
-        let waiting = position.unwrap_or(pool.queue.len());
-        return Err(NotYet::Busy(format!(
-            "Not enough GPUs available: requested {wanted}, {usable_free} free of {total}, but {waiting} request(s) waiting ahead want {ahead} of them first (see `canhazgpu queue`)"
-        )));
+        return Err(waiting_ahead());
     }
     assign(pool, &ids);
     Ok(ids)
