@@ -480,6 +480,20 @@ fn wait_in_queue(
                     pool.gpus.len(),
                 );
             }
+            // A request with more wanted ahead of it than the pool holds cannot be served
+            // before the queue moves. Such waiters poll slowly and let wake-ups pass: every
+            // look costs a read of the whole pool, and with dozens waiting, quick looks by
+            // all of them at every release saturated a 2-core host while GPUs stood free
+            // (tests/stress.rs).
+            let in_reach = position.is_none_or(|position| {
+                pool.wanted_ahead(Some(position)) + request.wanted() as usize <= pool.gpus.len()
+            });
+            if !in_reach {
+                poll = (poll * 2).min(POLL_MAX);
+                last_seen = Some(pool);
+                sleep_through_wakeups(wait, poll);
+                continue;
+            }
             // Back to quick polls whenever the pool moved; slower while nothing happens.
             poll = if last_seen.as_ref() == Some(&pool) {
                 (poll * 2).min(poll_max)
@@ -497,6 +511,17 @@ fn wait_in_queue(
     }
     progress.finish();
     outcome
+}
+
+/// Waits `total` whatever wake-ups arrive meanwhile.
+fn sleep_through_wakeups(wait: &mut dyn FnMut(Duration) -> bool, total: Duration) {
+    let until = Instant::now() + total;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || !wait(left) {
+            return;
+        }
+    }
 }
 
 /// Best effort: if this fails, liveness drops the entry once this process is gone.
