@@ -40,7 +40,9 @@ fn main() -> ExitCode {
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     let _ = e.print();
-    let about_run = std::env::args().skip(1).any(|arg| arg == "run");
+    // args_os: `args` panics on an argument that is not UTF-8, which is exactly what
+    // clap has just rejected (say a --note of raw bytes).
+    let about_run = std::env::args_os().skip(1).any(|arg| arg == "run");
     let missing_separator = matches!(
         e.kind(),
         ErrorKind::UnknownArgument | ErrorKind::MissingRequiredArgument
