@@ -211,7 +211,7 @@ fn try_serve(
     let ids = match request.gpu_ids {
         Some(ids) => {
             if let Err(refusals) = alloc::check_ids(pool, ids, request.unusable) {
-                return Err(explain_refusals(&refusals));
+                return Err(explain_refusals(&refusals, total));
             }
             let taken: Vec<u32> = ids
                 .iter()
@@ -256,14 +256,18 @@ fn try_serve(
     Ok(ids)
 }
 
-fn explain_refusals(refusals: &[Refusal]) -> NotYet {
+fn explain_refusals(refusals: &[Refusal], total: usize) -> NotYet {
     let mut never = false;
     let reasons: Vec<String> = refusals
         .iter()
         .map(|refusal| match refusal {
             Refusal::NoSuchGpu(id) => {
                 never = true;
-                format!("GPU {id} is not in the pool")
+                // Say which ids exist: that is what the user has to choose from.
+                format!(
+                    "GPU {id} is not in the pool, which has GPUs 0 to {}",
+                    total.saturating_sub(1)
+                )
             }
             Refusal::HeldBy(id, user) => format!("GPU {id} is reserved by {user}"),
             Refusal::InUseWithoutReservation(id) => format!(
