@@ -28,6 +28,8 @@ const KNOWN_KEYS: [&str; 8] = [
 
 #[derive(Debug, Default)]
 pub struct Config {
+    /// The file this was read from, for messages about its values.
+    pub path: Option<PathBuf>,
     pub store: Option<String>,
     /// How long `reserve` holds GPUs when no --duration is given.
     pub default_duration: Option<Duration>,
@@ -56,17 +58,19 @@ impl Config {
             }
             Err(e) => {
                 return Err(Error::failure(format!(
-                    "cannot read the configuration file {}: {e}",
+                    "cannot read the configuration file {}: {e}; fix it or point --config / CANHAZGPU_CONFIG elsewhere",
                     path.display()
                 )));
             }
         };
-        parse(&text).map_err(|why| {
+        let mut config = parse(&text).map_err(|why| {
             Error::failure(format!(
                 "configuration file {}: {why}; fix it or point --config / CANHAZGPU_CONFIG elsewhere",
                 path.display()
             ))
-        })
+        })?;
+        config.path = Some(path);
+        Ok(config)
     }
 
     pub fn heartbeat_interval(&self) -> Duration {
@@ -83,9 +87,21 @@ impl Config {
     }
 
     pub fn open_store(&self, flag_or_env: Option<&str>) -> Result<Store> {
-        match flag_or_env.or(self.store.as_deref()) {
-            Some(url) => Store::open(url),
-            None => Store::open(&Store::default_url()),
+        match (flag_or_env, &self.store) {
+            (Some(url), _) => Store::open(url),
+            // A bad URL nobody typed must say where it came from.
+            (None, Some(url)) => Store::open(url).map_err(|e| Error {
+                message: format!(
+                    "configuration file {}: `store`: {}",
+                    self.path
+                        .as_deref()
+                        .unwrap_or(Path::new(DEFAULT_CONFIG_PATH))
+                        .display(),
+                    e.message
+                ),
+                ..e
+            }),
+            (None, None) => Store::open(&Store::default_url()),
         }
     }
 }
