@@ -108,14 +108,14 @@ fn sixty_four_clients_with_kill_9_leave_only_live_holders_and_no_dead_waiters() 
     load(CI_KILL);
 }
 
-/// `cargo test --test stress -- --ignored --nocapture` (a few minutes on 2 cores).
+/// `cargo test --test stress -- --ignored --nocapture` (about a minute on 2 cores).
 #[test]
 #[ignore = "heavy: run with --ignored"]
 fn heavy_load() {
     load(HEAVY);
 }
 
-/// `cargo test --test stress -- --ignored --nocapture` (a few minutes on 2 cores).
+/// `cargo test --test stress -- --ignored --nocapture` (about a minute on 2 cores).
 #[test]
 #[ignore = "heavy: run with --ignored"]
 fn heavy_load_with_kill_9() {
