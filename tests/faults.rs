@@ -115,15 +115,21 @@ fn debris_of_a_writer_killed_before_its_rename_is_harmless() {
     let store = TestStore::new(Backend::File);
     store.admin(2);
     store.cmd().arg("reserve").assert().success();
-    // What a writer killed between writing its temp file and renaming it leaves behind.
-    std::fs::write(
-        store.state_dir().join(".state.json.999999.tmp"),
-        "{\"schema\":1,\"gp",
-    )
-    .unwrap();
+    // What a writer killed between writing its temp file and renaming it leaves behind,
+    // read-only as if another user had left it.
+    let debris = store.state_dir().join(".state.json.tmp");
+    std::fs::write(&debris, "{\"schema\":1,\"gp").unwrap();
+    std::fs::set_permissions(&debris, std::os::unix::fs::PermissionsExt::from_mode(0o444)).unwrap();
     assert_eq!(store.busy_ids(), vec![0]);
     store.cmd().arg("reserve").assert().success();
     assert_eq!(store.busy_ids(), vec![0, 1]);
+    // The next writer replaced it: no debris piles up.
+    let leftovers: Vec<_> = std::fs::read_dir(store.state_dir())
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[test]

@@ -129,9 +129,7 @@ impl FileStore {
         if kept.len() == text.len() {
             return;
         }
-        let temp = self
-            .dir
-            .join(format!(".{HISTORY}.{}.tmp", std::process::id()));
+        let temp = self.dir.join(format!(".{HISTORY}.tmp"));
         if write_synced(&temp, kept.as_bytes())
             .and_then(|()| fs::rename(&temp, &path))
             .is_err()
@@ -188,9 +186,7 @@ impl FileStore {
 
     fn write_state(&self, pool: &Pool) -> Result<()> {
         let path = self.state_path();
-        let temp = self
-            .dir
-            .join(format!(".{STATE}.{}.tmp", std::process::id()));
+        let temp = self.dir.join(format!(".{STATE}.tmp"));
         let written =
             write_synced(&temp, &encode_state(pool)).and_then(|()| fs::rename(&temp, &path));
         if let Err(e) = written {
@@ -246,7 +242,11 @@ impl Error {
     }
 }
 
+/// Writers hold the lock, so one fixed temporary name suffices, and a writer killed
+/// before its rename leaves at most that one file, which the next writer replaces. It is
+/// unlinked first because another user's leftover may not be writable for us.
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let _ = fs::remove_file(path);
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
