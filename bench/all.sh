@@ -25,7 +25,7 @@ echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 echo
 echo "| measurement | result | target |"
 echo "|---|---|---|"
-grep '^| ' <<<"$core" | tail -n +3
+grep "^| " <<<"$core" | tail -n +2
 python3 - "$BENCH_JSON_DIR" "$queue" <<'PY'
 import json, os, sys
 

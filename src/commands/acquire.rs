@@ -31,6 +31,9 @@ const POLL_FIRST: Duration = Duration::from_millis(50);
 const POLL_MAX: Duration = Duration::from_millis(500);
 /// With wake-ups (Redis pub/sub) polling only covers a lost message.
 const POLL_MAX_WITH_WAKEUPS: Duration = Duration::from_secs(5);
+/// Waiters that cannot be served before the queue moves ignore wake-ups; where wake-ups
+/// exist they still look this often (Redis round trips cost more than a file read).
+const POLL_MAX_FAR_WITH_WAKEUPS: Duration = Duration::from_secs(2);
 
 /// Longest `--note`; status lines should stay lines.
 const MAX_NOTE_CHARS: usize = 200;
@@ -397,10 +400,10 @@ fn wait_in_queue(
     let mut progress = Progress::new(request);
     let waited_since = Instant::now();
     let outcome = ctx.store.with_wakeups(|wait, wakeups| {
-        let poll_max = if wakeups {
-            POLL_MAX_WITH_WAKEUPS
+        let (poll_max, poll_max_far) = if wakeups {
+            (POLL_MAX_WITH_WAKEUPS, POLL_MAX_FAR_WITH_WAKEUPS)
         } else {
-            POLL_MAX
+            (POLL_MAX, POLL_MAX)
         };
         let mut poll = POLL_FIRST;
         let mut last_beat = Instant::now();
@@ -493,7 +496,7 @@ fn wait_in_queue(
                 pool.wanted_ahead(Some(position)) + request.wanted() as usize <= pool.gpus.len()
             });
             if !in_reach {
-                poll = (poll * 2).min(POLL_MAX);
+                poll = (poll * 2).min(poll_max_far);
                 last_seen = Some(pool);
                 sleep_through_wakeups(wait, poll);
                 continue;
