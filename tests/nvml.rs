@@ -838,3 +838,41 @@ fn bad_nvml_settings_are_explained() {
         assert!(out.stderr.contains(says), "{config}: {}", out.stderr);
     }
 }
+
+/// How often glibc's loader searched for libnvidia-ml.so.1 during `status`.
+fn library_searches(store: &TestStore, library_path: Option<&Path>) -> usize {
+    let mut cmd = store.cmd();
+    cmd.env_remove("LD_LIBRARY_PATH")
+        .env("LD_DEBUG", "libs")
+        .arg("status");
+    if let Some(dir) = library_path {
+        cmd.env("LD_LIBRARY_PATH", dir);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|line| line.contains("find library=libnvidia-ml.so.1"))
+        .count()
+}
+
+#[test]
+fn without_the_library_status_does_not_walk_the_loader_path() {
+    let installed = std::fs::read("/etc/ld.so.cache")
+        .map(|cache| cache.windows(17).any(|w| w == b"libnvidia-ml.so.1"))
+        .unwrap_or(true);
+    if installed {
+        eprintln!("skipped: this host has an NVIDIA library in the loader cache");
+        return;
+    }
+    let store = TestStore::new(Backend::File);
+    store.admin(1);
+    assert_eq!(
+        library_searches(&store, None),
+        0,
+        "the cache says no library: no search"
+    );
+    // Positive control: with LD_LIBRARY_PATH the loader is asked, since only it knows.
+    let empty = TempDir::new().unwrap();
+    assert_eq!(library_searches(&store, Some(empty.path())), 1);
+}

@@ -13,6 +13,9 @@ const LIBRARY_NAME: &str = "libnvidia-ml.so.1";
 /// Initialised NVML, or the [`Probe`] to return instead.
 pub(super) fn init(library_path: Option<&Path>) -> Result<Nvml, Probe> {
     let explicit = library_path.map(explicit_file);
+    if explicit.is_none() && surely_not_installed() {
+        return Err(Probe::NoLibrary);
+    }
     if let Some(file) = &explicit {
         // An error here (e.g. an unreadable directory) is not proof of
         // absence; let the loader try and explain.
@@ -42,6 +45,36 @@ pub(super) fn init(library_path: Option<&Path>) -> Result<Nvml, Probe> {
         return Err(Probe::Unavailable(message));
     }
     Ok(nvml)
+}
+
+/// Whether the dynamic loader certainly cannot find the library, judged from its cache
+/// and the directories it falls back to. A failed dlopen walks dozens of directories:
+/// about 0.3 ms, a fifth of `status`, on every host without the NVIDIA driver. Anything
+/// unusual (LD_LIBRARY_PATH set, no readable cache) leaves the answer to dlopen.
+fn surely_not_installed() -> bool {
+    if std::env::var_os("LD_LIBRARY_PATH").is_some_and(|paths| !paths.is_empty()) {
+        return false;
+    }
+    let Ok(cache) = std::fs::read("/etc/ld.so.cache") else {
+        return false;
+    };
+    let name = LIBRARY_NAME.as_bytes();
+    if cache.windows(name.len()).any(|window| window == name) {
+        return false;
+    }
+    // glibc also looks in its trusted directories for names ldconfig has not cached.
+    let multiarch = format!("{}-linux-gnu", std::env::consts::ARCH);
+    let trusted = [
+        format!("/lib/{multiarch}"),
+        format!("/usr/lib/{multiarch}"),
+        "/lib64".to_owned(),
+        "/usr/lib64".to_owned(),
+        "/lib".to_owned(),
+        "/usr/lib".to_owned(),
+    ];
+    !trusted
+        .iter()
+        .any(|dir| Path::new(dir).join(LIBRARY_NAME).exists())
 }
 
 fn explicit_file(path: &Path) -> PathBuf {
