@@ -212,6 +212,12 @@ fn cases() -> Vec<Case> {
             2,
         ),
         case(&["reserve", "--user", "jörg"], "not a valid name", 2),
+        case(&["reserve", "--user=-rf"], "(not first)", 2),
+        case(
+            &["reserve", "--note", "safe\u{202E}txt.exe"],
+            "bidirectional overrides",
+            2,
+        ),
         case(&["reserve", "--user", &long_user], "not a valid name", 2),
         case(&["reserve", "--user", ""], "not a valid name", 2),
         case(

@@ -73,10 +73,11 @@ impl Asked {
                     note.chars().count()
                 )));
             }
-            // Control characters would let a note rewrite other people's terminals.
-            Some(note) if note.chars().any(char::is_control) => {
+            // Control characters would let a note rewrite other people's terminals, and
+            // bidirectional overrides would let it disguise the rest of a status line.
+            Some(note) if note.chars().any(|c| c.is_control() || is_bidi_control(c)) => {
                 return Err(Error::usage(
-                    "--note must not contain control characters (newlines, tabs, escapes); use plain text",
+                    "--note must not contain control characters (newlines, tabs, escapes, bidirectional overrides); use plain text",
                 ));
             }
             Some(note) if note.trim().is_empty() => None,
@@ -85,14 +86,16 @@ impl Asked {
         };
         let (user, actual_user) = match &args.user {
             Some(name) => {
+                // A leading '-' would read as an option wherever the name is passed on.
                 let valid = !name.is_empty()
+                    && !name.starts_with('-')
                     && name.chars().count() <= MAX_USER_CHARS
                     && name
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
                 if !valid {
                     return Err(Error::usage(format!(
-                        "--user {name:?} is not a valid name: use 1 to {MAX_USER_CHARS} letters, digits, '.', '_', '@' or '-'"
+                        "--user {name:?} is not a valid name: use 1 to {MAX_USER_CHARS} letters, digits, '.', '_', '@' or '-' (not first)"
                     )));
                 }
                 let actual = (name != &account).then_some(account);
@@ -127,6 +130,11 @@ impl Asked {
             unusable,
         }
     }
+}
+
+/// Unicode's bidirectional formatting characters (marks, embeddings, overrides, isolates).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 pub struct Request<'a> {
