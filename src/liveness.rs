@@ -197,11 +197,7 @@ fn waiter_alive(
         return false;
     }
     let silent_too_long = now - waiter.last_heartbeat > rules.heartbeat_timeout.as_secs() as i64;
-    match waiter
-        .owner
-        .as_ref()
-        .map(|o| owner_state(&Owner::from(o), view))
-    {
+    match waiter.owner.as_ref().map(|o| owner_state(o, view)) {
         Some(OwnerState::Alive) => true,
         Some(OwnerState::Dead) => false,
         _ => !silent_too_long,
@@ -328,7 +324,7 @@ mod tests {
 
     #[test]
     fn dead_expired_and_silent_waiters_leave_the_queue() {
-        use crate::model::{OwnerRecord, Waiter};
+        use crate::model::Waiter;
         let view = FakeView(HashMap::from([(10, 55)]));
         let now = 10_000;
         let waiter = |id: &str,
@@ -344,7 +340,7 @@ mod tests {
             enqueued_at: 0,
             last_heartbeat: heartbeat,
             deadline,
-            owner: owner.map(|(pid, ticks, boot)| OwnerRecord {
+            owner: owner.map(|(pid, ticks, boot)| Owner {
                 pid,
                 start_ticks: ticks,
                 boot_id: boot.into(),

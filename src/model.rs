@@ -33,7 +33,7 @@ impl Kind {
 /// A pid alone is not an identity: pids are reused. The start time (in clock ticks since
 /// boot, as in `/proc/<pid>/stat`) pins the process; the boot id and PID namespace say
 /// whether a checker may trust what it sees under `/proc` at all.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Owner {
     pub pid: u32,
     pub start_ticks: u64,
@@ -120,38 +120,7 @@ pub struct Waiter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<OwnerRecord>,
-}
-
-/// [`Owner`] as stored in a waiter.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct OwnerRecord {
-    pub pid: u32,
-    pub start_ticks: u64,
-    pub boot_id: String,
-    pub pid_ns: u64,
-}
-
-impl From<&Owner> for OwnerRecord {
-    fn from(owner: &Owner) -> Self {
-        OwnerRecord {
-            pid: owner.pid,
-            start_ticks: owner.start_ticks,
-            boot_id: owner.boot_id.clone(),
-            pid_ns: owner.pid_ns,
-        }
-    }
-}
-
-impl From<&OwnerRecord> for Owner {
-    fn from(record: &OwnerRecord) -> Self {
-        Owner {
-            pid: record.pid,
-            start_ticks: record.start_ticks,
-            boot_id: record.boot_id.clone(),
-            pid_ns: record.pid_ns,
-        }
-    }
+    pub owner: Option<Owner>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -330,14 +299,10 @@ fn non_empty_string(value: Option<&Value>) -> Option<String> {
     }
 }
 
+/// An owner another client wrote in a shape we cannot read is treated as absent: the
+/// reservation then follows the heartbeat rule instead of failing to decode.
 fn decode_owner(value: &Value) -> Option<Owner> {
-    let object = value.as_object()?;
-    Some(Owner {
-        pid: u32::try_from(object.get("pid")?.as_u64()?).ok()?,
-        start_ticks: object.get("start_ticks")?.as_u64()?,
-        boot_id: object.get("boot_id")?.as_str()?.to_string(),
-        pid_ns: object.get("pid_ns")?.as_u64()?,
-    })
+    serde_json::from_value(value.clone()).ok()
 }
 
 /// Decodes one GPU's JSON text (`None`: no entry, a free GPU). `what` names the source
@@ -413,16 +378,8 @@ pub fn encode_slot_value(slot: &GpuSlot) -> Value {
         if let Some(note) = &r.note {
             object.insert(field::NOTE.into(), note.clone().into());
         }
-        if let Some(owner) = &r.owner {
-            object.insert(
-                field::OWNER.into(),
-                serde_json::json!({
-                    "pid": owner.pid,
-                    "start_ticks": owner.start_ticks,
-                    "boot_id": owner.boot_id,
-                    "pid_ns": owner.pid_ns,
-                }),
-            );
+        if let Some(owner) = r.owner.as_ref().and_then(|o| serde_json::to_value(o).ok()) {
+            object.insert(field::OWNER.into(), owner);
         }
     }
     Value::Object(object)

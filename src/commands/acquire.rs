@@ -20,7 +20,7 @@ use crate::commands::{Context, format_ids, now};
 use crate::config::Config;
 use crate::duration;
 use crate::error::{Error, Result};
-use crate::model::{Kind, Owner, OwnerRecord, Pool, Timestamp, Waiter};
+use crate::model::{Kind, Owner, Pool, Timestamp, Waiter};
 
 /// Waiters renew their queue entry this often, well inside the heartbeat timeout that
 /// drops entries of processes the checker cannot see.
@@ -376,7 +376,7 @@ fn new_waiter(
         enqueued_at: now,
         last_heartbeat: now,
         deadline,
-        owner: Some(OwnerRecord::from(me)),
+        owner: Some(me.clone()),
     }
 }
 

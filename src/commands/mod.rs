@@ -15,9 +15,9 @@ pub mod run;
 pub mod status;
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::liveness::{self, ProcView, Rules};
-use crate::model::{Pool, Timestamp};
+use crate::model::{Owner, Pool, Timestamp};
 use crate::store::Store;
 
 pub struct Context {
@@ -45,6 +45,15 @@ impl Context {
             })?;
         }
         Ok(pool)
+    }
+
+    /// This process as a reservation or queue owner.
+    pub fn own_identity(&self) -> Result<Owner> {
+        self.view.owner(std::process::id()).ok_or_else(|| {
+            Error::failure(
+                "cannot read this process's own entry in /proc, which liveness checks need; is /proc mounted?",
+            )
+        })
     }
 
     /// Frees whatever has ended; every transaction starts with this.

@@ -8,7 +8,7 @@ use crate::commands::acquire::{Asked, acquire};
 use crate::commands::gpus::Allocation;
 use crate::commands::{Context, current_user, export_line, format_ids};
 use crate::duration::{self, format_hms};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{Kind, Reservation};
 use crate::shell::session::{self, Session, Truth};
 use crate::shell::vars::Vars;
@@ -28,9 +28,7 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     let vars = args.shell.map(|_| Vars::from_env()).transpose()?;
     let owner = session.as_ref().map(|s| s.owner.clone());
     // While waiting in the queue, this process is what must stay alive.
-    let me = ctx.view.owner(std::process::id()).ok_or_else(|| {
-        Error::failure("cannot read this process's own entry in /proc, which liveness checks need; is /proc mounted?")
-    })?;
+    let me = ctx.own_identity()?;
     let gpus = Allocation::probe(&ctx.config, &args.alloc);
     let unusable = gpus.unusable();
     let request = asked.request(args.gpus, Kind::Manual, &unusable);

@@ -39,9 +39,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
             "nothing to run: give the command after `--`, e.g. canhazgpu run --gpus 1 -- python train.py",
         ));
     };
-    let me = ctx.view.owner(std::process::id()).ok_or_else(|| {
-        Error::failure("cannot read this process's own entry in /proc, which liveness checks need; is /proc mounted?")
-    })?;
+    let me = ctx.own_identity()?;
     let timeout = match &args.timeout {
         Some(text) => Some((
             duration::parse(text)?,
