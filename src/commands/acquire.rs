@@ -217,7 +217,7 @@ fn try_serve(
     // GPUs that requests waiting ahead asked for by id are theirs next. The count check
     // below cannot protect them: without this, later requests could take them whenever
     // enough others were free, and such a waiter could wait for ever while the pool
-    // stood mostly idle (found by tests/stress.rs).
+    // stood mostly idle (found by tests/e2e/stress.rs).
     let claimed = pool.ids_wanted_ahead(position);
     let ids = match request.gpu_ids {
         Some(ids) => {
@@ -499,7 +499,7 @@ fn wait_in_queue(
             // before the queue moves. Such waiters poll slowly and let wake-ups pass: every
             // look costs a read of the whole pool, and with dozens waiting, quick looks by
             // all of them at every release saturated a 2-core host while GPUs stood free
-            // (tests/stress.rs).
+            // (tests/e2e/stress.rs).
             let in_reach = position.is_none_or(|position| {
                 pool.wanted_ahead(Some(position)) + request.wanted() as usize <= pool.gpus.len()
             });

@@ -1,7 +1,7 @@
 //! Faults a shared host really sees: Redis restarting or going away under running jobs,
 //! GPUs taken behind a job's back, debris in the state directory, clocks stepped back.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Stdio};
 use std::time::Duration;

@@ -2,9 +2,8 @@
 //! libnvidia-ml.so.1 (tests/support/nvml_stub.c) through its normal loading path,
 //! so nvml-wrapper's real code runs.
 
-mod common;
-#[path = "support/nvml.rs"]
-mod nvml;
+use crate::common;
+use crate::nvml_stub as nvml;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -31,10 +31,10 @@
 //! intervals are left out of the overlap check; how often such a job really shared a GPU
 //! is printed.
 //!
-//! Heavier runs: `cargo test --test stress -- --ignored --nocapture`.
+//! Heavier runs: `cargo test --test e2e stress:: -- --ignored --nocapture`.
 //! `CANHAZGPU_STRESS_SEED=N` replays a plan (the timing still differs from run to run).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -108,14 +108,14 @@ fn sixty_four_clients_with_kill_9_leave_only_live_holders_and_no_dead_waiters() 
     load(CI_KILL);
 }
 
-/// `cargo test --test stress -- --ignored --nocapture` (about a minute on 2 cores).
+/// `cargo test --test e2e stress:: -- --ignored --nocapture` (about a minute on 2 cores).
 #[test]
 #[ignore = "heavy: run with --ignored"]
 fn heavy_load() {
     load(HEAVY);
 }
 
-/// `cargo test --test stress -- --ignored --nocapture` (about a minute on 2 cores).
+/// `cargo test --test e2e stress:: -- --ignored --nocapture` (about a minute on 2 cores).
 #[test]
 #[ignore = "heavy: run with --ignored"]
 fn heavy_load_with_kill_9() {

@@ -1,6 +1,6 @@
 //! The committed completion scripts in `completions/` are what the binary generates.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 
@@ -42,7 +42,7 @@ fn committed_completions_are_fresh() {
     assert!(
         stale.is_empty(),
         "stale completion files {stale:?}: the command line changed. Regenerate them with\n  \
-         CANHAZGPU_BLESS=1 cargo test --test completions\nand commit the result"
+         CANHAZGPU_BLESS=1 cargo test --test e2e completions::\nand commit the result"
     );
 }
 

@@ -1,6 +1,6 @@
 //! End-to-end behaviour of the seed commands, run against both stores.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;

@@ -1,8 +1,7 @@
 //! The NVML stub builds as integration tests will use it. Probing itself is
 //! tested by the unit tests in src/gpu, which can reach the module.
 
-#[path = "support/nvml.rs"]
-mod nvml;
+use crate::nvml_stub as nvml;
 
 use nvml::{LIBRARY_NAME, Variant};
 

@@ -1,6 +1,6 @@
 //! Waiting for GPUs (`--wait`), choosing and labelling them, on both stores.
 
-mod common;
+use crate::common;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -534,7 +534,7 @@ fn release_by_id_takes_back_my_runs_too_but_nothing_of_others() {
     }
 }
 
-/// Found by the load suite (tests/stress.rs): a waiter for specific GPUs at the head of
+/// Found by the load suite (tests/e2e/stress.rs): a waiter for specific GPUs at the head of
 /// the queue lost them to later requests whenever the count check let those through,
 /// and could wait for ever while the pool stood mostly idle.
 #[test]

@@ -1,6 +1,6 @@
 //! Machine-readable status and the usage report, on both stores.
 
-mod common;
+use crate::common;
 
 use common::{BACKENDS, Backend, TestStore, unix_now};
 use serde_json::{Value, json};

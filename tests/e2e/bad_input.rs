@@ -1,6 +1,6 @@
 //! Bad input gets a clear error, no panic, and leaves the pool exactly as it was.
 
-mod common;
+use crate::common;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;

@@ -4,7 +4,7 @@
 //! bash and zsh run with `-euo pipefail`, fish with `--no-config`. Interactive sessions
 //! in tmux are in `shell_tmux.rs`.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;

@@ -1,6 +1,6 @@
 //! Many processes racing for a small pool never share a GPU.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

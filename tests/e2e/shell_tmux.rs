@@ -3,7 +3,7 @@
 //! and the tmux inheritance rule. Every test runs its own tmux server on its own socket
 //! and kills it at the end.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;

@@ -1,0 +1,21 @@
+//! The end-to-end suite, as one test binary: every area is a module, so the crate's
+//! tests link once instead of once per file (on 2 cores linking was most of CI's time).
+//!
+//! Run one area with a filter, e.g. `cargo test --test e2e shell_sessions::`.
+
+mod common;
+#[path = "../support/nvml.rs"]
+mod nvml_stub;
+
+mod bad_input;
+mod completions;
+mod concurrency;
+mod core;
+mod faults;
+mod nvml;
+mod nvml_probe;
+mod queue;
+mod reporting;
+mod shell_sessions;
+mod shell_tmux;
+mod stress;
