@@ -20,9 +20,10 @@ use signal_hook::low_level::siginfo::Cause;
 use crate::cli::{OnLost, RunArgs};
 use crate::commands::acquire::{Asked, acquire};
 use crate::commands::gpus::Allocation;
-use crate::commands::{Context, current_user, device_env, format_ids, now};
+use crate::commands::{Context, current_user, format_ids, now};
 use crate::duration;
 use crate::error::{Error, Result};
+use crate::gpu_env::{self, Device};
 use crate::model::{Kind, Owner, Pool, Reservation};
 
 /// Exit statuses of a shell for a command that cannot run.
@@ -110,7 +111,7 @@ struct Held {
 fn supervise(
     ctx: &Context,
     held: &Held,
-    devices: &str,
+    devices: &[Device],
     interval: Duration,
     program: &std::ffi::OsString,
     program_args: &[std::ffi::OsString],
@@ -121,7 +122,7 @@ fn supervise(
     let signal_handle = signals.handle();
     let spawned = Command::new(program)
         .args(program_args)
-        .envs(device_env(devices))
+        .envs(gpu_env::environment(devices))
         .spawn();
     let mut child = match spawned {
         Ok(child) => child,

@@ -17,5 +17,6 @@ mod nvml_probe;
 mod queue;
 mod reporting;
 mod shell_sessions;
+mod shell_setups;
 mod shell_tmux;
 mod stress;
