@@ -11,9 +11,10 @@ use crate::error::{Error, Result};
 use crate::gpu_env::Device;
 use crate::liveness::ProcView;
 use crate::model::{Kind, Owner, Pool, Reservation, Timestamp};
+use crate::shell::Shell;
 use crate::shell::lease;
 use crate::shell::session::{self, Clock, Pools, Session, Truth};
-use crate::shell::vars::{Lost, Vars};
+use crate::shell::vars::{Lost, Unwritable, Vars};
 
 /// What a release did.
 struct Released {
@@ -83,8 +84,22 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
         Some(message) => eprintln!("{message}"),
         None => explain_nothing_released(&session, &vars, &done, args.all, &user),
     }
+    restore_shell(ctx, shell, &session, (&vars, &unwritable), done, now);
+    Ok(())
+}
+
+/// After a release in shell mode: the shell code that brings its variables in line
+/// with what it still holds, and news of what else ended.
+fn restore_shell(
+    ctx: &Context,
+    shell: Shell,
+    session: &Session,
+    (vars, unwritable): (&Vars, &[Unwritable]),
+    done: Released,
+    now: Timestamp,
+) {
     let (pools, unread) = Pools::read(
-        &vars,
+        vars,
         Some((ctx.store_key.clone(), Some(done.pool))),
         |store| ctx.snapshot_of(store),
     );
@@ -92,26 +107,19 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
         eprintln!("canhazgpu: warning: {problem}");
     }
     let truth = Truth::Store(&pools);
-    let (mut after, lost) = session.settle(
-        &vars,
-        truth,
-        now,
-        &ctx.rules(),
-        &ctx.view,
-        &Device::by_index,
-    );
+    let (mut after, lost) =
+        session.settle(vars, truth, now, &ctx.rules(), &ctx.view, &Device::by_index);
     // What this command released needs no story; anything else that went is news.
     session.report(&news(&lost, &done.ids));
     session.forget(&lost, &ctx.view);
     if after.has_layer() {
         session.refresh_lease(&mut after, &ctx.view);
     }
-    Session::warn_unwritable(shell, &unwritable, &vars, &after);
+    Session::warn_unwritable(shell, unwritable, vars, &after);
     print!(
         "{}",
-        session::script(shell, &vars, &after, &unwritable, Clock::now())
+        session::script(shell, vars, &after, unwritable, Clock::now())
     );
-    Ok(())
 }
 
 /// `lost` without the GPUs in `released`.

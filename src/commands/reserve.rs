@@ -10,7 +10,7 @@ use crate::commands::{Context, current_user, format_ids};
 use crate::duration::{self, format_hms};
 use crate::error::{Error, Result};
 use crate::gpu_env::{self, Device};
-use crate::model::{Kind, Reservation};
+use crate::model::{Kind, Pool, Reservation, Timestamp};
 use crate::shell::Shell;
 use crate::shell::emit;
 use crate::shell::session::{self, Clock, Pools, Session, Truth};
@@ -64,28 +64,57 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     })?;
     let now = started;
     let expiry = now + length.as_secs() as i64;
-    let devices = gpus.chosen(&ids);
-    let reserved = format!(
-        "Reserved {} GPU(s) {} for {} (expires in {})",
-        ids.len(),
-        format_ids(&ids),
-        duration::format_compact(length),
-        format_hms(expiry - now)
-    );
-    let (Some(shell), Some(session), Some(vars), Some(pool)) = (args.shell, session, vars, after)
-    else {
-        eprintln!("{reserved}");
-        eprintln!("Release them early with `canhazgpu release`. To use them in this shell:");
-        let env = gpu_env::environment(&devices);
-        println!(
-            "{}",
-            emit::posix_export_line(env.iter().map(|(name, value)| (*name, value.as_str())))
-        );
-        return Ok(());
+    let reserved = Reserved {
+        devices: gpus.chosen(&ids),
+        message: format!(
+            "Reserved {} GPU(s) {} for {} (expires in {})",
+            ids.len(),
+            format_ids(&ids),
+            duration::format_compact(length),
+            format_hms(expiry - now)
+        ),
+        ids,
+        now,
     };
+    match (args.shell, session, vars, after) {
+        (Some(shell), Some(session), Some(vars), Some(pool)) => {
+            export_into_shell(ctx, shell, &session, &vars, &pool, &reserved);
+        }
+        _ => {
+            eprintln!("{}", reserved.message);
+            eprintln!("Release them early with `canhazgpu release`. To use them in this shell:");
+            let env = gpu_env::environment(&reserved.devices);
+            println!(
+                "{}",
+                emit::posix_export_line(env.iter().map(|(name, value)| (*name, value.as_str())))
+            );
+        }
+    }
+    Ok(())
+}
 
+/// What `reserve` got.
+struct Reserved {
+    ids: Vec<u32>,
+    devices: Vec<Device>,
+    now: Timestamp,
+    message: String,
+}
+
+/// Brings the shell's variables in line with the pool after the reservation, on
+/// stdout as shell code.
+fn export_into_shell(
+    ctx: &Context,
+    shell: Shell,
+    session: &Session,
+    vars: &Vars,
+    pool: &Pool,
+    reserved: &Reserved,
+) {
+    let now = reserved.now;
     let name = |id: u32| {
-        devices
+        reserved
+            .devices
             .iter()
             .find(|device| device.id == id)
             .cloned()
@@ -93,7 +122,7 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     };
     let rules = ctx.rules();
     let (pools, unread) = Pools::read(
-        &vars,
+        vars,
         Some((ctx.store_key.clone(), Some(pool.clone()))),
         |store| ctx.snapshot_of(store),
     );
@@ -103,7 +132,7 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     // Stale layers (an inherited reservation that ended) go first, so that the new layer
     // does not save them as the environment to come back to.
     let truth = Truth::Store(&pools);
-    let (mut after, lost) = session.settle(&vars, truth, now, &rules, &ctx.view, &name);
+    let (mut after, lost) = session.settle(vars, truth, now, &rules, &ctx.view, &name);
     session.report(&lost);
     session.forget(&lost, &ctx.view);
     // A second reserve in the same shell adds to its layer; otherwise this shell starts
@@ -111,22 +140,25 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     if after.holder() != Some(session.shell_pid) {
         after = after.push_layer(session.shell_pid, ctx.store_key.as_deref());
         after.hold(
-            &session::holding_of(&pool, &session.owner, now, &rules, &ctx.view),
+            &session::holding_of(pool, &session.owner, now, &rules, &ctx.view),
             &name,
         );
     }
     session.refresh_lease(&mut after, &ctx.view);
     let held = after.gpus();
-    if held.len() > ids.len() {
-        eprintln!("{reserved}; this shell now holds {}", format_ids(&held));
+    if held.len() > reserved.ids.len() {
+        eprintln!(
+            "{}; this shell now holds {}",
+            reserved.message,
+            format_ids(&held)
+        );
     } else {
-        eprintln!("{reserved}");
+        eprintln!("{}", reserved.message);
     }
     print!(
         "{}",
-        session::script(shell, &vars, &after, &[], Clock::now())
+        session::script(shell, vars, &after, &[], Clock::now())
     );
-    Ok(())
 }
 
 /// The shell's variables, if a reservation can be put into them: none read-only,
