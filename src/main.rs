@@ -9,6 +9,7 @@ mod error;
 mod gpu;
 mod liveness;
 mod model;
+mod process;
 mod shell;
 mod store;
 

@@ -18,4 +18,5 @@ mod queue;
 mod reporting;
 mod shell_sessions;
 mod shell_tmux;
+mod signals_and_zombies;
 mod stress;
