@@ -11,6 +11,7 @@ mod liveness;
 mod model;
 mod process;
 mod shell;
+mod signals;
 mod store;
 
 use std::process::ExitCode;

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::model::{Kind, Owner, Pool, Timestamp, Waiter};
+use crate::signals;
 
 /// Waiters renew their queue entry this often, well inside the heartbeat timeout that
 /// drops entries of processes the checker cannot see.
@@ -398,8 +399,9 @@ fn wait_in_queue(
     assign: &mut dyn FnMut(&mut Pool, &[u32], Timestamp),
 ) -> Result<Vec<u32>> {
     // Until served, a signal means "stop waiting": leave the queue cleanly, hold nothing.
+    // Not one the caller ignored: `nohup canhazgpu reserve --wait` must outlive SIGHUP.
     let signal = Arc::new(AtomicUsize::new(0));
-    let handlers: Vec<_> = [SIGINT, SIGTERM, SIGHUP]
+    let handlers: Vec<_> = signals::not_ignored(&[SIGINT, SIGTERM, SIGHUP])
         .iter()
         .filter_map(|&sig| {
             signal_hook::flag::register_usize(sig, signal.clone(), sig as usize).ok()

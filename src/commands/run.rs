@@ -5,14 +5,14 @@
 //! this process. Every exit path that leaves the wrapper alive releases explicitly.
 
 use std::io::ErrorKind;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGPIPE, SIGTERM};
 use signal_hook::iterator::SignalsInfo;
 use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::low_level::siginfo::Cause;
@@ -24,6 +24,7 @@ use crate::commands::{Context, current_user, device_env, format_ids, now};
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::model::{Kind, Owner, Pool, Reservation};
+use crate::signals;
 
 /// Exit statuses of a shell for a command that cannot run.
 const EXIT_NOT_FOUND: i32 = 127;
@@ -116,13 +117,19 @@ fn supervise(
     program_args: &[std::ffi::OsString],
 ) -> Result<i32> {
     // Registered before the spawn so that no signal slips between spawn and handler.
-    let mut signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP])
+    // Signals the caller ignored (nohup, a script's background job) get no handler, so
+    // that they stay ignored here and in the command.
+    let forwarded = signals::not_ignored(&[SIGINT, SIGTERM, SIGHUP]);
+    let mut signals = SignalsInfo::<WithOrigin>::new(forwarded)
         .map_err(|e| Error::failure(format!("cannot install signal handlers: {e}")))?;
     let signal_handle = signals.handle();
-    let spawned = Command::new(program)
-        .args(program_args)
-        .envs(device_env(devices))
-        .spawn();
+    let mut command = Command::new(program);
+    command.args(program_args).envs(device_env(devices));
+    if signals::ignored_by_caller(SIGPIPE) {
+        // SAFETY: the hook only makes an async-signal-safe call.
+        unsafe { command.pre_exec(signals::restore_sigpipe_in_child) };
+    }
+    let spawned = command.spawn();
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
