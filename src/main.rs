@@ -9,6 +9,7 @@ mod error;
 mod gpu;
 mod liveness;
 mod model;
+mod output;
 mod process;
 mod shell;
 mod signals;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
     };
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) if e.closed_stdout => ExitCode::from(e.exit_code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("Error: {e}");
             ExitCode::from(e.exit_code.clamp(1, 255) as u8)

@@ -6,6 +6,7 @@ use crate::cli::QueueArgs;
 use crate::commands::{Context, format_ids, now};
 use crate::duration::format_hms;
 use crate::error::Result;
+use crate::output;
 
 pub fn queue(ctx: &Context, args: &QueueArgs) -> Result<()> {
     let now = now();
@@ -28,13 +29,12 @@ pub fn queue(ctx: &Context, args: &QueueArgs) -> Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(entries));
-        return Ok(());
+        return output::println(&serde_json::Value::Array(entries).to_string());
     }
     if pool.queue.is_empty() {
-        println!("Nobody is waiting for GPUs");
-        return Ok(());
+        return output::println("Nobody is waiting for GPUs");
     }
+    let mut text = String::new();
     for (index, waiter) in pool.queue.iter().enumerate() {
         let wants = match &waiter.gpu_ids {
             Some(ids) => format!("GPU(s) {}", format_ids(ids)),
@@ -44,13 +44,13 @@ pub fn queue(ctx: &Context, args: &QueueArgs) -> Result<()> {
             .deadline
             .map(|deadline| format!(", gives up in {}", format_hms(deadline - now)))
             .unwrap_or_default();
-        println!(
-            "{}. {} wants {wants} ({}), waiting for {}{until}",
+        text.push_str(&format!(
+            "{}. {} wants {wants} ({}), waiting for {}{until}\n",
             index + 1,
             waiter.user,
             waiter.kind,
             format_hms(now - waiter.enqueued_at)
-        );
+        ));
     }
-    Ok(())
+    output::print(&text)
 }

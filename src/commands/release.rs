@@ -10,6 +10,7 @@ use crate::commands::{Context, current_user, format_ids, now};
 use crate::error::{Error, Result};
 use crate::liveness::ProcView;
 use crate::model::{Kind, Owner, Reservation};
+use crate::output;
 use crate::shell::lease;
 use crate::shell::session::{self, Session, Truth};
 use crate::shell::vars::Vars;
@@ -60,15 +61,13 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
 
     let Some(session) = session else {
         if released.is_empty() {
-            println!("No manually reserved GPUs to release");
-        } else {
-            println!(
-                "Released {} GPU(s): {}",
-                released.len(),
-                format_ids(&released)
-            );
+            return output::println("No manually reserved GPUs to release");
         }
-        return Ok(());
+        return output::println(&format!(
+            "Released {} GPU(s): {}",
+            released.len(),
+            format_ids(&released)
+        ));
     };
     // Shell mode: stdout is for shell code only.
     if !released.is_empty() {
@@ -91,8 +90,7 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
         .filter(|d| !d.ids.iter().all(|id| released.contains(id)))
         .collect();
     session.report(&news);
-    print!("{}", session::script(shell, &vars, &after, now));
-    Ok(())
+    output::print(&session::script(shell, &vars, &after, now))
 }
 
 fn explain_nothing_released(session: &Session, vars: Option<&Vars>, others: &[u32]) {
@@ -137,8 +135,7 @@ fn sync(ctx: &Context, args: &ReleaseArgs, session: Option<Session>) -> Result<(
     if after.has_layer() {
         session.refresh_lease(&mut after, &ctx.view);
     }
-    print!("{}", session::script(shell, &vars, &after, now));
-    Ok(())
+    output::print(&session::script(shell, &vars, &after, now))
 }
 
 /// `--inherited`: at shell start, drop variables that came from a shell that is not this
@@ -156,7 +153,7 @@ pub fn inherited(args: &ReleaseArgs) -> Result<i32> {
     };
     let (after, dropped) = session.settle(&vars, Truth::ProcessTree, now, &rules, &view);
     session.report(&dropped);
-    print!("{}", session::script(shell, &vars, &after, now));
+    output::print(&session::script(shell, &vars, &after, now))?;
     Ok(0)
 }
 
@@ -204,8 +201,8 @@ fn release_ids(ctx: &Context, ids: &[u32], shell_mode: bool) -> Result<()> {
     // In shell mode stdout is evaluated as shell code.
     if shell_mode {
         eprintln!("{message}");
+        Ok(())
     } else {
-        println!("{message}");
+        output::println(&message)
     }
-    Ok(())
 }

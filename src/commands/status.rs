@@ -10,6 +10,7 @@ use crate::commands::{Context, now};
 use crate::duration::format_hms;
 use crate::error::Result;
 use crate::model::{GpuSlot, Kind, Pool, Reservation, Timestamp};
+use crate::output;
 use serde_json::json;
 
 pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
@@ -30,16 +31,14 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
             .iter()
             .map(|slot| json_entry(slot, &gpus, threshold))
             .collect();
-        println!("{}", serde_json::Value::Array(entries));
-        return Ok(());
+        return output::println(&serde_json::Value::Array(entries).to_string());
     }
     let mut out = String::new();
     for slot in &pool.gpus {
         out.push_str(&describe(slot, &pool, now, &gpus, threshold));
         out.push('\n');
     }
-    print!("{out}");
-    Ok(())
+    output::print(&out)
 }
 
 /// One GPU for `status --json`; every key is always present (null when unknown), so

@@ -8,6 +8,7 @@ mod common;
 mod nvml_stub;
 
 mod bad_input;
+mod closed_stdout;
 mod completions;
 mod concurrency;
 mod core;
