@@ -57,7 +57,8 @@ pub enum Command {
     canhazgpu admin --gpus 8            # a new pool of GPUs 0 to 7\n  \
     canhazgpu admin --gpus 4 --force    # start over with 4 GPUs, dropping all reservations\n\n\
     With the embedded store, admin creates the state directory (default /var/lib/canhazgpu)\n\
-    with mode 0777 so that every local user can reserve.")]
+    with mode 0777 so that every local user can reserve; on an existing one it repairs the\n\
+    modes of the directory and its files.")]
 pub struct AdminArgs {
     /// Number of GPUs in the pool (IDs 0 to N-1) [default: the number NVML reports]
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]

@@ -24,7 +24,8 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
                 None => "canhazgpu admin --force".to_string(),
             };
             return Err(Error::failure(format!(
-                "the pool is already initialized with {current} GPUs; use `{again}` to reinitialize it (this drops every current reservation)"
+                "the pool is already initialized with {}; use `{again}` to reinitialize it (this drops every current reservation)",
+                gpus_counted(current as u32, "")
             )));
         }
         *pool = Some(fresh.clone());

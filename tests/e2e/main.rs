@@ -13,6 +13,7 @@ mod completions;
 mod concurrency;
 mod core;
 mod faults;
+mod multi_user;
 mod nvml;
 mod nvml_probe;
 mod queue;
