@@ -327,11 +327,14 @@ pub fn acquire(
     me: &Owner,
     mut assign: impl FnMut(&mut Pool, &[u32], Timestamp),
 ) -> Result<Vec<u32>> {
-    let started = now();
-    let deadline = match wait {
-        Wait::For(limit) => Some(started + limit.as_secs() as i64),
+    let give_up = match wait {
+        Wait::For(limit) => Some(GiveUp {
+            at: Instant::now() + limit,
+            stored: stored_deadline(std::time::SystemTime::now(), limit),
+        }),
         _ => None,
     };
+    let deadline = give_up.map(|give_up| give_up.stored);
     let waiter_id = format!(
         "{}-{}-{}",
         me.boot_id.get(..8).unwrap_or(&me.boot_id),
@@ -357,7 +360,33 @@ pub fn acquire(
     if let Some(ids) = first {
         return Ok(ids);
     }
-    wait_in_queue(ctx, request, me, &waiter_id, deadline, &mut assign)
+    wait_in_queue(ctx, request, me, &waiter_id, give_up, &mut assign)
+}
+
+/// When a waiter with `--wait=TIMEOUT` gives up.
+#[derive(Clone, Copy)]
+struct GiveUp {
+    /// For this process: to the millisecond (`--wait=1s` waits a second, not to the
+    /// next whole second).
+    at: Instant,
+    /// In its queue entry, for other clients (queue listings, liveness sweeps): the
+    /// store's whole seconds, rounded up so that nobody drops the entry before its
+    /// waiter gives up by itself.
+    stored: Timestamp,
+}
+
+/// The whole second at or after `now + limit`.
+fn stored_deadline(now: std::time::SystemTime, limit: Duration) -> Timestamp {
+    let end = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_add(limit);
+    let whole = end.as_secs() as Timestamp;
+    if end.subsec_nanos() > 0 {
+        whole + 1
+    } else {
+        whole
+    }
 }
 
 fn new_waiter(
@@ -395,9 +424,10 @@ fn wait_in_queue(
     request: &Request,
     me: &Owner,
     waiter_id: &str,
-    deadline: Option<Timestamp>,
+    give_up: Option<GiveUp>,
     assign: &mut dyn FnMut(&mut Pool, &[u32], Timestamp),
 ) -> Result<Vec<u32>> {
+    let deadline = give_up.map(|give_up| give_up.stored);
     // Until served, a signal means "stop waiting": leave the queue cleanly, hold nothing.
     // Not one the caller ignored: `nohup canhazgpu reserve --wait` must outlive SIGHUP.
     let signal = Arc::new(AtomicUsize::new(0));
@@ -427,7 +457,8 @@ fn wait_in_queue(
                     ..Error::failure("stopped waiting: left the queue, nothing was reserved")
                 });
             }
-            if deadline.is_some_and(|deadline| now() >= deadline) {
+            let left = give_up.map(|give_up| give_up.at.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|left| left.is_zero()) {
                 leave_queue(ctx, waiter_id);
                 return Err(Error::failure(format!(
                     "gave up after waiting {} for {}: left the queue, nothing was reserved",
@@ -505,10 +536,12 @@ fn wait_in_queue(
             let in_reach = position.is_none_or(|position| {
                 pool.wanted_ahead(Some(position)) + request.wanted() as usize <= pool.gpus.len()
             });
+            // Never sleep past the moment of giving up.
+            let until_give_up = |poll: Duration| left.map_or(poll, |left| poll.min(left));
             if !in_reach {
                 poll = (poll * 2).min(poll_max_far);
                 last_seen = Some(pool);
-                sleep_through_wakeups(wait, poll);
+                sleep_through_wakeups(wait, until_give_up(poll));
                 continue;
             }
             // Back to quick polls whenever the pool moved; slower while nothing happens.
@@ -518,7 +551,7 @@ fn wait_in_queue(
                 POLL_FIRST
             };
             last_seen = Some(pool);
-            if wait(poll) {
+            if wait(until_give_up(poll)) {
                 poll = POLL_FIRST;
             }
         }
@@ -590,5 +623,25 @@ impl Progress {
         if let Some(spinner) = &self.spinner {
             spinner.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_deadlines_round_up_to_whole_seconds() {
+        let at = |secs: u64, millis: u64| {
+            std::time::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
+        };
+        let second = Duration::from_secs(1);
+        assert_eq!(stored_deadline(at(100, 640), second), 102);
+        assert_eq!(stored_deadline(at(100, 0), second), 101);
+        assert_eq!(stored_deadline(at(100, 0), Duration::from_millis(300)), 101);
+        assert_eq!(
+            stored_deadline(at(100, 900), Duration::from_millis(100)),
+            101
+        );
     }
 }

@@ -191,6 +191,28 @@ fn giving_up_leaves_the_queue_and_holds_nothing() {
 }
 
 #[test]
+fn a_wait_timeout_is_waited_in_full_not_to_the_next_whole_second() {
+    let store = TestStore::new(common::Backend::File);
+    store.admin(1);
+    store.cmd().arg("reserve").assert().success();
+    for (timeout, at_least) in [("1s", 1000), ("1500ms", 1500), ("300ms", 300)] {
+        let started = std::time::Instant::now();
+        let out = store
+            .cmd()
+            .args(["reserve", &format!("--wait={timeout}")])
+            .output()
+            .unwrap();
+        let waited = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("gave up after waiting"), "{stderr}");
+        assert!(
+            waited >= Duration::from_millis(at_least),
+            "--wait={timeout} gave up after {waited:?}"
+        );
+    }
+}
+
+#[test]
 fn queue_lists_waiters_in_order() {
     let store = TestStore::new(common::Backend::File);
     store.admin(1);
@@ -211,8 +233,10 @@ fn queue_lists_waiters_in_order() {
         predicate::str::starts_with("1. ")
             .and(predicate::str::contains("wants GPU(s) [0] (run)"))
             .and(
+                // The stored deadline is rounded up to a whole second.
                 predicate::str::contains("gives up in 0h 59m")
-                    .or(predicate::str::contains("gives up in 1h 0m 0s")),
+                    .or(predicate::str::contains("gives up in 1h 0m 0s"))
+                    .or(predicate::str::contains("gives up in 1h 0m 1s")),
             ),
     );
     holder.finish();
