@@ -61,7 +61,7 @@ pub enum Command {
     modes of the directory and its files.")]
 pub struct AdminArgs {
     /// Number of GPUs in the pool (IDs 0 to N-1) [default: the number NVML reports]
-    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(short, long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub gpus: Option<u32>,
 
     /// Reinitialize an existing pool, dropping every reservation
@@ -89,6 +89,7 @@ pub struct ReleaseArgs {
     /// Release exactly these GPUs, which must be yours; `run` reservations too (for a job
     /// whose wrapper died while its command lives on)
     #[arg(
+        short = 'G',
         long,
         value_name = "IDS",
         value_delimiter = ',',
@@ -129,11 +130,11 @@ pub struct ReleaseArgs {
     GPUs to the ones the shell holds.")]
 pub struct ReserveArgs {
     /// Number of GPUs to reserve
-    #[arg(long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(short, long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub gpus: u32,
 
-    /// How long to hold them [default: 8h, or the config's default_duration]
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    /// How long to hold them (at least 1s) [default: 8h, or the config's default_duration]
+    #[arg(short, long, value_name = "DURATION", allow_hyphen_values = true)]
     pub duration: Option<String>,
 
     #[command(flatten)]
@@ -162,10 +163,11 @@ pub struct ReserveArgs {
     interrupted. run exits with the command's status (128+N if it died of signal N).")]
 pub struct RunArgs {
     /// Number of GPUs to reserve
-    #[arg(long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(short, long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub gpus: u32,
 
-    /// Seconds between heartbeats while the command runs [default: 60s, or the config]
+    /// Time between heartbeats while the command runs (at least 1s) [default: 60s, or the
+    /// config]
     #[arg(long, value_name = "DURATION")]
     pub heartbeat_interval: Option<String>,
 
@@ -173,7 +175,7 @@ pub struct RunArgs {
     pub request: RequestArgs,
 
     /// Stop the command after DURATION: SIGINT first, SIGKILL after --timeout-grace
-    #[arg(long, value_name = "DURATION")]
+    #[arg(short, long, value_name = "DURATION")]
     pub timeout: Option<String>,
 
     /// How long the command may take to exit after the --timeout SIGINT
@@ -276,6 +278,7 @@ pub struct UsageArgs {
 pub struct RequestArgs {
     /// Exactly these GPUs, all or nothing (instead of --gpus)
     #[arg(
+        short = 'G',
         long,
         value_name = "IDS",
         value_delimiter = ',',
@@ -283,18 +286,24 @@ pub struct RequestArgs {
     )]
     pub gpu_ids: Option<Vec<u32>>,
 
-    /// Wait in the queue when the GPUs are busy, for at most TIMEOUT if given (--wait=2h);
-    /// first come, first served
-    #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, require_equals = true)]
+    /// Wait in the queue when the GPUs are busy, for at most TIMEOUT if given (--wait=2h or
+    /// -w=2h, with the '='); first come, first served
+    #[arg(
+        short,
+        long,
+        value_name = "TIMEOUT",
+        num_args = 0..=1,
+        require_equals = true
+    )]
     pub wait: Option<Option<String>>,
 
     /// A note shown in status (what this is for)
-    #[arg(long, value_name = "TEXT")]
+    #[arg(short, long, value_name = "TEXT")]
     pub note: Option<String>,
 
     /// Show the reservation as held by NAME (shared accounts); your own account is
     /// recorded too and can always release it
-    #[arg(long, value_name = "NAME")]
+    #[arg(short, long, value_name = "NAME")]
     pub user: Option<String>,
 
     /// How free GPUs are ranked [default: lru, or the config's allocation_policy]

@@ -115,8 +115,11 @@ fn parse(text: &str) -> std::result::Result<Config, String> {
                 .as_str()
                 .ok_or_else(|| format!("`{key}` must be a string"))
         };
-        let as_duration =
-            || as_str().and_then(|text| duration::parse(text).map_err(|e| format!("`{key}`: {e}")));
+        let as_duration = || {
+            as_str().and_then(|text| {
+                duration::parse_whole_seconds(text).map_err(|e| format!("`{key}`: {e}"))
+            })
+        };
         match key.as_str() {
             "store" => config.store = Some(as_str()?.to_string()),
             "heartbeat_interval" => config.heartbeat_interval = Some(as_duration()?),

@@ -18,7 +18,7 @@ use crate::shell::vars::Vars;
 
 pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     let length = match &args.duration {
-        Some(text) => duration::parse(text)?,
+        Some(text) => duration::parse_whole_seconds(text)?,
         None => ctx.config.default_duration(),
     };
     let asked = Asked::from_args(&args.request, &ctx.config, current_user())?;

@@ -32,7 +32,7 @@ const EXIT_NOT_EXECUTABLE: i32 = 126;
 
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     let interval = match &args.heartbeat_interval {
-        Some(text) => duration::parse(text)?,
+        Some(text) => duration::parse_whole_seconds(text)?,
         None => ctx.config.heartbeat_interval(),
     };
     let Some((program, program_args)) = args.command.split_first() else {
