@@ -114,7 +114,7 @@ impl Asked {
         })
     }
 
-    /// The request as `acquire` takes it.
+    /// The request as `acquire` takes it; `unusable` is what NVML said just now.
     pub fn request<'a>(
         &'a self,
         count: u32,
@@ -129,6 +129,7 @@ impl Asked {
             actual_user: self.actual_user.as_deref(),
             policy: self.policy,
             unusable,
+            probed_at: now(),
         }
     }
 }
@@ -145,8 +146,10 @@ pub struct Request<'a> {
     pub user: &'a str,
     pub actual_user: Option<&'a str>,
     pub policy: Policy,
-    /// GPUs free in the pool but in use without a reservation.
+    /// GPUs NVML found in use (more memory than the threshold), reserved or not.
     pub unusable: &'a BTreeSet<u32>,
+    /// When NVML was asked.
+    pub probed_at: Timestamp,
 }
 
 impl Request<'_> {
@@ -184,8 +187,35 @@ impl Wait {
 enum NotYet {
     /// Waiting may help.
     Busy(String),
-    /// Waiting cannot help (a GPU id outside the pool, more GPUs than the pool has).
+    /// Waiting cannot help (a GPU id outside the pool, more GPUs than the pool has, or
+    /// than it has without the GPUs in use outside the tool).
     Never(String),
+}
+
+/// The GPUs of `request.unusable` that are free in the pool: in use outside the tool.
+/// One released since NVML was asked is not among them: NVML saw its holder's job on
+/// it, which has ended or is the holder's to answer for now; without this a waiter would
+/// never get a GPU whose holder was using it when the waiter asked.
+fn busy_outside(pool: &Pool, request: &Request) -> BTreeSet<u32> {
+    request
+        .unusable
+        .iter()
+        .copied()
+        .filter(|&id| {
+            pool.gpus.get(id as usize).is_some_and(|slot| {
+                slot.reservation.is_none()
+                    && slot.last_released.is_none_or(|t| t < request.probed_at)
+            })
+        })
+        .collect()
+}
+
+/// Free GPUs that may be handed out: not reserved, not in use outside the tool.
+fn usable_free(pool: &Pool, outside: &BTreeSet<u32>) -> usize {
+    pool.gpus
+        .iter()
+        .filter(|slot| slot.reservation.is_none() && !outside.contains(&slot.id))
+        .count()
 }
 
 /// Serves `request` from `pool` if it may be served now, as the waiter at `position`
@@ -204,11 +234,8 @@ fn try_serve(
         )));
     }
     let ahead = pool.wanted_ahead(position);
-    let usable_free = pool
-        .gpus
-        .iter()
-        .filter(|slot| slot.reservation.is_none() && !request.unusable.contains(&slot.id))
-        .count();
+    let outside = busy_outside(pool, request);
+    let usable_free = usable_free(pool, &outside);
     let waiting_ahead = || {
         let waiting = position.unwrap_or(pool.queue.len());
         NotYet::Busy(format!(
@@ -222,7 +249,7 @@ fn try_serve(
     let claimed = pool.ids_wanted_ahead(position);
     let ids = match request.gpu_ids {
         Some(ids) => {
-            if let Err(refusals) = alloc::check_ids(pool, ids, request.unusable) {
+            if let Err(refusals) = alloc::check_ids(pool, ids, &outside) {
                 return Err(explain_refusals(&refusals, total));
             }
             let taken: Vec<u32> = ids
@@ -242,8 +269,18 @@ fn try_serve(
             }
             ids.to_vec()
         }
+        // The tool does not watch GPUs in use outside it while a request waits: only
+        // GPUs that reservations hold can come back.
+        None if wanted > total - outside.len() => {
+            return Err(NotYet::Never(explain_shortage(
+                pool,
+                &outside,
+                wanted,
+                usable_free,
+            )));
+        }
         None => {
-            let excluded: BTreeSet<u32> = request.unusable.union(&claimed).copied().collect();
+            let excluded: BTreeSet<u32> = outside.union(&claimed).copied().collect();
             match alloc::choose(pool, wanted, &excluded, request.policy, request.user) {
                 Ok(ids) => ids,
                 // Short only of GPUs others wait for: say so rather than "0 available"
@@ -254,7 +291,8 @@ fn try_serve(
                 Err(shortage) => {
                     return Err(NotYet::Busy(explain_shortage(
                         pool,
-                        request,
+                        &outside,
+                        wanted,
                         shortage.available,
                     )));
                 }
@@ -282,9 +320,13 @@ fn explain_refusals(refusals: &[Refusal], total: usize) -> NotYet {
                 )
             }
             Refusal::HeldBy(id, user) => format!("GPU {id} is reserved by {user}"),
-            Refusal::InUseWithoutReservation(id) => format!(
-                "GPU {id} is in use without a reservation (see `canhazgpu status`; --force takes it anyway)"
-            ),
+            // The tool does not watch such use end while a request waits.
+            Refusal::InUseWithoutReservation(id) => {
+                never = true;
+                format!(
+                    "GPU {id} is in use without a reservation (see `canhazgpu status`; --force takes it anyway)"
+                )
+            }
         })
         .collect();
     let message = format!("cannot have the GPUs asked for: {}", reasons.join("; "));
@@ -295,26 +337,31 @@ fn explain_refusals(refusals: &[Refusal], total: usize) -> NotYet {
     }
 }
 
-fn explain_shortage(pool: &Pool, request: &Request, available: usize) -> String {
+fn explain_shortage(
+    pool: &Pool,
+    outside: &BTreeSet<u32>,
+    wanted: usize,
+    available: usize,
+) -> String {
     let total = pool.gpus.len();
-    let blocked =
-        pool.ids_where(|slot| slot.reservation.is_none() && request.unusable.contains(&slot.id));
-    let hint = if blocked.is_empty() {
+    let hint = if outside.is_empty() {
         "see `canhazgpu status` for who holds them".to_string()
     } else {
-        let force = if available + blocked.len() >= request.wanted() as usize {
+        let force = if available + outside.len() >= wanted {
             "`--force` hands them out anyway"
-        } else {
+        } else if wanted <= total - outside.len() {
             "the others are reserved"
+        } else {
+            "waiting cannot free enough while they are; `--force` hands them out anyway"
         };
+        let ids: Vec<u32> = outside.iter().copied().collect();
         format!(
             "GPU(s) {} have no reservation but are in use (see `canhazgpu status` for whose processes); {force}",
-            format_ids(&blocked)
+            format_ids(&ids)
         )
     };
     format!(
-        "Not enough GPUs available: requested {}, {available} available of {total}; {hint}",
-        request.wanted()
+        "Not enough GPUs available: requested {wanted}, {available} available of {total}; {hint}"
     )
 }
 
@@ -505,7 +552,7 @@ fn wait_in_queue(
                             Ok(Step::Waiting {
                                 position,
                                 queued: pool.queue.len(),
-                                free: pool.free_count(),
+                                free: usable_free(pool, &busy_outside(pool, request)),
                             })
                         }
                     }
@@ -524,7 +571,7 @@ fn wait_in_queue(
                 progress.show(
                     position,
                     pool.queue.len(),
-                    pool.free_count(),
+                    usable_free(&pool, &busy_outside(&pool, request)),
                     pool.gpus.len(),
                 );
             }
@@ -582,6 +629,43 @@ fn leave_queue(ctx: &Context, waiter_id: &str) {
     });
 }
 
+/// How waiting is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Display {
+    /// A line whenever the position changes: for pipes, logs and terminals that cannot
+    /// move the cursor.
+    Lines,
+    /// A spinner redrawn in place; ASCII where the locale is not UTF-8.
+    Spinner { ascii: bool },
+}
+
+/// The display for stderr: a spinner needs a terminal that can redraw a line (not
+/// `TERM=dumb`, which indicatif leaves blank) and, for its braille, a UTF-8 locale.
+/// `locale` is the first of LC_ALL, LC_CTYPE and LANG that is set.
+fn display_for(terminal: bool, term: Option<&str>, locale: Option<&str>) -> Display {
+    let can_redraw = terminal && !matches!(term, None | Some("" | "dumb"));
+    if !can_redraw {
+        return Display::Lines;
+    }
+    let utf8 = locale.is_some_and(|locale| {
+        let locale = locale.to_ascii_lowercase();
+        locale.contains("utf-8") || locale.contains("utf8")
+    });
+    Display::Spinner { ascii: !utf8 }
+}
+
+fn stderr_display() -> Display {
+    let term = std::env::var("TERM").ok();
+    let locale = ["LC_ALL", "LC_CTYPE", "LANG"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()));
+    display_for(
+        std::io::stderr().is_terminal(),
+        term.as_deref(),
+        locale.as_deref(),
+    )
+}
+
 /// What a waiting user sees: a spinner on a terminal, an occasional line otherwise.
 struct Progress {
     what: String,
@@ -591,11 +675,18 @@ struct Progress {
 
 impl Progress {
     fn new(request: &Request) -> Progress {
-        let spinner = std::io::stderr().is_terminal().then(|| {
-            let spinner = indicatif::ProgressBar::new_spinner();
-            spinner.enable_steady_tick(Duration::from_millis(120));
-            spinner
-        });
+        let spinner = match stderr_display() {
+            Display::Lines => None,
+            Display::Spinner { ascii } => {
+                let spinner = indicatif::ProgressBar::new_spinner();
+                if ascii {
+                    let style = indicatif::ProgressStyle::default_spinner().tick_chars("|/-\\ ");
+                    spinner.set_style(style);
+                }
+                spinner.enable_steady_tick(Duration::from_millis(120));
+                Some(spinner)
+            }
+        };
         Progress {
             what: request.describe(),
             spinner,
@@ -629,6 +720,22 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spinners_only_where_the_terminal_can_draw_them() {
+        let utf8 = Some("en_US.UTF-8");
+        assert_eq!(display_for(false, Some("xterm"), utf8), Display::Lines);
+        assert_eq!(display_for(true, Some("dumb"), utf8), Display::Lines);
+        assert_eq!(display_for(true, None, utf8), Display::Lines);
+        assert_eq!(display_for(true, Some(""), utf8), Display::Lines);
+        let fancy = Display::Spinner { ascii: false };
+        assert_eq!(display_for(true, Some("xterm-256color"), utf8), fancy);
+        assert_eq!(display_for(true, Some("screen"), Some("C.utf8")), fancy);
+        let ascii = Display::Spinner { ascii: true };
+        assert_eq!(display_for(true, Some("xterm"), Some("C")), ascii);
+        assert_eq!(display_for(true, Some("xterm"), Some("POSIX")), ascii);
+        assert_eq!(display_for(true, Some("xterm"), None), ascii);
+    }
 
     #[test]
     fn stored_deadlines_round_up_to_whole_seconds() {
