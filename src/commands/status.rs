@@ -174,9 +174,10 @@ fn reserved(id: u32, r: &Reservation, now: Timestamp) -> String {
             None => "manual".to_string(),
         },
     };
+    // Upstream clients write actual_user even when it is the user shown.
     let detail = match &r.actual_user {
-        Some(account) => format!("{detail}, account {account}"),
-        None => detail,
+        Some(account) if *account != r.user => format!("{detail}, account {account}"),
+        _ => detail,
     };
     let mut line = format!(
         "GPU {id}: IN USE by {} for {} ({detail})",

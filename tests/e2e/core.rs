@@ -107,6 +107,25 @@ fn upstream_short_flags_work() {
 }
 
 #[test]
+fn upstream_reservations_naming_their_own_account_show_no_account() {
+    each_backend(|store| {
+        store.admin(2);
+        let now = unix_now();
+        // Upstream clients always write actual_user, equal to user unless --user is given.
+        for (id, actual) in [(0, "bob"), (1, "carol")] {
+            store.set_raw_slot(
+                id,
+                json!({"user": "bob", "actual_user": actual, "start_time": now, "last_heartbeat": now, "type": "manual", "expiry_time": now + 3600}),
+            );
+        }
+        let status = store.status();
+        let lines: Vec<&str> = status.lines().collect();
+        assert!(!lines[0].contains("account"), "{status}");
+        assert!(lines[1].contains("account carol"), "{status}");
+    });
+}
+
+#[test]
 fn a_pool_of_one_is_one_gpu() {
     let store = TestStore::new(Backend::File);
     store
