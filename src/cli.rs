@@ -77,7 +77,8 @@ pub struct AdminArgs {
 #[command(after_help = "Examples:\n  \
     canhazgpu release         # give back every manual reservation you hold\n  \
     canhazgpu release --all   # the same, also in a shell set up with `canhazgpu init`\n  \
-    canhazgpu release --gpu-ids 3   # GPU 3 only, even a run's (its wrapper died)\n\n\
+    canhazgpu release --gpu-ids 3   # GPU 3 only, even a run's (its wrapper died)\n  \
+    canhazgpu release --gpu-ids 3 --force   # an admin takes GPU 3 back from its holder\n\n\
     In a shell set up with `canhazgpu init`, release gives back only what that shell\n\
     reserved and restores its CUDA_VISIBLE_DEVICES. GPUs held by `canhazgpu run` are\n\
     released when the command ends; they are not touched.")]
@@ -96,6 +97,12 @@ pub struct ReleaseArgs {
         conflicts_with = "all"
     )]
     pub gpu_ids: Option<Vec<u32>>,
+
+    /// With --gpu-ids: also GPUs that others hold, a `run`'s too (admins only: root, the
+    /// config's `admins`, or the owner of the store's directory). The holder's shell says
+    /// so at its next prompt, and the history records the end.
+    #[arg(long, requires = "gpu_ids")]
+    pub force: bool,
 
     /// Print shell code for this shell on stdout (used by the function from `init`)
     #[arg(long, hide = true, value_enum, requires = "owner_pid")]

@@ -10,6 +10,7 @@ mod gpu;
 mod liveness;
 mod model;
 mod output;
+mod powers;
 mod process;
 mod shell;
 mod signals;

@@ -70,6 +70,9 @@ pub struct GpuSlot {
     pub last_released: Option<Timestamp>,
     /// The account that released it last, for the sticky allocation policy.
     pub last_user: Option<String>,
+    /// The admin who took it back from `last_user` (`release --force`), until its next
+    /// ordinary release; for the holder's shell to say why its GPU went.
+    pub reclaimed_by: Option<String>,
     /// Fields written by other clients that this version does not know; kept on
     /// in-place updates (heartbeats) so that we do not destroy what they rely on.
     pub extra: Map<String, Value>,
@@ -82,8 +85,15 @@ impl GpuSlot {
             reservation: None,
             last_released: None,
             last_user: None,
+            reclaimed_by: None,
             extra: Map::new(),
         }
+    }
+
+    /// Who took this GPU back from its last holder (`release --gpu-ids N --force`), if
+    /// that is how its last reservation ended.
+    pub fn reclaimed_by(&self) -> Option<&str> {
+        self.reclaimed_by.as_deref()
     }
 }
 
@@ -161,6 +171,7 @@ impl Pool {
                 .clone()
                 .unwrap_or_else(|| reservation.user.clone()),
         );
+        slot.reclaimed_by = None;
         // What other clients attached to the reservation ends with it.
         slot.extra.clear();
         let end = at.max(reservation.start_time);
@@ -172,6 +183,16 @@ impl Pool {
             duration_seconds: (end - reservation.start_time) as f64,
             reservation_type: reservation.kind.as_str().to_string(),
         });
+        Some(reservation)
+    }
+
+    /// Frees a GPU for an admin who takes it back from its holder: a release that the
+    /// slot remembers, for the holder's shell and for `status`.
+    pub fn reclaim(&mut self, id: u32, at: Timestamp, admin: &str) -> Option<Reservation> {
+        let reservation = self.release(id, at)?;
+        if let Some(slot) = self.gpus.get_mut(id as usize) {
+            slot.reclaimed_by = Some(admin.to_string());
+        }
         Some(reservation)
     }
 
@@ -256,10 +277,13 @@ mod field {
     pub const LAST_RELEASED: &str = "last_released";
     /// Ours, for the sticky policy.
     pub const LAST_USER: &str = "last_user";
+    /// Ours: the admin who took the GPU back (`release --force`).
+    pub const RECLAIMED_BY: &str = "reclaimed_by";
     /// Ours: upstream ignores it, and it is what lets us free a crashed job at once.
     pub const OWNER: &str = "owner_process";
-    pub const KNOWN: [&str; 10] = [
+    pub const KNOWN: [&str; 11] = [
         LAST_USER,
+        RECLAIMED_BY,
         USER,
         ACTUAL_USER,
         START,
@@ -329,6 +353,7 @@ pub fn decode_slot_value(id: u32, value: Value, what: &str) -> Result<GpuSlot> {
     let get_time = |key: &str| object.get(key).and_then(decode_time);
     slot.last_released = get_time(field::LAST_RELEASED);
     slot.last_user = non_empty_string(object.get(field::LAST_USER));
+    slot.reclaimed_by = non_empty_string(object.get(field::RECLAIMED_BY));
     if let Some(user) = non_empty_string(object.get(field::USER)) {
         let start_time = get_time(field::START).unwrap_or(0);
         let kind = match object.get(field::TYPE).and_then(Value::as_str) {
@@ -363,6 +388,9 @@ pub fn encode_slot_value(slot: &GpuSlot) -> Value {
     }
     if let Some(user) = &slot.last_user {
         object.insert(field::LAST_USER.into(), user.clone().into());
+    }
+    if let Some(admin) = &slot.reclaimed_by {
+        object.insert(field::RECLAIMED_BY.into(), admin.clone().into());
     }
     if let Some(r) = &slot.reservation {
         object.insert(field::USER.into(), r.user.clone().into());
@@ -443,9 +471,25 @@ mod tests {
         let text = encode_slot(&pool.gpus[0]);
         assert!(!text.contains("null"), "{text}");
         assert_eq!(decode_slot(0, Some(&text), "t").unwrap(), pool.gpus[0]);
+        let reserved = pool.gpus[0].clone();
         pool.release(0, 200);
         let text = encode_slot(&pool.gpus[0]);
         assert_eq!(text, r#"{"last_released":200,"last_user":"alice"}"#);
+        assert_eq!(pool.gpus[0].reclaimed_by(), None);
+        // Taken back by an admin: remembered, read back, and forgotten at the next
+        // ordinary release.
+        pool.gpus[0] = reserved.clone();
+        pool.reclaim(0, 300, "root");
+        let text = encode_slot(&pool.gpus[0]);
+        assert_eq!(
+            text,
+            r#"{"last_released":300,"last_user":"alice","reclaimed_by":"root"}"#
+        );
+        assert_eq!(decode_slot(0, Some(&text), "t").unwrap(), pool.gpus[0]);
+        assert_eq!(pool.gpus[0].reclaimed_by(), Some("root"));
+        pool.gpus[0].reservation = reserved.reservation;
+        pool.release(0, 400);
+        assert_eq!(pool.gpus[0].reclaimed_by(), None);
         assert_eq!(pool.ended[0].duration_seconds, 100.0);
     }
 

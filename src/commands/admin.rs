@@ -6,11 +6,17 @@ use crate::commands::{Context, now};
 use crate::error::{Error, Result};
 use crate::model::Pool;
 use crate::output;
+use crate::powers;
 
 /// The most GPUs a pool may have, as `--gpus` accepts.
 const MAX_GPUS: usize = 1024;
 
 pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
+    powers::require_admin(
+        &ctx.config,
+        &ctx.store,
+        "initialize or reinitialize the pool",
+    )?;
     let count = pool_size(ctx, args)?;
     ctx.store.prepare_for_admin()?;
     let fresh = Pool::new(count, now());

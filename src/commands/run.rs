@@ -233,10 +233,16 @@ fn heartbeat(ctx: &Context, held: &Held) -> bool {
                 report.lost.push((id, "no longer in the pool".to_string()));
                 continue;
             };
-            match &mut slot.reservation {
-                Some(r) if r.owner.as_ref() == Some(&held.me) => r.last_heartbeat = beat,
-                Some(r) => report.lost.push((id, format!("now held by {}", r.user))),
-                None => {
+            let reclaimed = slot
+                .reclaimed_by()
+                .filter(|_| slot.last_released >= Some(held.reservation.start_time))
+                .map(str::to_string);
+            match (&mut slot.reservation, reclaimed) {
+                (Some(r), _) if r.owner.as_ref() == Some(&held.me) => r.last_heartbeat = beat,
+                (Some(r), _) => report.lost.push((id, format!("now held by {}", r.user))),
+                // An admin took it back: writing it again would undo that.
+                (None, Some(admin)) => report.lost.push((id, format!("reclaimed by {admin}"))),
+                (None, None) => {
                     slot.reservation = Some(Reservation {
                         last_heartbeat: beat,
                         ..held.reservation.clone()

@@ -151,10 +151,16 @@ fn describe(slot: &GpuSlot, pool: &Pool, now: Timestamp, gpus: &Gpus, threshold:
 fn available(slot: &GpuSlot, pool: &Pool, now: Timestamp) -> String {
     let id = slot.id;
     match (slot.last_released, pool.initialized_at) {
-        (Some(t), _) => format!(
-            "GPU {id}: AVAILABLE (last released {} ago)",
-            format_hms(now - t)
-        ),
+        (Some(t), _) => {
+            let by = slot
+                .reclaimed_by()
+                .map(|admin| format!(", reclaimed by {admin}"))
+                .unwrap_or_default();
+            format!(
+                "GPU {id}: AVAILABLE (last released {} ago{by})",
+                format_hms(now - t)
+            )
+        }
         (None, Some(t)) => format!(
             "GPU {id}: AVAILABLE (never reserved, initialized {} ago)",
             format_hms(now - t)

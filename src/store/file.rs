@@ -64,6 +64,15 @@ impl FileStore {
         self.dir.join(STATE)
     }
 
+    pub fn directory_owner(&self) -> super::DirectoryOwner {
+        match fs::metadata(&self.dir) {
+            Ok(meta) => super::DirectoryOwner::Uid(meta.uid()),
+            Err(e) if e.kind() == ErrorKind::NotFound => super::DirectoryOwner::NotCreated,
+            // Unreadable: nobody's claim to it can be checked.
+            Err(_) => super::DirectoryOwner::NoDirectory,
+        }
+    }
+
     /// For `admin`: creates the directory (and missing parents), or repairs the modes of
     /// an existing one and its files where this user may, and says what it could not.
     pub fn create_shared_dir(&self) -> Result<()> {

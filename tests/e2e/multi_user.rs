@@ -237,3 +237,194 @@ fn a_lock_file_others_cannot_open_is_blamed_and_admin_repairs_it() {
         canhazgpu(&store, NOBODY, USUAL, &["reserve"]),
     );
 }
+
+fn write_config(store: &TestStore, text: &str) {
+    std::fs::write(store.config_path(), text).unwrap();
+}
+
+#[test]
+fn only_admins_may_reinitialize_the_pool() {
+    if !is_root() {
+        return;
+    }
+    let store = shared_store();
+    ok(
+        "admin",
+        canhazgpu(&store, ROOT, USUAL, &["admin", "--gpus", "2"]),
+    );
+    ok("reserve", canhazgpu(&store, ROOT, USUAL, &["reserve"]));
+    let before = store.dump();
+    let refused = canhazgpu(&store, NOBODY, USUAL, &["admin", "--gpus", "4", "--force"]);
+    let stderr = stderr_of(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    for part in ["only an administrator", "root", "`admins`", "owner of"] {
+        assert!(stderr.contains(part), "{part:?} in {stderr}");
+    }
+    assert_eq!(store.dump(), before, "a refused admin changed the pool");
+    // Named in the configuration, by name or by group.
+    for admins in [
+        "admins = [\"nobody\"]",
+        "admins = [\"alice\", \"@nogroup\"]",
+    ] {
+        write_config(&store, admins);
+        ok(
+            admins,
+            canhazgpu(&store, NOBODY, USUAL, &["admin", "--gpus", "2", "--force"]),
+        );
+    }
+    write_config(&store, "admins = [\"@no-such-group\"]");
+    let refused = canhazgpu(&store, NOBODY, USUAL, &["admin", "--gpus", "2", "--force"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr_of(&refused));
+    write_config(&store, "admins = \"nobody\"");
+    let refused = canhazgpu(&store, ROOT, USUAL, &["admin", "--gpus", "2", "--force"]);
+    assert!(
+        stderr_of(&refused).contains("`admins`"),
+        "{}",
+        stderr_of(&refused)
+    );
+}
+
+#[test]
+fn the_owner_of_a_private_store_is_its_admin() {
+    if !is_root() {
+        return;
+    }
+    let store = shared_store();
+    let mine = store.home.path().join("nobodys");
+    std::fs::create_dir(&mine).unwrap();
+    nix::unistd::chown(&mine, Some(NOBODY.into()), Some(NOBODY.into())).unwrap();
+    let url = format!("file://{}/pool", mine.display());
+    let admin = |force: bool| {
+        let mut args = vec!["--store", &url, "admin", "--gpus", "1"];
+        if force {
+            args.push("--force");
+        }
+        canhazgpu(&store, NOBODY, STRICT, &args)
+    };
+    ok("nobody's first admin", admin(false));
+    ok("nobody's admin --force", admin(true));
+    ok(
+        "nobody's reserve",
+        canhazgpu(&store, NOBODY, STRICT, &["--store", &url, "reserve"]),
+    );
+}
+
+/// GPU 0 held by nobody (manual), GPU 1 by root.
+fn two_holders(store: &TestStore) {
+    ok(
+        "admin",
+        canhazgpu(store, ROOT, USUAL, &["admin", "--gpus", "2"]),
+    );
+    ok(
+        "nobody's reserve",
+        canhazgpu(
+            store,
+            NOBODY,
+            USUAL,
+            &["reserve", "-G", "0", "-n", "weekend"],
+        ),
+    );
+    ok(
+        "root's reserve",
+        canhazgpu(store, ROOT, USUAL, &["reserve", "-G", "1"]),
+    );
+}
+
+#[test]
+fn an_admin_takes_back_a_gpu_and_the_history_and_the_slot_say_so() {
+    if !is_root() {
+        return;
+    }
+    for backend in common::BACKENDS {
+        let store = TestStore::new(backend);
+        std::fs::set_permissions(store.home.path(), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::set_permissions(store.config_path(), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        two_holders(&store);
+        // Without --force, even root is told whose it is.
+        let refused = canhazgpu(&store, ROOT, USUAL, &["release", "-G", "0"]);
+        assert!(
+            stderr_of(&refused).contains("held by nobody"),
+            "{backend:?}"
+        );
+        assert!(
+            stderr_of(&refused).contains("--force"),
+            "{}",
+            stderr_of(&refused)
+        );
+        // A user who is no admin cannot force.
+        let before = store.dump();
+        let refused = canhazgpu(&store, NOBODY, USUAL, &["release", "-G", "1", "--force"]);
+        let stderr = stderr_of(&refused);
+        assert_eq!(refused.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("only an administrator"), "{stderr}");
+        assert_eq!(store.dump(), before);
+
+        let out = ok(
+            "root's release --force",
+            canhazgpu(&store, ROOT, USUAL, &["release", "-G", "0", "--force"]),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("from nobody"), "{stdout}");
+        assert_eq!(store.busy_ids(), [1], "{backend:?}");
+        let slot = store.raw_slot(0);
+        assert_eq!(slot["reclaimed_by"], "root", "{backend:?}: {slot}");
+        assert_eq!(slot["last_user"], "nobody", "{slot}");
+        assert!(!slot.to_string().contains("null"), "{slot}");
+        assert!(store.status().contains("reclaimed by root"));
+        let out = ok(
+            "report",
+            canhazgpu(&store, ROOT, USUAL, &["report", "--json"]),
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let nobody = report["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|user| user["user"] == "nobody")
+            .unwrap_or_else(|| panic!("{backend:?}: no record of nobody in {report}"));
+        assert_eq!(nobody["manual_count"], 1, "{report}");
+        // The next ordinary release of that GPU ends the story.
+        ok(
+            "reserve",
+            canhazgpu(&store, ROOT, USUAL, &["reserve", "-G", "0"]),
+        );
+        ok(
+            "release",
+            canhazgpu(&store, ROOT, USUAL, &["release", "-G", "0"]),
+        );
+        assert!(store.raw_slot(0).get("reclaimed_by").is_none());
+    }
+}
+
+#[test]
+fn a_reclaimed_run_does_not_take_its_gpu_back() {
+    if !is_root() {
+        return;
+    }
+    let store = shared_store();
+    ok(
+        "admin",
+        canhazgpu(&store, ROOT, USUAL, &["admin", "--gpus", "1"]),
+    );
+    let mut run = Command::new("setpriv");
+    run.arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .args(["--clear-groups", "--"])
+        .arg(common::binary())
+        .args(["run", "--heartbeat-interval", "1s", "--", "sleep", "30"])
+        .stderr(std::process::Stdio::piped());
+    let mut run = store.select(&mut run).spawn().unwrap();
+    let lines = common::LineWatcher::new(run.stderr.take().unwrap());
+    lines.wait_for_line("running on GPU(s) [0]", std::time::Duration::from_secs(20));
+    ok(
+        "root's release --force",
+        canhazgpu(&store, ROOT, USUAL, &["release", "-G", "0", "--force"]),
+    );
+    let warning = lines.wait_for_line("reclaimed by root", std::time::Duration::from_secs(20));
+    assert!(warning.contains("GPU 0"), "{warning}");
+    assert!(store.busy_ids().is_empty(), "the run took its GPU back");
+    let _ = run.kill();
+    run.wait().unwrap();
+}
