@@ -401,7 +401,7 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__release)
-            opts="-G -h --all --gpu-ids --store --config --help"
+            opts="-G -h --all --gpu-ids --force --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

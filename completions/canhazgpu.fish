@@ -49,6 +49,7 @@ complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand release" -s G -l gpu
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand release" -l store -d 'Where the pool lives: file:///dir (embedded, default file:///var/lib/canhazgpu), redis://host:port/db or redis+unix:///path/to/redis.sock' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand release" -l config -d 'Configuration file [default: /etc/canhazgpu/config.toml]' -r -F
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand release" -l all -d 'Release every manual reservation you hold, not only this shell\'s'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand release" -l force -d 'With --gpu-ids: also GPUs that others hold, a `run`\'s too (admins only: root, the config\'s `admins`, or the owner of the store\'s directory). The holder\'s shell says so at its next prompt, and the history records the end'
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand release" -s h -l help -d 'Print help'
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand reserve" -s g -l gpus -d 'Number of GPUs to reserve' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand reserve" -s d -l duration -d 'How long to hold them (at least 1s) [default: 8h, or the config\'s default_duration]' -r
