@@ -337,8 +337,7 @@ pub fn acquire(
         me.pid,
         me.start_ticks
     );
-    let first = ctx.store.update(|pool| {
-        let now = now();
+    let first = ctx.store.update(|pool, now| {
         ctx.sweep(pool, now);
         match try_serve(pool, request, None, &mut |pool, ids| assign(pool, ids, now)) {
             Ok(ids) => Ok(Some(ids)),
@@ -435,16 +434,15 @@ fn wait_in_queue(
             }
             // Cheap unlocked look first; the locked transaction only when it may succeed
             // or the queue entry needs renewing.
-            let mut pool = ctx.store.snapshot_pool()?;
-            ctx.sweep(&mut pool, now());
+            let (mut pool, now) = ctx.store.snapshot_pool()?;
+            ctx.sweep(&mut pool, now);
             let position = pool.queue_position(waiter_id);
             let mut scratch = pool.clone();
             let may_serve = try_serve(&mut scratch, request, position, &mut |_, _| {}).is_ok();
             let beat_due = last_beat.elapsed() >= WAITER_HEARTBEAT || position.is_none();
             if may_serve || beat_due {
                 last_beat = Instant::now();
-                let step = ctx.store.update(|pool| {
-                    let now = now();
+                let step = ctx.store.update(|pool, now| {
                     ctx.sweep(pool, now);
                     let position = match pool.queue_position(waiter_id) {
                         Some(position) => position,
@@ -541,7 +539,7 @@ fn sleep_through_wakeups(wait: &mut dyn FnMut(Duration) -> bool, total: Duration
 
 /// Best effort: if this fails, liveness drops the entry once this process is gone.
 fn leave_queue(ctx: &Context, waiter_id: &str) {
-    let _ = ctx.store.update(|pool| {
+    let _ = ctx.store.update(|pool, _| {
         pool.queue.retain(|waiter| waiter.id != waiter_id);
         Ok(())
     });

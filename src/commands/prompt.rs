@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use crate::commands::{Context, now};
+use crate::commands::Context;
 use crate::error::Result;
 use crate::shell::prompt::{FORMAT_VAR, segment};
 use crate::shell::session::holding_of;
@@ -25,10 +25,11 @@ pub fn prompt(open: impl FnOnce() -> Result<Context>) -> Result<i32> {
     let Some(owner) = ctx.view.owner(holder) else {
         return Ok(0);
     };
-    let Some(pool) = ctx.store.snapshot()? else {
+    let snapshot = ctx.store.snapshot()?;
+    let Some(pool) = snapshot.pool else {
         return Ok(0);
     };
-    let now = now();
+    let now = snapshot.now;
     let holding = holding_of(&pool, &owner, now, &ctx.rules(), &ctx.view);
     if holding.ids.is_empty() {
         return Ok(0);

@@ -3,13 +3,12 @@
 use serde_json::json;
 
 use crate::cli::QueueArgs;
-use crate::commands::{Context, format_ids, now};
+use crate::commands::{Context, format_ids};
 use crate::duration::format_hms;
 use crate::error::Result;
 
 pub fn queue(ctx: &Context, args: &QueueArgs) -> Result<()> {
-    let now = now();
-    let pool = ctx.current_pool(now)?;
+    let (pool, now) = ctx.current_pool()?;
     if args.json {
         let entries: Vec<_> = pool
             .queue

@@ -5,8 +5,8 @@
 //! replaces AVAILABLE with IN USE WITHOUT RESERVATION for a GPU someone uses unasked.
 
 use crate::cli::StatusArgs;
+use crate::commands::Context;
 use crate::commands::gpus::{Gpus, describe_processes, in_use_mib, memory_threshold};
-use crate::commands::{Context, now};
 use crate::duration::format_hms;
 use crate::error::Result;
 use crate::model::{GpuSlot, Kind, Pool, Reservation, Timestamp};
@@ -18,8 +18,7 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
     let gpus = Gpus::probe(&ctx.config, &args.usage.nvml);
     gpus.warn("showing reservations only");
     let threshold = memory_threshold(&ctx.config, &args.usage);
-    let now = now();
-    let pool = ctx.current_pool(now)?;
+    let (pool, now) = ctx.current_pool()?;
     if args.verbose {
         eprintln!("Store: {}", ctx.store.describe());
         eprintln!("{}", describe_nvml(&gpus, pool.gpus.len(), threshold));
