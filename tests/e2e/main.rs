@@ -15,6 +15,7 @@ mod faults;
 mod nvml;
 mod nvml_probe;
 mod queue;
+mod real_driver;
 mod reporting;
 mod shell_sessions;
 mod shell_tmux;
