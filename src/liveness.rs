@@ -278,10 +278,12 @@ mod tests {
             ..run_owned_by(1, 1, "boot", 0)
         });
         assert!(!sweep(&mut pool, 499, &RULES, &view));
+        let before = pool.clone();
         assert!(sweep(&mut pool, 10_000, &RULES, &view));
         assert_eq!(pool.gpus[1].last_released, Some(500));
-        assert_eq!(pool.ended.len(), 1);
-        assert_eq!(pool.ended[0].end_time, 500);
+        let ended = crate::model::ended_between(Some(&before), Some(&pool), 10_000);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].end_time, 500);
     }
 
     #[test]

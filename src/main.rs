@@ -15,6 +15,7 @@ mod process;
 mod shell;
 mod signals;
 mod store;
+mod views;
 
 use std::process::ExitCode;
 

@@ -13,6 +13,14 @@ use crate::error::{Error, Result};
 /// Unix time in whole seconds.
 pub type Timestamp = i64;
 
+/// This machine's clock. Transactions use the store's clock instead (see
+/// [`crate::store::Store::transact`]), so that clients of one store agree on time.
+pub fn local_now() -> Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Run,
@@ -140,9 +148,6 @@ pub struct Pool {
     pub gpus: Vec<GpuSlot>,
     /// Requests waiting for GPUs, first come first.
     pub queue: Vec<Waiter>,
-    /// Reservations ended during this transaction; the store appends them to its history
-    /// when (and only when) the transaction commits.
-    pub ended: Vec<HistoryRecord>,
 }
 
 impl Pool {
@@ -151,7 +156,6 @@ impl Pool {
             initialized_at: Some(now),
             gpus: (0..count).map(GpuSlot::new).collect(),
             queue: Vec::new(),
-            ended: Vec::new(),
         }
     }
 
@@ -159,8 +163,9 @@ impl Pool {
         self.gpus.get_mut(id as usize)
     }
 
-    /// Frees a GPU, recording when (for LRU) and what ended (for the report).
-    /// `at` is when the reservation really ended, which for an expired one is its expiry.
+    /// Frees a GPU, recording when (for LRU). `at` is when the reservation really ended,
+    /// which for an expired one is its expiry; the store's history takes it from
+    /// `last_released` (see [`ended_between`]).
     pub fn release(&mut self, id: u32, at: Timestamp) -> Option<Reservation> {
         let slot = self.gpus.get_mut(id as usize)?;
         let reservation = slot.reservation.take()?;
@@ -174,15 +179,6 @@ impl Pool {
         slot.reclaimed_by = None;
         // What other clients attached to the reservation ends with it.
         slot.extra.clear();
-        let end = at.max(reservation.start_time);
-        self.ended.push(HistoryRecord {
-            user: reservation.user.clone(),
-            gpu_id: id,
-            start_time: reservation.start_time,
-            end_time: end,
-            duration_seconds: (end - reservation.start_time) as f64,
-            reservation_type: reservation.kind.as_str().to_string(),
-        });
         Some(reservation)
     }
 
@@ -262,6 +258,55 @@ impl HistoryRecord {
                 .unwrap_or("run")
                 .to_string(),
         })
+    }
+}
+
+/// The reservations a commit ended, for the usage history: derived from the pool before
+/// and after, so that no transaction has to remember what it freed and every path that
+/// frees a GPU (release, expiry, a dead owner, a reclaim, a reinitialization) is counted
+/// the same way.
+///
+/// A reservation ended when its GPU is free afterwards, or was released and handed out
+/// again within the commit (`last_released` moved), or left the pool. It ended at the
+/// GPU's new `last_released`, else at `now`.
+pub fn ended_between(
+    before: Option<&Pool>,
+    after: Option<&Pool>,
+    now: Timestamp,
+) -> Vec<HistoryRecord> {
+    let Some(before) = before else {
+        return Vec::new();
+    };
+    before
+        .gpus
+        .iter()
+        .filter_map(|old| {
+            let reservation = old.reservation.as_ref()?;
+            let new = after.and_then(|pool| pool.gpus.get(old.id as usize));
+            let end = match new {
+                None => now,
+                Some(new) if new.reservation.is_none() => new.last_released.unwrap_or(now),
+                Some(new) if new.last_released != old.last_released => {
+                    new.last_released.unwrap_or(now)
+                }
+                Some(_) => return None,
+            };
+            Some(HistoryRecord::of(reservation, old.id, end))
+        })
+        .collect()
+}
+
+impl HistoryRecord {
+    fn of(reservation: &Reservation, gpu_id: u32, end: Timestamp) -> HistoryRecord {
+        let end = end.max(reservation.start_time);
+        HistoryRecord {
+            user: reservation.user.clone(),
+            gpu_id,
+            start_time: reservation.start_time,
+            end_time: end,
+            duration_seconds: (end - reservation.start_time) as f64,
+            reservation_type: reservation.kind.as_str().to_string(),
+        }
     }
 }
 
@@ -471,14 +516,20 @@ mod tests {
         let text = encode_slot(&pool.gpus[0]);
         assert!(!text.contains("null"), "{text}");
         assert_eq!(decode_slot(0, Some(&text), "t").unwrap(), pool.gpus[0]);
-        let reserved = pool.gpus[0].clone();
+        let before = pool.clone();
         pool.release(0, 200);
         let text = encode_slot(&pool.gpus[0]);
         assert_eq!(text, r#"{"last_released":200,"last_user":"alice"}"#);
-        assert_eq!(pool.gpus[0].reclaimed_by(), None);
-        // Taken back by an admin: remembered, read back, and forgotten at the next
-        // ordinary release.
-        pool.gpus[0] = reserved.clone();
+        let ended = ended_between(Some(&before), Some(&pool), 999);
+        assert_eq!(ended.len(), 1);
+        assert_eq!((ended[0].end_time, ended[0].duration_seconds), (200, 100.0));
+    }
+
+    #[test]
+    fn a_reclaim_is_remembered_until_the_next_ordinary_release() {
+        let mut pool = Pool::new(1, 0);
+        pool.gpus[0].reservation = Some(held("alice", 100));
+        let reserved = pool.gpus[0].clone();
         pool.reclaim(0, 300, "root");
         let text = encode_slot(&pool.gpus[0]);
         assert_eq!(
@@ -487,10 +538,55 @@ mod tests {
         );
         assert_eq!(decode_slot(0, Some(&text), "t").unwrap(), pool.gpus[0]);
         assert_eq!(pool.gpus[0].reclaimed_by(), Some("root"));
+        // Reserved again: still the story of the last release.
         pool.gpus[0].reservation = reserved.reservation;
+        assert_eq!(pool.gpus[0].reclaimed_by(), Some("root"));
         pool.release(0, 400);
         assert_eq!(pool.gpus[0].reclaimed_by(), None);
-        assert_eq!(pool.ended[0].duration_seconds, 100.0);
+    }
+
+    fn held(user: &str, start: Timestamp) -> Reservation {
+        Reservation {
+            user: user.into(),
+            actual_user: None,
+            kind: Kind::Manual,
+            start_time: start,
+            last_heartbeat: start,
+            expiry_time: Some(start + 3600),
+            note: None,
+            owner: None,
+        }
+    }
+
+    #[test]
+    fn history_comes_from_the_difference_of_a_commit() {
+        let mut before = Pool::new(4, 0);
+        before.gpus[0].reservation = Some(held("a", 10));
+        before.gpus[1].reservation = Some(held("b", 20));
+        before.gpus[2].reservation = Some(held("c", 30));
+        let mut after = before.clone();
+        // A heartbeat is no end.
+        after.gpus[0].reservation.as_mut().unwrap().last_heartbeat = 50;
+        // Released, then handed to someone else in the same commit.
+        after.release(1, 60);
+        after.gpus[1].reservation = Some(held("d", 60));
+        // Plainly released.
+        after.release(2, 70);
+        let ended = ended_between(Some(&before), Some(&after), 99);
+        let summary: Vec<_> = ended
+            .iter()
+            .map(|r| (r.user.as_str(), r.gpu_id, r.end_time))
+            .collect();
+        assert_eq!(summary, [("b", 1, 60), ("c", 2, 70)]);
+        // A reinitialization ends everything at the commit's time; a new pool ends nothing.
+        let fresh = Pool::new(2, 99);
+        let all = ended_between(Some(&before), Some(&fresh), 99);
+        assert_eq!(
+            all.iter().map(|r| r.end_time).collect::<Vec<_>>(),
+            [99, 99, 99]
+        );
+        assert!(ended_between(None, Some(&fresh), 99).is_empty());
+        assert!(ended_between(Some(&before), Some(&before), 99).is_empty());
     }
 
     #[test]

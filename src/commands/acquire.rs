@@ -16,7 +16,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::alloc::{self, Policy, Refusal};
 use crate::cli::RequestArgs;
-use crate::commands::{Context, format_ids, now};
+use crate::commands::{Context, format_ids};
 use crate::config::Config;
 use crate::duration;
 use crate::error::{Error, Result};
@@ -129,7 +129,6 @@ impl Asked {
             actual_user: self.actual_user.as_deref(),
             policy: self.policy,
             unusable,
-            probed_at: now(),
         }
     }
 }
@@ -146,10 +145,9 @@ pub struct Request<'a> {
     pub user: &'a str,
     pub actual_user: Option<&'a str>,
     pub policy: Policy,
-    /// GPUs NVML found in use (more memory than the threshold), reserved or not.
+    /// GPUs NVML found in use (more memory than the threshold), reserved or not, just
+    /// before the request's first transaction.
     pub unusable: &'a BTreeSet<u32>,
-    /// When NVML was asked.
-    pub probed_at: Timestamp,
 }
 
 impl Request<'_> {
@@ -193,18 +191,18 @@ enum NotYet {
 }
 
 /// The GPUs of `request.unusable` that are free in the pool: in use outside the tool.
-/// One released since NVML was asked is not among them: NVML saw its holder's job on
-/// it, which has ended or is the holder's to answer for now; without this a waiter would
+/// One released since the request's first transaction (`probed_at`, in the store's
+/// clock, just after NVML was asked) is not among them: NVML saw its holder's job on it,
+/// which has ended or is the holder's to answer for now; without this a waiter would
 /// never get a GPU whose holder was using it when the waiter asked.
-fn busy_outside(pool: &Pool, request: &Request) -> BTreeSet<u32> {
+fn busy_outside(pool: &Pool, request: &Request, probed_at: Timestamp) -> BTreeSet<u32> {
     request
         .unusable
         .iter()
         .copied()
         .filter(|&id| {
             pool.gpus.get(id as usize).is_some_and(|slot| {
-                slot.reservation.is_none()
-                    && slot.last_released.is_none_or(|t| t < request.probed_at)
+                slot.reservation.is_none() && slot.last_released.is_none_or(|t| t < probed_at)
             })
         })
         .collect()
@@ -224,6 +222,7 @@ fn try_serve(
     pool: &mut Pool,
     request: &Request,
     position: Option<usize>,
+    probed_at: Timestamp,
     assign: &mut dyn FnMut(&mut Pool, &[u32]),
 ) -> std::result::Result<Vec<u32>, NotYet> {
     let total = pool.gpus.len();
@@ -234,7 +233,7 @@ fn try_serve(
         )));
     }
     let ahead = pool.wanted_ahead(position);
-    let outside = busy_outside(pool, request);
+    let outside = busy_outside(pool, request, probed_at);
     let usable_free = usable_free(pool, &outside);
     let waiting_ahead = || {
         let waiting = position.unwrap_or(pool.queue.len());
@@ -388,10 +387,13 @@ pub fn acquire(
         me.pid,
         me.start_ticks
     );
-    let first = ctx.store.update(|pool| {
-        let now = now();
+    let mut probed_at = 0;
+    let first = ctx.store.update(|pool, now| {
+        probed_at = now;
         ctx.sweep(pool, now);
-        match try_serve(pool, request, None, &mut |pool, ids| assign(pool, ids, now)) {
+        match try_serve(pool, request, None, now, &mut |pool, ids| {
+            assign(pool, ids, now)
+        }) {
             Ok(ids) => Ok(Some(ids)),
             Err(NotYet::Never(message)) => Err(Error::failure(message)),
             Err(NotYet::Busy(message)) if wait == Wait::No => Err(Error::failure(format!(
@@ -407,7 +409,24 @@ pub fn acquire(
     if let Some(ids) = first {
         return Ok(ids);
     }
-    wait_in_queue(ctx, request, me, &waiter_id, give_up, &mut assign)
+    let waiting = Waiting {
+        request,
+        me,
+        waiter_id: &waiter_id,
+        give_up,
+        probed_at,
+    };
+    wait_in_queue(ctx, &waiting, &mut assign)
+}
+
+/// A request in the queue, and what its waiting loop needs to know about it.
+struct Waiting<'a> {
+    request: &'a Request<'a>,
+    me: &'a Owner,
+    waiter_id: &'a str,
+    give_up: Option<GiveUp>,
+    /// The store's time of the request's first transaction.
+    probed_at: Timestamp,
 }
 
 /// When a waiter with `--wait=TIMEOUT` gives up.
@@ -468,12 +487,16 @@ enum Step {
 
 fn wait_in_queue(
     ctx: &Context,
-    request: &Request,
-    me: &Owner,
-    waiter_id: &str,
-    give_up: Option<GiveUp>,
+    waiting: &Waiting,
     assign: &mut dyn FnMut(&mut Pool, &[u32], Timestamp),
 ) -> Result<Vec<u32>> {
+    let &Waiting {
+        request,
+        me,
+        waiter_id,
+        give_up,
+        probed_at,
+    } = waiting;
     let deadline = give_up.map(|give_up| give_up.stored);
     // Until served, a signal means "stop waiting": leave the queue cleanly, hold nothing.
     // Not one the caller ignored: `nohup canhazgpu reserve --wait` must outlive SIGHUP.
@@ -515,16 +538,16 @@ fn wait_in_queue(
             }
             // Cheap unlocked look first; the locked transaction only when it may succeed
             // or the queue entry needs renewing.
-            let mut pool = ctx.store.snapshot_pool()?;
-            ctx.sweep(&mut pool, now());
+            let (mut pool, now) = ctx.store.snapshot_pool()?;
+            ctx.sweep(&mut pool, now);
             let position = pool.queue_position(waiter_id);
             let mut scratch = pool.clone();
-            let may_serve = try_serve(&mut scratch, request, position, &mut |_, _| {}).is_ok();
+            let may_serve =
+                try_serve(&mut scratch, request, position, probed_at, &mut |_, _| {}).is_ok();
             let beat_due = last_beat.elapsed() >= WAITER_HEARTBEAT || position.is_none();
             if may_serve || beat_due {
                 last_beat = Instant::now();
-                let step = ctx.store.update(|pool| {
-                    let now = now();
+                let step = ctx.store.update(|pool, now| {
                     ctx.sweep(pool, now);
                     let position = match pool.queue_position(waiter_id) {
                         Some(position) => position,
@@ -536,9 +559,13 @@ fn wait_in_queue(
                             pool.queue.len() - 1
                         }
                     };
-                    match try_serve(pool, request, Some(position), &mut |pool, ids| {
-                        assign(pool, ids, now)
-                    }) {
+                    match try_serve(
+                        pool,
+                        request,
+                        Some(position),
+                        probed_at,
+                        &mut |pool, ids| assign(pool, ids, now),
+                    ) {
                         Ok(ids) => {
                             pool.queue.remove(position);
                             Ok(Step::Served(ids))
@@ -552,7 +579,7 @@ fn wait_in_queue(
                             Ok(Step::Waiting {
                                 position,
                                 queued: pool.queue.len(),
-                                free: usable_free(pool, &busy_outside(pool, request)),
+                                free: usable_free(pool, &busy_outside(pool, request, probed_at)),
                             })
                         }
                     }
@@ -571,7 +598,7 @@ fn wait_in_queue(
                 progress.show(
                     position,
                     pool.queue.len(),
-                    usable_free(&pool, &busy_outside(&pool, request)),
+                    usable_free(&pool, &busy_outside(&pool, request, probed_at)),
                     pool.gpus.len(),
                 );
             }
@@ -623,7 +650,7 @@ fn sleep_through_wakeups(wait: &mut dyn FnMut(Duration) -> bool, total: Duration
 
 /// Best effort: if this fails, liveness drops the entry once this process is gone.
 fn leave_queue(ctx: &Context, waiter_id: &str) {
-    let _ = ctx.store.update(|pool| {
+    let _ = ctx.store.update(|pool, _| {
         pool.queue.retain(|waiter| waiter.id != waiter_id);
         Ok(())
     });

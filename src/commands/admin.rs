@@ -19,8 +19,7 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
     )?;
     let count = pool_size(ctx, args)?;
     ctx.store.prepare_for_admin()?;
-    let fresh = Pool::new(count, now());
-    let previous = ctx.store.transact(|pool| {
+    let previous = ctx.store.transact(|pool, now| {
         let previous = pool.as_ref().map(|p| p.gpus.len());
         if let Some(current) = previous
             && !args.force
@@ -34,7 +33,7 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
                 gpus_counted(current as u32, "")
             )));
         }
-        *pool = Some(fresh.clone());
+        *pool = Some(Pool::new(count, now));
         Ok(previous)
     });
     let previous = match previous {
@@ -42,7 +41,7 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
         // A corrupt store cannot be read, but --force must still be able to start over.
         Err(e) if args.force && e.corrupt_store => {
             eprintln!("canhazgpu: warning: {e}");
-            ctx.store.overwrite(&fresh)?;
+            ctx.store.overwrite(&Pool::new(count, now()))?;
             Some(0)
         }
         Err(e) => return Err(e),

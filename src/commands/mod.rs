@@ -36,15 +36,16 @@ impl Context {
     /// The pool as it is now, for commands that only look: the cheap unlocked read is
     /// the truth unless something has ended since the last commit; then the sweep is
     /// committed, so that what is shown is what the store holds.
-    pub fn current_pool(&self, now: Timestamp) -> Result<Pool> {
-        let mut pool = self.store.snapshot_pool()?;
+    /// Returns the store's time of the read along with the pool.
+    pub fn current_pool(&self) -> Result<(Pool, Timestamp)> {
+        let (mut pool, now) = self.store.snapshot_pool()?;
         if self.sweep(&mut pool, now) {
-            pool = self.store.update(|pool| {
+            return self.store.update(|pool, now| {
                 self.sweep(pool, now);
-                Ok(pool.clone())
-            })?;
+                Ok((pool.clone(), now))
+            });
         }
-        Ok(pool)
+        Ok((pool, now))
     }
 
     /// This process as a reservation or queue owner.
@@ -62,11 +63,7 @@ impl Context {
     }
 }
 
-pub fn now() -> Timestamp {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub use crate::model::local_now as now;
 
 /// The account of the real uid, from the password database: `$USER` can be set to anything.
 pub fn current_user() -> String {

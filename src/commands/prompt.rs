@@ -4,7 +4,7 @@
 //! environment means no output and no store; otherwise one unlocked snapshot read and
 //! the liveness rules, never NVML and never a write.
 
-use crate::commands::{Context, now};
+use crate::commands::Context;
 use crate::error::Result;
 use crate::output;
 use crate::shell::prompt::{FORMAT_VAR, segment};
@@ -24,10 +24,11 @@ pub fn prompt(open: impl FnOnce() -> Result<Context>) -> Result<i32> {
     let Some(owner) = ctx.view.owner(holder) else {
         return Ok(0);
     };
-    let Some(pool) = ctx.store.snapshot()? else {
+    let snapshot = ctx.store.snapshot()?;
+    let Some(pool) = snapshot.pool else {
         return Ok(0);
     };
-    let now = now();
+    let now = snapshot.now;
     let holding = holding_of(&pool, &owner, now, &ctx.rules(), &ctx.view);
     if holding.ids.is_empty() {
         return Ok(0);

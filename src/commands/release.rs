@@ -33,8 +33,7 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
         _ => None,
     };
     let user = current_user();
-    let now = now();
-    let (released, owners, others, pool) = ctx.store.update(|pool| {
+    let (released, owners, others, pool, now) = ctx.store.update(|pool, now| {
         ctx.sweep(pool, now);
         let mine = |r: &Reservation| r.kind == Kind::Manual && r.held_by(&user);
         let chosen = pool.ids_where(|slot| {
@@ -53,7 +52,7 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
         // What the user still holds elsewhere, for the hint when this shell held nothing.
         let others = pool.ids_where(|slot| slot.reservation.as_ref().is_some_and(mine));
         let after = vars.is_some().then(|| pool.clone());
-        Ok((chosen, owners, others, after))
+        Ok((chosen, owners, others, after, now))
     })?;
     // The shells that held them look at their markers at the next prompt.
     for owner in &owners {
@@ -119,15 +118,15 @@ fn sync(ctx: &Context, args: &ReleaseArgs, session: Option<Session>) -> Result<(
         return Err(Error::usage("--sync needs --shell and --owner-pid"));
     };
     let vars = Vars::from_env()?;
-    let now = now();
-    let pool = if vars.has_layer() {
+    let snapshot = if vars.has_layer() {
         Some(ctx.store.snapshot()?)
     } else {
         None
     };
-    let (mut after, dropped) = match &pool {
-        Some(pool) => {
-            let truth = Truth::Store(pool.as_ref());
+    let now = snapshot.as_ref().map_or_else(now, |snapshot| snapshot.now);
+    let (mut after, dropped) = match &snapshot {
+        Some(snapshot) => {
+            let truth = Truth::Store(snapshot.pool.as_ref());
             session.settle(&vars, truth, now, &ctx.rules(), &ctx.view)
         }
         None => (vars.clone(), Vec::new()),
@@ -171,8 +170,7 @@ fn release_ids(ctx: &Context, ids: &[u32], shell_mode: bool, force: bool) -> Res
         powers::require_admin(&ctx.config, &ctx.store, "take back GPUs that others hold")?;
     }
     let user = current_user();
-    let now = now();
-    let (owners, reclaimed) = ctx.store.update(|pool| {
+    let (owners, reclaimed) = ctx.store.update(|pool, now| {
         ctx.sweep(pool, now);
         let refusals: Vec<String> = ids
             .iter()

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::cli::ReportArgs;
-use crate::commands::{Context, now};
+use crate::commands::Context;
 use crate::error::{Error, Result};
 use crate::model::{HistoryRecord, Pool, Timestamp};
 use crate::output;
@@ -104,9 +104,8 @@ pub fn compute(
 }
 
 pub fn report(ctx: &Context, args: &ReportArgs) -> Result<()> {
-    let until = now();
+    let (pool, until) = ctx.current_pool()?;
     let since = until - i64::from(args.days) * 86_400;
-    let pool = ctx.current_pool(until)?;
     let history = ctx.store.history(since)?;
     let report = compute(&history, &pool, since, until, args.days);
     if args.json {

@@ -6,7 +6,7 @@
 use crate::cli::ReserveArgs;
 use crate::commands::acquire::{Asked, acquire};
 use crate::commands::gpus::Allocation;
-use crate::commands::{Context, current_user, export_line, format_ids, now};
+use crate::commands::{Context, current_user, export_line, format_ids};
 use crate::duration::{self, format_hms};
 use crate::error::{Error, Result};
 use crate::model::{Kind, Pool, Reservation, Timestamp};
@@ -160,8 +160,7 @@ fn take_back(ctx: &Context, ids: &[u32], written: Option<&Reservation>, why: &Er
     } else {
         why.message.clone()
     };
-    let released = ctx.store.update(|pool| {
-        let now = now();
+    let released = ctx.store.update(|pool, now| {
         let ours = pool.ids_where(|slot| {
             ids.contains(&slot.id) && written.is_some() && slot.reservation.as_ref() == written
         });

@@ -20,7 +20,7 @@ use signal_hook::low_level::siginfo::Cause;
 use crate::cli::{OnLost, RunArgs};
 use crate::commands::acquire::{Asked, acquire};
 use crate::commands::gpus::Allocation;
-use crate::commands::{Context, current_user, device_env, format_ids, now};
+use crate::commands::{Context, current_user, device_env, format_ids};
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::model::{Kind, Owner, Pool, Reservation};
@@ -221,8 +221,7 @@ struct Beat {
 /// persistence) and the GPUs are still free, writes them again; where someone else holds
 /// them now, says so loudly. Returns whether any GPU is lost to someone else.
 fn heartbeat(ctx: &Context, held: &Held) -> bool {
-    let beat = now();
-    let outcome = ctx.store.transact(|pool| {
+    let outcome = ctx.store.transact(|pool, beat| {
         let mut report = Beat::default();
         let pool = pool.get_or_insert_with(|| {
             report.recreated_pool = true;
@@ -282,9 +281,8 @@ fn heartbeat(ctx: &Context, held: &Held) -> bool {
 /// Frees the GPUs this run still holds, and only those: after a reinitialization or a
 /// takeover they may belong to someone else now.
 fn release_own(ctx: &Context, ids: &[u32], me: &Owner) -> Result<()> {
-    let end = now();
     ctx.store
-        .update(|pool| {
+        .update(|pool, end| {
             for &id in ids {
                 let mine = pool
                     .gpus

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::model::{self, HistoryRecord, Pool, Timestamp};
+use crate::store::Snapshot;
 
 /// Bumped when the state file changes incompatibly; a newer file is refused, not reset.
 const SCHEMA: u64 = 1;
@@ -119,20 +120,27 @@ impl FileStore {
         Ok(())
     }
 
-    pub fn snapshot(&self) -> Result<Option<Pool>> {
-        self.read_state()
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot {
+            pool: self.read_state()?,
+            now: model::local_now(),
+        })
     }
 
-    pub fn transact<T>(&self, mut change: impl FnMut(&mut Option<Pool>) -> Result<T>) -> Result<T> {
+    pub fn transact<T>(
+        &self,
+        mut change: impl FnMut(&mut Option<Pool>, Timestamp) -> Result<T>,
+    ) -> Result<T> {
         let _lock = self.lock()?;
         let before = self.read_state()?;
-        let mut pool = before.clone();
-        let result = change(&mut pool)?;
-        if pool != before
-            && let Some(pool) = &mut pool
+        let now = model::local_now();
+        let mut after = before.clone();
+        let result = change(&mut after, now)?;
+        if after != before
+            && let Some(pool) = &after
         {
             self.write_state(pool)?;
-            self.append_history(pool);
+            self.append_history(&model::ended_between(before.as_ref(), Some(pool), now));
         }
         Ok(result)
     }
@@ -257,14 +265,14 @@ impl FileStore {
     }
 
     /// History is best effort: losing a usage record must never fail a reservation.
-    fn append_history(&self, pool: &mut Pool) {
-        if pool.ended.is_empty() {
+    fn append_history(&self, ended: &[HistoryRecord]) {
+        if ended.is_empty() {
             return;
         }
         let mut lines = String::new();
-        let latest = pool.ended.iter().map(|r| r.end_time).max().unwrap_or(0);
-        for record in pool.ended.drain(..) {
-            if let Ok(line) = serde_json::to_string(&record) {
+        let latest = ended.iter().map(|r| r.end_time).max().unwrap_or(0);
+        for record in ended {
+            if let Ok(line) = serde_json::to_string(record) {
                 lines.push_str(&line);
                 lines.push('\n');
             }
@@ -441,7 +449,6 @@ fn decode_state(bytes: &[u8]) -> std::result::Result<Pool, String> {
                 .map_err(|e| format!("its waiting queue is malformed ({e})"))?,
             None => Vec::new(),
         },
-        ended: Vec::new(),
     };
     for (id, entry) in gpus.iter().enumerate() {
         let id = u32::try_from(id).map_err(|_| "too many GPUs")?;

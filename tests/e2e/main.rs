@@ -17,6 +17,7 @@ mod multi_user;
 mod nvml;
 mod nvml_probe;
 mod queue;
+mod real_driver;
 mod reporting;
 mod shell_sessions;
 mod shell_tmux;
