@@ -215,6 +215,8 @@ struct Beat {
     recreated_pool: bool,
     reasserted: Vec<u32>,
     lost: Vec<(u32, String)>,
+    /// GPUs an administrator took back, and who.
+    reclaimed: Vec<(u32, String)>,
 }
 
 /// Renews this run's reservations. Where the store forgot them (a Redis restarted without
@@ -240,7 +242,7 @@ fn heartbeat(ctx: &Context, held: &Held) -> bool {
                 (Some(r), _) if r.owner.as_ref() == Some(&held.me) => r.last_heartbeat = beat,
                 (Some(r), _) => report.lost.push((id, format!("now held by {}", r.user))),
                 // An admin took it back: writing it again would undo that.
-                (None, Some(admin)) => report.lost.push((id, format!("reclaimed by {admin}"))),
+                (None, Some(admin)) => report.reclaimed.push((id, admin)),
                 (None, None) => {
                     slot.reservation = Some(Reservation {
                         last_heartbeat: beat,
@@ -275,7 +277,13 @@ fn heartbeat(ctx: &Context, held: &Held) -> bool {
     for (id, why) in &report.lost {
         eprintln!("canhazgpu: WARNING: this run lost GPU {id}, {why}; two jobs may now share it");
     }
-    !report.lost.is_empty()
+    for (id, admin) in &report.reclaimed {
+        eprintln!(
+            "canhazgpu: WARNING: GPU {id} was reclaimed by {admin} (an administrator) while this \
+             run used it; it is no longer reserved for the command"
+        );
+    }
+    !report.lost.is_empty() || !report.reclaimed.is_empty()
 }
 
 /// Frees the GPUs this run still holds, and only those: after a reinitialization or a
