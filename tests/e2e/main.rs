@@ -8,10 +8,12 @@ mod common;
 mod nvml_stub;
 
 mod bad_input;
+mod closed_stdout;
 mod completions;
 mod concurrency;
 mod core;
 mod faults;
+mod multi_user;
 mod nvml;
 mod nvml_probe;
 mod queue;
@@ -19,4 +21,5 @@ mod real_driver;
 mod reporting;
 mod shell_sessions;
 mod shell_tmux;
+mod signals_and_zombies;
 mod stress;
