@@ -7,6 +7,7 @@ mod config;
 mod duration;
 mod error;
 mod gpu;
+mod lab;
 mod liveness;
 mod model;
 mod output;
