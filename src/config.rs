@@ -17,7 +17,8 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/canhazgpu/config.toml";
 pub const STORE_ENV: &str = "CANHAZGPU_STORE";
 /// The seed's default for `reserve`.
 const DEFAULT_RESERVATION: Duration = Duration::from_secs(8 * 3600);
-const KNOWN_KEYS: [&str; 8] = [
+const KNOWN_KEYS: [&str; 9] = [
+    "admins",
     "store",
     "default_duration",
     "allocation_policy",
@@ -43,6 +44,9 @@ pub struct Config {
     /// Absolute path of the NVML library file, or of a directory holding it.
     pub nvml_library: Option<PathBuf>,
     pub visible_devices: Option<VisibleDevices>,
+    /// Who besides root may reinitialize the pool and take back others' GPUs: user
+    /// names, and group names after an `@`.
+    pub admins: Vec<String>,
 }
 
 impl Config {
@@ -117,9 +121,13 @@ fn parse(text: &str) -> std::result::Result<Config, String> {
                 .as_str()
                 .ok_or_else(|| format!("`{key}` must be a string"))
         };
-        let as_duration =
-            || as_str().and_then(|text| duration::parse(text).map_err(|e| format!("`{key}`: {e}")));
+        let as_duration = || {
+            as_str().and_then(|text| {
+                duration::parse_whole_seconds(text).map_err(|e| format!("`{key}`: {e}"))
+            })
+        };
         match key.as_str() {
+            "admins" => config.admins = parse_admins(value)?,
             "store" => config.store = Some(as_str()?.to_string()),
             "heartbeat_interval" => config.heartbeat_interval = Some(as_duration()?),
             "heartbeat_timeout" => config.heartbeat_timeout = Some(as_duration()?),
@@ -165,6 +173,25 @@ fn parse(text: &str) -> std::result::Result<Config, String> {
     Ok(config)
 }
 
+/// `admins = ["alice", "@gpu-admins"]`.
+fn parse_admins(value: &toml::Value) -> std::result::Result<Vec<String>, String> {
+    let invalid = || {
+        "`admins` must be a list of user names and @group names, e.g. admins = [\"alice\", \"@gpu-admins\"]"
+            .to_string()
+    };
+    let list = value.as_array().ok_or_else(invalid)?;
+    list.iter()
+        .map(|entry| {
+            let name = entry.as_str().ok_or_else(invalid)?;
+            let bare = name.strip_prefix('@').unwrap_or(name);
+            if bare.is_empty() || bare.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(invalid());
+            }
+            Ok(name.to_string())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +224,21 @@ mod tests {
                 .unwrap_err()
                 .contains("uuid")
         );
+    }
+
+    #[test]
+    fn reads_admins() {
+        let config = parse("admins = [\"alice\", \"@gpu-admins\"]").unwrap();
+        assert_eq!(config.admins, ["alice", "@gpu-admins"]);
+        assert!(parse("").unwrap().admins.is_empty());
+        for bad in [
+            "admins = \"alice\"",
+            "admins = [1]",
+            "admins = [\"@\"]",
+            "admins = [\"a b\"]",
+        ] {
+            assert!(parse(bad).unwrap_err().contains("@group"), "{bad}");
+        }
     }
 
     #[test]

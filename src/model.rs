@@ -13,6 +13,14 @@ use crate::error::{Error, Result};
 /// Unix time in whole seconds.
 pub type Timestamp = i64;
 
+/// This machine's clock. Transactions use the store's clock instead (see
+/// [`crate::store::Store::transact`]), so that clients of one store agree on time.
+pub fn local_now() -> Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Run,
@@ -70,6 +78,9 @@ pub struct GpuSlot {
     pub last_released: Option<Timestamp>,
     /// The account that released it last, for the sticky allocation policy.
     pub last_user: Option<String>,
+    /// The admin who took it back from `last_user` (`release --force`), until its next
+    /// ordinary release; for the holder's shell to say why its GPU went.
+    pub reclaimed_by: Option<String>,
     /// Fields written by other clients that this version does not know; kept on
     /// in-place updates (heartbeats) so that we do not destroy what they rely on.
     pub extra: Map<String, Value>,
@@ -82,8 +93,15 @@ impl GpuSlot {
             reservation: None,
             last_released: None,
             last_user: None,
+            reclaimed_by: None,
             extra: Map::new(),
         }
+    }
+
+    /// Who took this GPU back from its last holder (`release --gpu-ids N --force`), if
+    /// that is how its last reservation ended.
+    pub fn reclaimed_by(&self) -> Option<&str> {
+        self.reclaimed_by.as_deref()
     }
 }
 
@@ -130,9 +148,6 @@ pub struct Pool {
     pub gpus: Vec<GpuSlot>,
     /// Requests waiting for GPUs, first come first.
     pub queue: Vec<Waiter>,
-    /// Reservations ended during this transaction; the store appends them to its history
-    /// when (and only when) the transaction commits.
-    pub ended: Vec<HistoryRecord>,
 }
 
 impl Pool {
@@ -141,7 +156,6 @@ impl Pool {
             initialized_at: Some(now),
             gpus: (0..count).map(GpuSlot::new).collect(),
             queue: Vec::new(),
-            ended: Vec::new(),
         }
     }
 
@@ -149,8 +163,9 @@ impl Pool {
         self.gpus.get_mut(id as usize)
     }
 
-    /// Frees a GPU, recording when (for LRU) and what ended (for the report).
-    /// `at` is when the reservation really ended, which for an expired one is its expiry.
+    /// Frees a GPU, recording when (for LRU). `at` is when the reservation really ended,
+    /// which for an expired one is its expiry; the store's history takes it from
+    /// `last_released` (see [`ended_between`]).
     pub fn release(&mut self, id: u32, at: Timestamp) -> Option<Reservation> {
         let slot = self.gpus.get_mut(id as usize)?;
         let reservation = slot.reservation.take()?;
@@ -161,17 +176,19 @@ impl Pool {
                 .clone()
                 .unwrap_or_else(|| reservation.user.clone()),
         );
+        slot.reclaimed_by = None;
         // What other clients attached to the reservation ends with it.
         slot.extra.clear();
-        let end = at.max(reservation.start_time);
-        self.ended.push(HistoryRecord {
-            user: reservation.user.clone(),
-            gpu_id: id,
-            start_time: reservation.start_time,
-            end_time: end,
-            duration_seconds: (end - reservation.start_time) as f64,
-            reservation_type: reservation.kind.as_str().to_string(),
-        });
+        Some(reservation)
+    }
+
+    /// Frees a GPU for an admin who takes it back from its holder: a release that the
+    /// slot remembers, for the holder's shell and for `status`.
+    pub fn reclaim(&mut self, id: u32, at: Timestamp, admin: &str) -> Option<Reservation> {
+        let reservation = self.release(id, at)?;
+        if let Some(slot) = self.gpus.get_mut(id as usize) {
+            slot.reclaimed_by = Some(admin.to_string());
+        }
         Some(reservation)
     }
 
@@ -244,6 +261,55 @@ impl HistoryRecord {
     }
 }
 
+/// The reservations a commit ended, for the usage history: derived from the pool before
+/// and after, so that no transaction has to remember what it freed and every path that
+/// frees a GPU (release, expiry, a dead owner, a reclaim, a reinitialization) is counted
+/// the same way.
+///
+/// A reservation ended when its GPU is free afterwards, or was released and handed out
+/// again within the commit (`last_released` moved), or left the pool. It ended at the
+/// GPU's new `last_released`, else at `now`.
+pub fn ended_between(
+    before: Option<&Pool>,
+    after: Option<&Pool>,
+    now: Timestamp,
+) -> Vec<HistoryRecord> {
+    let Some(before) = before else {
+        return Vec::new();
+    };
+    before
+        .gpus
+        .iter()
+        .filter_map(|old| {
+            let reservation = old.reservation.as_ref()?;
+            let new = after.and_then(|pool| pool.gpus.get(old.id as usize));
+            let end = match new {
+                None => now,
+                Some(new) if new.reservation.is_none() => new.last_released.unwrap_or(now),
+                Some(new) if new.last_released != old.last_released => {
+                    new.last_released.unwrap_or(now)
+                }
+                Some(_) => return None,
+            };
+            Some(HistoryRecord::of(reservation, old.id, end))
+        })
+        .collect()
+}
+
+impl HistoryRecord {
+    fn of(reservation: &Reservation, gpu_id: u32, end: Timestamp) -> HistoryRecord {
+        let end = end.max(reservation.start_time);
+        HistoryRecord {
+            user: reservation.user.clone(),
+            gpu_id,
+            start_time: reservation.start_time,
+            end_time: end,
+            duration_seconds: (end - reservation.start_time) as f64,
+            reservation_type: reservation.kind.as_str().to_string(),
+        }
+    }
+}
+
 /// Field names of the upstream JSON, in one place.
 mod field {
     pub const USER: &str = "user";
@@ -256,10 +322,13 @@ mod field {
     pub const LAST_RELEASED: &str = "last_released";
     /// Ours, for the sticky policy.
     pub const LAST_USER: &str = "last_user";
+    /// Ours: the admin who took the GPU back (`release --force`).
+    pub const RECLAIMED_BY: &str = "reclaimed_by";
     /// Ours: upstream ignores it, and it is what lets us free a crashed job at once.
     pub const OWNER: &str = "owner_process";
-    pub const KNOWN: [&str; 10] = [
+    pub const KNOWN: [&str; 11] = [
         LAST_USER,
+        RECLAIMED_BY,
         USER,
         ACTUAL_USER,
         START,
@@ -329,6 +398,7 @@ pub fn decode_slot_value(id: u32, value: Value, what: &str) -> Result<GpuSlot> {
     let get_time = |key: &str| object.get(key).and_then(decode_time);
     slot.last_released = get_time(field::LAST_RELEASED);
     slot.last_user = non_empty_string(object.get(field::LAST_USER));
+    slot.reclaimed_by = non_empty_string(object.get(field::RECLAIMED_BY));
     if let Some(user) = non_empty_string(object.get(field::USER)) {
         let start_time = get_time(field::START).unwrap_or(0);
         let kind = match object.get(field::TYPE).and_then(Value::as_str) {
@@ -363,6 +433,9 @@ pub fn encode_slot_value(slot: &GpuSlot) -> Value {
     }
     if let Some(user) = &slot.last_user {
         object.insert(field::LAST_USER.into(), user.clone().into());
+    }
+    if let Some(admin) = &slot.reclaimed_by {
+        object.insert(field::RECLAIMED_BY.into(), admin.clone().into());
     }
     if let Some(r) = &slot.reservation {
         object.insert(field::USER.into(), r.user.clone().into());
@@ -443,10 +516,77 @@ mod tests {
         let text = encode_slot(&pool.gpus[0]);
         assert!(!text.contains("null"), "{text}");
         assert_eq!(decode_slot(0, Some(&text), "t").unwrap(), pool.gpus[0]);
+        let before = pool.clone();
         pool.release(0, 200);
         let text = encode_slot(&pool.gpus[0]);
         assert_eq!(text, r#"{"last_released":200,"last_user":"alice"}"#);
-        assert_eq!(pool.ended[0].duration_seconds, 100.0);
+        let ended = ended_between(Some(&before), Some(&pool), 999);
+        assert_eq!(ended.len(), 1);
+        assert_eq!((ended[0].end_time, ended[0].duration_seconds), (200, 100.0));
+    }
+
+    #[test]
+    fn a_reclaim_is_remembered_until_the_next_ordinary_release() {
+        let mut pool = Pool::new(1, 0);
+        pool.gpus[0].reservation = Some(held("alice", 100));
+        let reserved = pool.gpus[0].clone();
+        pool.reclaim(0, 300, "root");
+        let text = encode_slot(&pool.gpus[0]);
+        assert_eq!(
+            text,
+            r#"{"last_released":300,"last_user":"alice","reclaimed_by":"root"}"#
+        );
+        assert_eq!(decode_slot(0, Some(&text), "t").unwrap(), pool.gpus[0]);
+        assert_eq!(pool.gpus[0].reclaimed_by(), Some("root"));
+        // Reserved again: still the story of the last release.
+        pool.gpus[0].reservation = reserved.reservation;
+        assert_eq!(pool.gpus[0].reclaimed_by(), Some("root"));
+        pool.release(0, 400);
+        assert_eq!(pool.gpus[0].reclaimed_by(), None);
+    }
+
+    fn held(user: &str, start: Timestamp) -> Reservation {
+        Reservation {
+            user: user.into(),
+            actual_user: None,
+            kind: Kind::Manual,
+            start_time: start,
+            last_heartbeat: start,
+            expiry_time: Some(start + 3600),
+            note: None,
+            owner: None,
+        }
+    }
+
+    #[test]
+    fn history_comes_from_the_difference_of_a_commit() {
+        let mut before = Pool::new(4, 0);
+        before.gpus[0].reservation = Some(held("a", 10));
+        before.gpus[1].reservation = Some(held("b", 20));
+        before.gpus[2].reservation = Some(held("c", 30));
+        let mut after = before.clone();
+        // A heartbeat is no end.
+        after.gpus[0].reservation.as_mut().unwrap().last_heartbeat = 50;
+        // Released, then handed to someone else in the same commit.
+        after.release(1, 60);
+        after.gpus[1].reservation = Some(held("d", 60));
+        // Plainly released.
+        after.release(2, 70);
+        let ended = ended_between(Some(&before), Some(&after), 99);
+        let summary: Vec<_> = ended
+            .iter()
+            .map(|r| (r.user.as_str(), r.gpu_id, r.end_time))
+            .collect();
+        assert_eq!(summary, [("b", 1, 60), ("c", 2, 70)]);
+        // A reinitialization ends everything at the commit's time; a new pool ends nothing.
+        let fresh = Pool::new(2, 99);
+        let all = ended_between(Some(&before), Some(&fresh), 99);
+        assert_eq!(
+            all.iter().map(|r| r.end_time).collect::<Vec<_>>(),
+            [99, 99, 99]
+        );
+        assert!(ended_between(None, Some(&fresh), 99).is_empty());
+        assert!(ended_between(Some(&before), Some(&before), 99).is_empty());
     }
 
     #[test]

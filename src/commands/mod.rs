@@ -40,22 +40,23 @@ impl Context {
     /// The pool as it is now, for commands that only look: the cheap unlocked read is
     /// the truth unless something has ended since the last commit; then the sweep is
     /// committed, so that what is shown is what the store holds.
-    pub fn current_pool(&self, now: Timestamp) -> Result<Pool> {
-        let mut pool = self.store.snapshot_pool()?;
+    /// Returns the store's time of the read along with the pool.
+    pub fn current_pool(&self) -> Result<(Pool, Timestamp)> {
+        let (mut pool, now) = self.store.snapshot_pool()?;
         if self.sweep(&mut pool, now) {
-            pool = self.store.update(|pool| {
+            return self.store.update(|pool, now| {
                 self.sweep(pool, now);
-                Ok(pool.clone())
-            })?;
+                Ok((pool.clone(), now))
+            });
         }
-        Ok(pool)
+        Ok((pool, now))
     }
 
     /// A snapshot of the pool in the store a shell's layer records (`None`: the
     /// default store); shell layers may come from different stores.
     pub fn snapshot_of(&self, store_key: Option<&str>) -> Result<Option<Pool>> {
         if store_key == self.store_key.as_deref() {
-            return self.store.snapshot();
+            return self.store.snapshot().map(|snapshot| snapshot.pool);
         }
         let store = match store_key {
             Some(url) => Store::open(url)?,
@@ -64,7 +65,7 @@ impl Context {
                 self.config.open_store(env.as_deref())?
             }
         };
-        store.snapshot()
+        store.snapshot().map(|snapshot| snapshot.pool)
     }
 
     /// This process as a reservation or queue owner.
@@ -82,11 +83,7 @@ impl Context {
     }
 }
 
-pub fn now() -> Timestamp {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub use crate::model::local_now as now;
 
 /// The account of the real uid, from the password database: `$USER` can be set to anything.
 pub fn current_user() -> String {

@@ -4,11 +4,10 @@
 //! environment means no output and no store; otherwise one unlocked snapshot read and
 //! the liveness rules, never NVML and never a write.
 
-use std::io::Write;
-
-use crate::commands::{Context, now};
+use crate::commands::Context;
 use crate::error::Result;
 use crate::gpu_env::Device;
+use crate::output;
 use crate::shell::prompt::{FORMAT_VAR, segment};
 use crate::shell::session::holding_of;
 use crate::shell::vars::Vars;
@@ -26,10 +25,11 @@ pub fn prompt(open: impl FnOnce() -> Result<Context>) -> Result<i32> {
     let Some(owner) = ctx.view.owner(holder) else {
         return Ok(0);
     };
-    let Some(pool) = ctx.store.snapshot()? else {
+    let snapshot = ctx.store.snapshot()?;
+    let Some(pool) = snapshot.pool else {
         return Ok(0);
     };
-    let now = now();
+    let now = snapshot.now;
     let holding = holding_of(&pool, &owner, now, &ctx.rules(), &ctx.view);
     if holding.ids.is_empty() {
         return Ok(0);
@@ -43,7 +43,6 @@ pub fn prompt(open: impl FnOnce() -> Result<Context>) -> Result<i32> {
         &shown.gpus(),
         holding.expires.map(|t| t - now),
     );
-    // A closed pipe (a prompt that stopped reading) is not worth an error message.
-    let _ = std::io::stdout().write_all(text.as_bytes());
+    output::print(&text)?;
     Ok(0)
 }

@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 use crate::gpu_env::Device;
 use crate::liveness::ProcView;
 use crate::model::{Kind, Owner, Pool, Reservation, Timestamp};
+use crate::output;
+use crate::powers;
 use crate::shell::Shell;
 use crate::shell::lease;
 use crate::shell::session::{self, Clock, Pools, Session, Truth};
@@ -24,7 +26,11 @@ struct Released {
     /// Manual reservations of the user left elsewhere, for the hint when none was this
     /// shell's.
     others: Vec<u32>,
+    /// GPUs an administrator took back, and from whom.
+    reclaimed: Vec<(u32, String)>,
     pool: Pool,
+    /// The store's time of the commit.
+    now: Timestamp,
 }
 
 pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
@@ -43,15 +49,14 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
         None => (Vars::default(), Vec::new()),
     };
     let user = current_user();
-    let now = now();
     let done = match &args.gpu_ids {
-        Some(ids) => release_ids(ctx, ids, &user, now)?,
+        Some(ids) => release_ids(ctx, ids, &user, args.force)?,
         None => {
             let only = match (&session, args.all) {
                 (Some(session), false) => Some(session.owner.clone()),
                 _ => None,
             };
-            release_manual(ctx, only.as_ref(), &user, now)?
+            release_manual(ctx, only.as_ref(), &user)?
         }
     };
     // The shells that held them look at their markers at the next prompt.
@@ -60,16 +65,17 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
     }
     let message = match done.ids.len() {
         0 if args.gpu_ids.is_none() => None,
-        n => Some(format!("Released {n} GPU(s): {}", format_ids(&done.ids))),
+        n => {
+            let mut message = format!("Released {n} GPU(s): {}", format_ids(&done.ids));
+            for (id, holder) in &done.reclaimed {
+                message.push_str(&format!("\nTook GPU {id} back from {holder}"));
+            }
+            Some(message)
+        }
     };
     let Some(session) = session else {
-        println!(
-            "{}",
-            message
-                .as_deref()
-                .unwrap_or("No manually reserved GPUs to release")
-        );
-        return Ok(());
+        let message = message.as_deref();
+        return output::println(message.unwrap_or("No manually reserved GPUs to release"));
     };
     // Shell mode: stdout is for shell code only.
     let Some(shell) = args.shell else {
@@ -84,8 +90,7 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
         Some(message) => eprintln!("{message}"),
         None => explain_nothing_released(&session, &vars, &done, args.all, &user),
     }
-    restore_shell(ctx, shell, &session, (&vars, &unwritable), done, now);
-    Ok(())
+    restore_shell(ctx, shell, &session, (&vars, &unwritable), done)
 }
 
 /// After a release in shell mode: the shell code that brings its variables in line
@@ -96,8 +101,8 @@ fn restore_shell(
     session: &Session,
     (vars, unwritable): (&Vars, &[Unwritable]),
     done: Released,
-    now: Timestamp,
-) {
+) -> Result<()> {
+    let now = done.now;
     let (pools, unread) = Pools::read(
         vars,
         Some((ctx.store_key.clone(), Some(done.pool))),
@@ -116,10 +121,13 @@ fn restore_shell(
         session.refresh_lease(&mut after, &ctx.view);
     }
     Session::warn_unwritable(shell, unwritable, vars, &after);
-    print!(
-        "{}",
-        session::script(shell, vars, &after, unwritable, Clock::now())
-    );
+    output::print(&session::script(
+        shell,
+        vars,
+        &after,
+        unwritable,
+        Clock::at(now),
+    ))
 }
 
 /// `lost` without the GPUs in `released`.
@@ -147,13 +155,8 @@ fn news(lost: &[Lost], released: &[u32]) -> Vec<Lost> {
 }
 
 /// The manual reservations of `user`; only those of `only` when given (a shell's own).
-fn release_manual(
-    ctx: &Context,
-    only: Option<&Owner>,
-    user: &str,
-    now: Timestamp,
-) -> Result<Released> {
-    ctx.store.update(|pool| {
+fn release_manual(ctx: &Context, only: Option<&Owner>, user: &str) -> Result<Released> {
+    ctx.store.update(|pool, now| {
         ctx.sweep(pool, now);
         let mine = |r: &Reservation| r.kind == Kind::Manual && r.held_by(user);
         let chosen = pool.ids_where(|slot| {
@@ -174,7 +177,9 @@ fn release_manual(
             ids: chosen,
             owners,
             others,
+            reclaimed: Vec::new(),
             pool: pool.clone(),
+            now,
         })
     })
 }
@@ -234,14 +239,18 @@ fn sync(ctx: &Context, args: &ReleaseArgs, session: Option<Session>) -> Result<(
         return Err(Error::usage("--sync needs --shell and --owner-pid"));
     };
     let (vars, unwritable) = Vars::from_env(Some(shell))?;
-    let clock = Clock::now();
-    let now = clock.unix();
+    let mut clock = Clock::now();
     let (mut after, lost) = if vars.has_layer() {
-        let (pools, unread) = Pools::read(&vars, None, |store| ctx.snapshot_of(store));
+        // The store's time judges expiry, as in every command.
+        let top = ctx.store.snapshot()?;
+        clock = Clock::at(top.now);
+        let known = Some((ctx.store_key.clone(), top.pool));
+        let (pools, unread) = Pools::read(&vars, known, |store| ctx.snapshot_of(store));
         for problem in unread {
             eprintln!("canhazgpu: warning: {problem}");
         }
         let truth = Truth::Store(&pools);
+        let now = clock.unix();
         session.settle(
             &vars,
             truth,
@@ -259,11 +268,7 @@ fn sync(ctx: &Context, args: &ReleaseArgs, session: Option<Session>) -> Result<(
         session.refresh_lease(&mut after, &ctx.view);
     }
     Session::warn_unwritable(shell, &unwritable, &vars, &after);
-    print!(
-        "{}",
-        session::script(shell, &vars, &after, &unwritable, clock)
-    );
-    Ok(())
+    output::print(&session::script(shell, &vars, &after, &unwritable, clock))
 }
 
 /// `--inherited`: at shell start, drop variables that came from a shell that is not this
@@ -280,26 +285,26 @@ pub fn inherited(args: &ReleaseArgs) -> Result<i32> {
         heartbeat_timeout: crate::liveness::DEFAULT_HEARTBEAT_TIMEOUT,
     };
     let truth = Truth::ProcessTree;
-    let (after, lost) =
-        session.settle(&vars, truth, clock.unix(), &rules, &view, &Device::by_index);
+    let (after, lost) = session.settle(&vars, truth, now(), &rules, &view, &Device::by_index);
     session.report(&lost);
     Session::warn_unwritable(shell, &unwritable, &vars, &after);
-    print!(
-        "{}",
-        session::script(shell, &vars, &after, &unwritable, clock)
-    );
+    output::print(&session::script(shell, &vars, &after, &unwritable, clock))?;
     Ok(0)
 }
 
-/// `release --gpu-ids`: exactly these GPUs, all or nothing, each of them the caller's.
-fn release_ids(ctx: &Context, ids: &[u32], user: &str, now: Timestamp) -> Result<Released> {
+/// `release --gpu-ids`: exactly these GPUs, all or nothing, each of them the caller's;
+/// with `--force` (admins only) others' too.
+fn release_ids(ctx: &Context, ids: &[u32], user: &str, force: bool) -> Result<Released> {
     let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
     if ids.is_empty() || distinct.len() != ids.len() {
         return Err(Error::usage(
             "--gpu-ids names a GPU twice or none; give distinct ids, e.g. --gpu-ids 1,3",
         ));
     }
-    ctx.store.update(|pool| {
+    if force {
+        powers::require_admin(&ctx.config, &ctx.store, "take back GPUs that others hold")?;
+    }
+    ctx.store.update(|pool, now| {
         ctx.sweep(pool, now);
         let refusals: Vec<String> = ids
             .iter()
@@ -307,9 +312,11 @@ fn release_ids(ctx: &Context, ids: &[u32], user: &str, now: Timestamp) -> Result
                 None => Some(format!("GPU {id} is not in the pool")),
                 Some(slot) => match &slot.reservation {
                     None => Some(format!("GPU {id} is not reserved")),
-                    Some(r) if !r.held_by(user) => {
-                        Some(format!("GPU {id} is held by {}, not by you", r.user))
-                    }
+                    Some(r) if !r.held_by(user) && !force => Some(format!(
+                        "GPU {id} is held by {}, not by you (an admin can take it back with \
+                         --force)",
+                        r.user
+                    )),
                     Some(_) => None,
                 },
             })
@@ -320,15 +327,30 @@ fn release_ids(ctx: &Context, ids: &[u32], user: &str, now: Timestamp) -> Result
                 refusals.join("; ")
             )));
         }
-        let owners = ids
-            .iter()
-            .filter_map(|&id| pool.release(id, now).and_then(|r| r.owner))
-            .collect();
+        let mut owners = Vec::new();
+        let mut reclaimed = Vec::new();
+        for &id in ids {
+            let others = pool.gpus[id as usize]
+                .reservation
+                .as_ref()
+                .filter(|r| !r.held_by(user))
+                .map(|r| r.user.clone());
+            let ended = match &others {
+                Some(holder) => {
+                    reclaimed.push((id, holder.clone()));
+                    pool.reclaim(id, now, user)
+                }
+                None => pool.release(id, now),
+            };
+            owners.extend(ended.and_then(|r| r.owner));
+        }
         Ok(Released {
             ids: ids.to_vec(),
             owners,
             others: Vec::new(),
+            reclaimed,
             pool: pool.clone(),
+            now,
         })
     })
 }

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::cli::ReportArgs;
-use crate::commands::{Context, now};
+use crate::commands::Context;
 use crate::error::{Error, Result};
 use crate::model::{HistoryRecord, Pool, Timestamp};
+use crate::output;
 
 #[derive(Debug, Default, PartialEq, Serialize)]
 pub struct Usage {
@@ -103,25 +104,27 @@ pub fn compute(
 }
 
 pub fn report(ctx: &Context, args: &ReportArgs) -> Result<()> {
-    let until = now();
+    let (pool, until) = ctx.current_pool()?;
     let since = until - i64::from(args.days) * 86_400;
-    let pool = ctx.current_pool(until)?;
     let history = ctx.store.history(since)?;
     let report = compute(&history, &pool, since, until, args.days);
     if args.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| Error::failure(format!("cannot encode the report as JSON: {e}")))?;
-        println!("{text}");
-        return Ok(());
+        return output::println(&text);
     }
-    println!(
-        "GPU usage over the last {} day(s), since {} UTC",
-        args.days,
+    output::print(&render(&report, since))
+}
+
+/// The report as a table under a heading.
+fn render(report: &Report, since: Timestamp) -> String {
+    let mut text = format!(
+        "GPU usage over the last {} day(s), since {} UTC\n\n",
+        report.days,
         humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(since.max(0) as u64)
         )
     );
-    println!();
     let width = report
         .users
         .iter()
@@ -129,21 +132,21 @@ pub fn report(ctx: &Context, args: &ReportArgs) -> Result<()> {
         .max()
         .unwrap_or(4)
         .max(5);
-    println!(
-        "{:<width$}  {:>10}  {:>6}  {:>6}  {:>11}",
+    text.push_str(&format!(
+        "{:<width$}  {:>10}  {:>6}  {:>6}  {:>11}\n",
         "User", "GPU hours", "Runs", "Manual", "In progress"
-    );
+    ));
     let row = |name: &str, usage: &Usage| {
-        println!(
-            "{:<width$}  {:>10.2}  {:>6}  {:>6}  {:>11}",
+        format!(
+            "{:<width$}  {:>10.2}  {:>6}  {:>6}  {:>11}\n",
             name, usage.gpu_hours, usage.run_count, usage.manual_count, usage.in_progress
-        );
+        )
     };
     for user in &report.users {
-        row(&user.user, &user.usage);
+        text.push_str(&row(&user.user, &user.usage));
     }
-    row("Total", &report.total);
-    Ok(())
+    text.push_str(&row("Total", &report.total));
+    text
 }
 
 #[cfg(test)]

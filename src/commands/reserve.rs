@@ -11,14 +11,16 @@ use crate::duration::{self, format_hms};
 use crate::error::{Error, Result};
 use crate::gpu_env::{self, Device};
 use crate::model::{Kind, Pool, Reservation, Timestamp};
+use crate::output;
 use crate::shell::Shell;
 use crate::shell::emit;
+use crate::shell::lease;
 use crate::shell::session::{self, Clock, Pools, Session, Truth};
 use crate::shell::vars::{Unwritable, Vars};
 
 pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     let length = match &args.duration {
-        Some(text) => duration::parse(text)?,
+        Some(text) => duration::parse_whole_seconds(text)?,
         None => ctx.config.default_duration(),
     };
     let asked = Asked::from_args(&args.request, &ctx.config, current_user())?;
@@ -43,122 +45,47 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     let request = asked.request(args.gpus, Kind::Manual, &unusable);
     let mut started = 0;
     let mut after = None;
+    let mut written = None;
     let ids = acquire(ctx, &request, asked.wait, &me, |pool, ids, now| {
         started = now;
+        let reservation = Reservation {
+            user: asked.user.clone(),
+            actual_user: asked.actual_user.clone(),
+            kind: Kind::Manual,
+            start_time: now,
+            last_heartbeat: now,
+            expiry_time: Some(now + length.as_secs() as i64),
+            note: asked.note.clone(),
+            owner: owner.clone(),
+        };
         for &id in ids {
             if let Some(slot) = pool.slot_mut(id) {
                 slot.extra.clear();
-                slot.reservation = Some(Reservation {
-                    user: asked.user.clone(),
-                    actual_user: asked.actual_user.clone(),
-                    kind: Kind::Manual,
-                    start_time: now,
-                    last_heartbeat: now,
-                    expiry_time: Some(now + length.as_secs() as i64),
-                    note: asked.note.clone(),
-                    owner: owner.clone(),
-                });
+                slot.reservation = Some(reservation.clone());
             }
         }
+        written = Some(reservation);
         after = vars.is_some().then(|| pool.clone());
     })?;
-    let now = started;
-    let expiry = now + length.as_secs() as i64;
     let reserved = Reserved {
         devices: gpus.chosen(&ids),
-        message: format!(
-            "Reserved {} GPU(s) {} for {} (expires in {})",
-            ids.len(),
-            format_ids(&ids),
-            duration::format_compact(length),
-            format_hms(expiry - now)
-        ),
         ids,
-        now,
+        length,
+        now: started,
     };
-    match (args.shell, session, vars, after) {
+    let announced = match (args.shell, session, vars, after) {
         (Some(shell), Some(session), Some(vars), Some(pool)) => {
-            export_into_shell(ctx, shell, &session, &vars, &pool, &reserved);
+            let announced = announce_to_shell(ctx, &reserved, shell, &session, &vars, &pool);
+            if announced.is_err() {
+                lease::remove(&session.owner);
+            }
+            announced
         }
-        _ => {
-            eprintln!("{}", reserved.message);
-            eprintln!("Release them early with `canhazgpu release`. To use them in this shell:");
-            let env = gpu_env::environment(&reserved.devices);
-            println!(
-                "{}",
-                emit::posix_export_line(env.iter().map(|(name, value)| (*name, value.as_str())))
-            );
-        }
-    }
-    Ok(())
-}
-
-/// What `reserve` got.
-struct Reserved {
-    ids: Vec<u32>,
-    devices: Vec<Device>,
-    now: Timestamp,
-    message: String,
-}
-
-/// Brings the shell's variables in line with the pool after the reservation, on
-/// stdout as shell code.
-fn export_into_shell(
-    ctx: &Context,
-    shell: Shell,
-    session: &Session,
-    vars: &Vars,
-    pool: &Pool,
-    reserved: &Reserved,
-) {
-    let now = reserved.now;
-    let name = |id: u32| {
-        reserved
-            .devices
-            .iter()
-            .find(|device| device.id == id)
-            .cloned()
-            .unwrap_or_else(|| Device::by_index(id))
+        _ => announce(&reserved),
     };
-    let rules = ctx.rules();
-    let (pools, unread) = Pools::read(
-        vars,
-        Some((ctx.store_key.clone(), Some(pool.clone()))),
-        |store| ctx.snapshot_of(store),
-    );
-    for problem in unread {
-        eprintln!("canhazgpu: warning: {problem}");
-    }
-    // Stale layers (an inherited reservation that ended) go first, so that the new layer
-    // does not save them as the environment to come back to.
-    let truth = Truth::Store(&pools);
-    let (mut after, lost) = session.settle(vars, truth, now, &rules, &ctx.view, &name);
-    session.report(&lost);
-    session.forget(&lost, &ctx.view);
-    // A second reserve in the same shell adds to its layer; otherwise this shell starts
-    // its own on top of whatever it inherited.
-    if after.holder() != Some(session.shell_pid) {
-        after = after.push_layer(session.shell_pid, ctx.store_key.as_deref());
-        after.hold(
-            &session::holding_of(pool, &session.owner, now, &rules, &ctx.view),
-            &name,
-        );
-    }
-    session.refresh_lease(&mut after, &ctx.view);
-    let held = after.gpus();
-    if held.len() > reserved.ids.len() {
-        eprintln!(
-            "{}; this shell now holds {}",
-            reserved.message,
-            format_ids(&held)
-        );
-    } else {
-        eprintln!("{}", reserved.message);
-    }
-    print!(
-        "{}",
-        session::script(shell, vars, &after, &[], Clock::now())
-    );
+    // The export line is what tells the caller it holds GPUs: without it, nobody would
+    // know of (or release) the reservation.
+    announced.map_err(|e| take_back(ctx, &reserved.ids, written.as_ref(), &e))
 }
 
 /// The shell's variables, if a reservation can be put into them: none read-only,
@@ -190,4 +117,122 @@ fn refusal(shell: Shell, locked: &Unwritable) -> Error {
         locked.problem.describe(shell),
         locked.problem.remedy(shell, locked.name)
     ))
+}
+
+/// What was reserved, for the messages.
+struct Reserved {
+    ids: Vec<u32>,
+    devices: Vec<Device>,
+    length: std::time::Duration,
+    now: Timestamp,
+}
+
+impl Reserved {
+    fn summary(&self) -> String {
+        format!(
+            "Reserved {} GPU(s) {} for {} (expires in {})",
+            self.ids.len(),
+            format_ids(&self.ids),
+            duration::format_compact(self.length),
+            format_hms(self.length.as_secs() as i64)
+        )
+    }
+
+    /// How the shell's device lists name GPU `id`.
+    fn device(&self, id: u32) -> Device {
+        self.devices
+            .iter()
+            .find(|device| device.id == id)
+            .cloned()
+            .unwrap_or_else(|| Device::by_index(id))
+    }
+}
+
+/// Plain `reserve`: the news on stderr, the export line alone on stdout.
+fn announce(reserved: &Reserved) -> Result<()> {
+    eprintln!("{}", reserved.summary());
+    eprintln!("Release them early with `canhazgpu release`. To use them in this shell:");
+    let env = gpu_env::environment(&reserved.devices);
+    output::println(&emit::posix_export_line(
+        env.iter().map(|(name, value)| (*name, value.as_str())),
+    ))
+}
+
+/// From the shell function of `init`: shell code on stdout that exports the GPUs into
+/// that shell.
+fn announce_to_shell(
+    ctx: &Context,
+    reserved: &Reserved,
+    shell: Shell,
+    session: &Session,
+    vars: &Vars,
+    pool: &Pool,
+) -> Result<()> {
+    let now = reserved.now;
+    let name = |id: u32| reserved.device(id);
+    let rules = ctx.rules();
+    let known = Some((ctx.store_key.clone(), Some(pool.clone())));
+    let (pools, unread) = Pools::read(vars, known, |store| ctx.snapshot_of(store));
+    for problem in unread {
+        eprintln!("canhazgpu: warning: {problem}");
+    }
+    // Stale layers (an inherited reservation that ended) go first, so that the new layer
+    // does not save them as the environment to come back to.
+    let truth = Truth::Store(&pools);
+    let (mut after, lost) = session.settle(vars, truth, now, &rules, &ctx.view, &name);
+    session.report(&lost);
+    session.forget(&lost, &ctx.view);
+    // A second reserve in the same shell adds to its layer; otherwise this shell starts
+    // its own on top of whatever it inherited.
+    if after.holder() != Some(session.shell_pid) {
+        after = after.push_layer(session.shell_pid, ctx.store_key.as_deref());
+        after.hold(
+            &session::holding_of(pool, &session.owner, now, &rules, &ctx.view),
+            &name,
+        );
+    }
+    session.refresh_lease(&mut after, &ctx.view);
+    let held = after.gpus();
+    if held.len() > reserved.ids.len() {
+        eprintln!(
+            "{}; this shell now holds {}",
+            reserved.summary(),
+            format_ids(&held)
+        );
+    } else {
+        eprintln!("{}", reserved.summary());
+    }
+    output::print(&session::script(shell, vars, &after, &[], Clock::at(now)))
+}
+
+/// Gives back the GPUs of a reservation whose caller never heard of it (its stdout had
+/// gone), so that nothing stays held that nobody knows to release. Only GPUs still
+/// holding exactly the reservation written are touched.
+fn take_back(ctx: &Context, ids: &[u32], written: Option<&Reservation>, why: &Error) -> Error {
+    let what = if why.closed_stdout {
+        "standard output was closed before the export line could be written".to_string()
+    } else {
+        why.message.clone()
+    };
+    let released = ctx.store.update(|pool, now| {
+        let ours = pool.ids_where(|slot| {
+            ids.contains(&slot.id) && written.is_some() && slot.reservation.as_ref() == written
+        });
+        for &id in &ours {
+            pool.release(id, now);
+        }
+        Ok(ours)
+    });
+    match released {
+        Ok(released) => Error::failure(format!(
+            "{what}; released GPU(s) {} again, so nothing is reserved",
+            format_ids(&released)
+        )),
+        Err(e) => Error::failure(format!(
+            "{what}, and giving GPU(s) {} back failed: {e}; release them with `canhazgpu \
+             release --gpu-ids {}`",
+            format_ids(ids),
+            gpu_env::id_list(ids)
+        )),
+    }
 }

@@ -5,12 +5,13 @@
 //! replaces AVAILABLE with IN USE WITHOUT RESERVATION for a GPU someone uses unasked.
 
 use crate::cli::StatusArgs;
-use crate::commands::gpus::{Gpus, describe_processes, in_use_mib, memory_threshold};
-use crate::commands::{Context, now};
+use crate::commands::Context;
+use crate::commands::gpus::{Gpus, describe_processes, memory_threshold};
 use crate::duration::format_hms;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{GpuSlot, Kind, Pool, Reservation, Timestamp};
-use serde_json::json;
+use crate::output;
+use crate::views::{self, GpuState};
 
 pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
     // Asked before the pool is read, so the reservations shown are no older than the
@@ -18,66 +19,23 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
     let gpus = Gpus::probe(&ctx.config, &args.usage.nvml);
     gpus.warn("showing reservations only");
     let threshold = memory_threshold(&ctx.config, &args.usage);
-    let now = now();
-    let pool = ctx.current_pool(now)?;
+    let (pool, now) = ctx.current_pool()?;
     if args.verbose {
         eprintln!("Store: {}", ctx.store.describe());
         eprintln!("{}", describe_nvml(&gpus, pool.gpus.len(), threshold));
     }
     if args.json {
-        let entries: Vec<serde_json::Value> = pool
-            .gpus
-            .iter()
-            .map(|slot| json_entry(slot, &gpus, threshold))
-            .collect();
-        println!("{}", serde_json::Value::Array(entries));
-        return Ok(());
+        let views = views::gpu_views(&pool, &gpus, threshold);
+        let text = serde_json::to_string(&views)
+            .map_err(|e| Error::failure(format!("cannot encode the status as JSON: {e}")))?;
+        return output::println(&text);
     }
     let mut out = String::new();
     for slot in &pool.gpus {
         out.push_str(&describe(slot, &pool, now, &gpus, threshold));
         out.push('\n');
     }
-    print!("{out}");
-    Ok(())
-}
-
-/// One GPU for `status --json`; every key is always present (null when unknown), so
-/// that scripts need no existence checks. Documented in docs/status-json.md.
-fn json_entry(slot: &GpuSlot, gpus: &Gpus, threshold: u64) -> serde_json::Value {
-    let info = gpus.get(slot.id);
-    let r = slot.reservation.as_ref();
-    let state = match (r, info) {
-        (Some(_), _) => "in_use",
-        (None, Some(gpu)) if in_use_mib(gpu) > threshold => "in_use_without_reservation",
-        (None, _) => "available",
-    };
-    let nvml = info.map(|gpu| {
-        json!({
-            "name": gpu.name,
-            "uuid": gpu.uuid,
-            "memory_used_mib": gpu.memory_used_mib,
-            "memory_total_mib": gpu.memory_total_mib,
-            "processes": gpu.processes.iter().map(|p| json!({
-                "pid": p.pid,
-                "user": p.user,
-                "used_mib": p.used_mib,
-            })).collect::<Vec<_>>(),
-        })
-    });
-    json!({
-        "id": slot.id,
-        "state": state,
-        "user": r.map(|r| &r.user),
-        "actual_user": r.and_then(|r| r.actual_user.as_ref()),
-        "kind": r.map(|r| r.kind.as_str()),
-        "since": r.map(|r| r.start_time),
-        "last_heartbeat": r.filter(|r| r.kind == Kind::Run).map(|r| r.last_heartbeat),
-        "expires": r.and_then(|r| r.expiry_time),
-        "note": r.and_then(|r| r.note.as_ref()),
-        "last_released": slot.last_released,
-        "nvml": nvml,
-    })
+    output::print(&out)
 }
 
 fn describe_nvml(gpus: &Gpus, pool_size: usize, threshold: u64) -> String {
@@ -101,9 +59,10 @@ fn describe_nvml(gpus: &Gpus, pool_size: usize, threshold: u64) -> String {
 
 fn describe(slot: &GpuSlot, pool: &Pool, now: Timestamp, gpus: &Gpus, threshold: u64) -> String {
     let info = gpus.get(slot.id);
+    let state = views::gpu_state(slot, info, threshold);
     let mut line = match (&slot.reservation, info) {
         (Some(r), _) => reserved(slot.id, r, now),
-        (None, Some(gpu)) if in_use_mib(gpu) > threshold => {
+        (None, Some(gpu)) if state == GpuState::InUseWithoutReservation => {
             if gpu.processes.is_empty() {
                 format!(
                     "GPU {}: IN USE WITHOUT RESERVATION (NVML lists no processes)",
@@ -152,10 +111,16 @@ fn describe(slot: &GpuSlot, pool: &Pool, now: Timestamp, gpus: &Gpus, threshold:
 fn available(slot: &GpuSlot, pool: &Pool, now: Timestamp) -> String {
     let id = slot.id;
     match (slot.last_released, pool.initialized_at) {
-        (Some(t), _) => format!(
-            "GPU {id}: AVAILABLE (last released {} ago)",
-            format_hms(now - t)
-        ),
+        (Some(t), _) => {
+            let by = slot
+                .reclaimed_by()
+                .map(|admin| format!(", reclaimed by {admin}"))
+                .unwrap_or_default();
+            format!(
+                "GPU {id}: AVAILABLE (last released {} ago{by})",
+                format_hms(now - t)
+            )
+        }
         (None, Some(t)) => format!(
             "GPU {id}: AVAILABLE (never reserved, initialized {} ago)",
             format_hms(now - t)
@@ -175,9 +140,10 @@ fn reserved(id: u32, r: &Reservation, now: Timestamp) -> String {
             None => "manual".to_string(),
         },
     };
+    // Upstream clients write actual_user even when it is the user shown.
     let detail = match &r.actual_user {
-        Some(account) => format!("{detail}, account {account}"),
-        None => detail,
+        Some(account) if *account != r.user => format!("{detail}, account {account}"),
+        _ => detail,
     };
     let mut line = format!(
         "GPU {id}: IN USE by {} for {} ({detail})",

@@ -3,8 +3,6 @@
 
 use std::path::Path;
 
-use serde_json::Value;
-
 use crate::commands::format_ids;
 use crate::error::{Error, Result};
 use crate::gpu_env::Device;
@@ -29,9 +27,6 @@ pub const NEXT_CHECK: &str = "_canhazgpu_check";
 const CHECK_WITH_MARKER_SECS: i64 = 300;
 /// How often without one (no usable directory, or the holder is another user).
 const CHECK_WITHOUT_MARKER_SECS: i64 = 30;
-
-/// The field an administrator's reclaim leaves in the freed GPU's JSON: their account.
-pub const RECLAIMED_BY: &str = "reclaimed_by";
 
 /// What a layer is judged against.
 #[derive(Clone, Copy)]
@@ -98,6 +93,16 @@ impl Clock {
         Clock {
             unix_centis,
             uptime_centis: uptime_centis(),
+        }
+    }
+
+    /// The store's time `now` (whole seconds; on Redis, Redis's clock), with this host's
+    /// fraction of a second.
+    pub fn at(now: Timestamp) -> Clock {
+        let local = Clock::now();
+        Clock {
+            unix_centis: now * 100 + local.unix_centis.rem_euclid(100),
+            uptime_centis: local.uptime_centis,
         }
     }
 
@@ -342,7 +347,7 @@ pub fn why_gone(
         },
         Some(r) if layer_expires.is_some_and(|t| t <= now && r.start_time >= t) => Ending::Expired,
         Some(_) => Ending::Released,
-        None => match slot.extra.get(RECLAIMED_BY).and_then(Value::as_str) {
+        None => match slot.reclaimed_by() {
             Some(by) => Ending::Reclaimed(by.to_string()),
             None if slot.last_released.is_some_and(expired_at_layer_expiry) => Ending::Expired,
             None => Ending::Released,
@@ -544,9 +549,7 @@ mod tests {
         pool.gpus[1].last_released = Some(100);
         pool.gpus[2].last_released = Some(50);
         // 3: reclaimed by an administrator.
-        pool.gpus[3]
-            .extra
-            .insert(RECLAIMED_BY.into(), Value::String("root".into()));
+        pool.gpus[3].reclaimed_by = Some("root".into());
         // 4: someone else's since 120.
         pool.gpus[4] = GpuSlot {
             reservation: Some(reservation(9, 120, 500)),

@@ -11,11 +11,27 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::model::{HistoryRecord, Pool, Timestamp};
 
+/// The pool as last committed, and the store's time when it was read.
+pub struct Snapshot {
+    /// `None` when the pool is not initialized.
+    pub pool: Option<Pool>,
+    pub now: Timestamp,
+}
+
 pub use file::FileStore;
 pub use redis::RedisStore;
 
 /// The embedded store's default home: shared by every user of the host.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/canhazgpu";
+
+/// The owner of a store's directory: the owner of a private embedded store is its admin.
+pub enum DirectoryOwner {
+    Uid(u32),
+    /// An embedded store whose directory `admin` has yet to create.
+    NotCreated,
+    /// Redis: no directory.
+    NoDirectory,
+}
 
 pub enum Store {
     File(FileStore),
@@ -58,13 +74,14 @@ impl Store {
     }
 
     /// [`Store::snapshot`] for commands that need an initialized pool.
-    pub fn snapshot_pool(&self) -> Result<Pool> {
-        self.snapshot()?
-            .ok_or_else(|| Error::not_initialized(&self.describe()))
+    pub fn snapshot_pool(&self) -> Result<(Pool, Timestamp)> {
+        let Snapshot { pool, now } = self.snapshot()?;
+        let pool = pool.ok_or_else(|| Error::not_initialized(&self.describe()))?;
+        Ok((pool, now))
     }
 
-    /// The pool as last committed, without locking; `None` when not initialized.
-    pub fn snapshot(&self) -> Result<Option<Pool>> {
+    /// The pool as last committed, without locking.
+    pub fn snapshot(&self) -> Result<Snapshot> {
         match self {
             Store::File(store) => store.snapshot(),
             Store::Redis(store) => store.snapshot(),
@@ -83,7 +100,17 @@ impl Store {
     /// atomically; the closure may run more than once when another client committed
     /// first, so it must only change the pool it is given. An error from the closure
     /// commits nothing.
-    pub fn transact<T>(&self, change: impl FnMut(&mut Option<Pool>) -> Result<T>) -> Result<T> {
+    ///
+    /// The closure gets the store's time: Redis's clock (read in the same round trip as
+    /// the pool), so that every client of one store judges expiry and heartbeats alike
+    /// whatever its own clock says; the embedded store's clients share this host's clock.
+    ///
+    /// The reservations a commit ends go to the store's usage history, derived from the
+    /// pool before and after ([`crate::model::ended_between`]).
+    pub fn transact<T>(
+        &self,
+        change: impl FnMut(&mut Option<Pool>, Timestamp) -> Result<T>,
+    ) -> Result<T> {
         match self {
             Store::File(store) => store.transact(change),
             Store::Redis(store) => store.transact(change),
@@ -91,9 +118,12 @@ impl Store {
     }
 
     /// [`Store::transact`] for commands that need an initialized pool.
-    pub fn update<T>(&self, mut change: impl FnMut(&mut Pool) -> Result<T>) -> Result<T> {
-        self.transact(|pool| match pool {
-            Some(pool) => change(pool),
+    pub fn update<T>(
+        &self,
+        mut change: impl FnMut(&mut Pool, Timestamp) -> Result<T>,
+    ) -> Result<T> {
+        self.transact(|pool, now| match pool {
+            Some(pool) => change(pool, now),
             None => Err(Error::not_initialized(&self.describe())),
         })
     }
@@ -115,6 +145,14 @@ impl Store {
                 },
                 false,
             ),
+        }
+    }
+
+    /// Who owns the embedded store's directory, for the admin check.
+    pub fn directory_owner(&self) -> DirectoryOwner {
+        match self {
+            Store::File(store) => store.directory_owner(),
+            Store::Redis(_) => DirectoryOwner::NoDirectory,
         }
     }
 

@@ -11,6 +11,7 @@ use redis::{Client, Connection, Value as RedisValue};
 
 use crate::error::{Error, Result};
 use crate::model::{self, HistoryRecord, Pool, Timestamp};
+use crate::store::Snapshot;
 
 const KEY_COUNT: &str = "canhazgpu:gpu_count";
 /// Ours: upstream records no initialization time.
@@ -72,13 +73,14 @@ impl RedisStore {
         Ok(connection)
     }
 
-    pub fn snapshot(&self) -> Result<Option<Pool>> {
+    pub fn snapshot(&self) -> Result<Snapshot> {
         let mut connection = self.connect()?;
         self.read(&mut connection, false)
     }
 
-    /// Reads the pool; with `watch`, WATCHes every key read before reading it.
-    fn read(&self, connection: &mut Connection, watch: bool) -> Result<Option<Pool>> {
+    /// Reads the pool and the server's clock; with `watch`, WATCHes every key read
+    /// before reading it.
+    fn read(&self, connection: &mut Connection, watch: bool) -> Result<Snapshot> {
         let mut head = redis::pipe();
         if watch {
             head.cmd("WATCH")
@@ -87,16 +89,23 @@ impl RedisStore {
                 .arg(KEY_QUEUE)
                 .ignore();
         }
-        head.cmd("GET")
+        head.cmd("TIME")
+            .cmd("GET")
             .arg(KEY_COUNT)
             .cmd("GET")
             .arg(KEY_INITIALIZED)
             .cmd("GET")
             .arg(KEY_QUEUE);
-        let (count, initialized, queue): (Option<String>, Option<String>, Option<String>) =
+        type Head = (
+            (Timestamp, u64),
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let ((now, _micros), count, initialized, queue): Head =
             head.query(connection).map_err(|e| self.unreachable(&e))?;
         let Some(count) = count else {
-            return Ok(None);
+            return Ok(Snapshot { pool: None, now });
         };
         let count: u32 = count.trim().parse().map_err(|_| {
             Error::corrupt(format!(
@@ -131,14 +140,16 @@ impl RedisStore {
                 })?,
                 None => Vec::new(),
             },
-        ended: Vec::new(),
         };
         for (id, (key, value)) in (0..count).zip(keys.iter().zip(values)) {
             let what = format!("{key} in Redis at {}", self.url);
             pool.gpus
                 .push(model::decode_slot(id, value.as_deref(), &what)?);
         }
-        Ok(Some(pool))
+        Ok(Snapshot {
+            pool: Some(pool),
+            now,
+        })
     }
 
     /// See [`crate::store::Store::with_wakeups`]. Without a subscription (Redis gone, say)
@@ -190,19 +201,22 @@ impl RedisStore {
             .collect())
     }
 
-    pub fn transact<T>(&self, mut change: impl FnMut(&mut Option<Pool>) -> Result<T>) -> Result<T> {
+    pub fn transact<T>(
+        &self,
+        mut change: impl FnMut(&mut Option<Pool>, Timestamp) -> Result<T>,
+    ) -> Result<T> {
         let mut connection = self.connect()?;
         for attempt in 0..MAX_ATTEMPTS {
-            let before = self.read(&mut connection, true)?;
+            let Snapshot { pool: before, now } = self.read(&mut connection, true)?;
             let mut pool = before.clone();
-            let result = match change(&mut pool) {
+            let result = match change(&mut pool, now) {
                 Ok(result) => result,
                 Err(e) => {
                     let _ = redis::cmd("UNWATCH").exec(&mut connection);
                     return Err(e);
                 }
             };
-            let Some(writes) = changes(before.as_ref(), pool.as_ref()) else {
+            let Some(writes) = changes(before.as_ref(), pool.as_ref(), now) else {
                 redis::cmd("UNWATCH")
                     .exec(&mut connection)
                     .map_err(|e| self.unreachable(&e))?;
@@ -232,7 +246,8 @@ impl RedisStore {
             .arg("canhazgpu:gpu:*")
             .query(&mut connection)
             .map_err(|e| self.unreachable(&e))?;
-        let mut writes = changes(None, Some(pool)).unwrap_or_else(redis::pipe);
+        let mut writes =
+            changes(None, Some(pool), pool.initialized_at.unwrap_or(0)).unwrap_or_else(redis::pipe);
         for key in old_keys {
             if key
                 .rsplit(':')
@@ -249,8 +264,9 @@ impl RedisStore {
     }
 }
 
-/// The MULTI/EXEC block that turns `before` into `after`, or `None` when nothing changed.
-fn changes(before: Option<&Pool>, after: Option<&Pool>) -> Option<redis::Pipeline> {
+/// The MULTI/EXEC block that turns `before` into `after`, or `None` when nothing changed;
+/// the reservations it ends go to the history in the same block.
+fn changes(before: Option<&Pool>, after: Option<&Pool>, now: Timestamp) -> Option<redis::Pipeline> {
     let after = after?;
     if before == Some(after) {
         return None;
@@ -286,8 +302,8 @@ fn changes(before: Option<&Pool>, after: Option<&Pool>) -> Option<redis::Pipelin
             writes.set(KEY_QUEUE, queue).ignore();
         }
     }
-    for record in &after.ended {
-        if let Ok(member) = serde_json::to_string(record) {
+    for record in model::ended_between(before, Some(after), now) {
+        if let Ok(member) = serde_json::to_string(&record) {
             writes.zadd(KEY_HISTORY, member, record.end_time).ignore();
         }
     }

@@ -756,3 +756,70 @@ echo step=end
         }
     }
 }
+
+#[test]
+fn a_gpu_an_administrator_takes_back_leaves_the_holders_shell_at_its_next_prompt() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("skipped: needs root to hold GPUs as a second user and reclaim them");
+        return;
+    }
+    let posix = r#"
+INIT
+canhazgpu reserve --gpus 2 --duration 1h
+echo "ready=1"
+read -r x
+echo "lease_after=$([ -e "$CANHAZGPU_LEASE" ] && echo yes || echo no)"
+_canhazgpu_hook
+echo "after=$CUDA_VISIBLE_DEVICES"
+"#;
+    let fish = r#"
+INIT
+canhazgpu reserve --gpus 2 --duration 1h; or exit 1
+echo "ready=1"
+read -l x
+test -e $CANHAZGPU_LEASE; and echo lease_after=yes; or echo lease_after=no
+emit fish_prompt
+echo "after=$CUDA_VISIBLE_DEVICES"
+"#;
+    for sh in SHELLS {
+        let store = TestStore::new(Backend::File);
+        std::fs::set_permissions(store.home.path(), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::set_permissions(store.config_path(), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        store.admin(2);
+        let home = home_of_nobody(&store);
+        let mut cmd = store.clean_cmd("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "env"])
+            .arg(format!("HOME={}", home.display()))
+            .arg(format!("XDG_CONFIG_HOME={}", home.display()))
+            .arg(format!("XDG_DATA_HOME={}", home.display()))
+            .arg(sh.program())
+            .args(sh.script_args(&scripted(sh, posix, fish)));
+        let (_, run) = with_pause(cmd, |_| {
+            let out = store
+                .cmd()
+                .args(["release", "--gpu-ids", "0", "--force"])
+                .output()
+                .expect("root's release --force");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::new()
+        });
+        let ctx = run.describe();
+        assert!(run.success(), "{sh:?}: {ctx}");
+        // Root found the holder's marker in the holder's directory and deleted it.
+        assert_eq!(run.value("lease_after"), "no", "{sh:?}: {ctx}");
+        assert_eq!(run.value("after"), "1", "{sh:?}: {ctx}");
+        assert!(
+            run.stderr.contains(
+                "GPU(s) [0] reclaimed by root, an administrator; this shell still holds GPU(s) [1]"
+            ),
+            "{sh:?}: {ctx}"
+        );
+    }
+}
