@@ -823,3 +823,38 @@ echo "after=$CUDA_VISIBLE_DEVICES"
         );
     }
 }
+
+#[test]
+fn what_no_marker_tells_the_hook_learns_at_its_next_check() {
+    // `admin --force` starts the pool over and deletes no marker, like a release from a
+    // container with another /tmp would not.
+    let posix = r#"
+INIT
+canhazgpu reserve --duration 1h
+command canhazgpu admin --gpus 2 --force 2>/dev/null
+_canhazgpu_hook
+echo "before_check=${CUDA_VISIBLE_DEVICES-unset}"
+_canhazgpu_check=0
+_canhazgpu_hook
+echo "at_check=${CUDA_VISIBLE_DEVICES-unset}"
+"#;
+    let fish = r#"
+INIT
+canhazgpu reserve --duration 1h; or exit 1
+command canhazgpu admin --gpus 2 --force 2>/dev/null
+emit fish_prompt
+set -q CUDA_VISIBLE_DEVICES; and echo "before_check=$CUDA_VISIBLE_DEVICES"; or echo before_check=unset
+set -g _canhazgpu_check 0
+emit fish_prompt
+set -q CUDA_VISIBLE_DEVICES; and echo "at_check=$CUDA_VISIBLE_DEVICES"; or echo at_check=unset
+"#;
+    for sh in SHELLS {
+        let store = store(2);
+        let run = store.session(sh, &scripted(sh, posix, fish)).ok();
+        let ctx = run.describe();
+        // Between checks the hook runs nothing...
+        assert_eq!(run.value("before_check"), "0", "{sh:?}: {ctx}");
+        // ...and at its check (a few minutes on; here, made due) it asks the store.
+        assert_eq!(run.value("at_check"), "unset", "{sh:?}: {ctx}");
+    }
+}
