@@ -35,6 +35,7 @@ __bp_set_ret_value() {
 }
 
 __bp_precmd_invoke_cmd() {
+  # shellcheck disable=SC2034 # for precmd functions to read, as in bash-preexec
   __bp_last_ret_value="$?" BP_PIPESTATUS=("${PIPESTATUS[@]}")
   if ((__bp_inside_precmd > 0)); then
     return
@@ -122,9 +123,12 @@ __bp_install() {
 __bp_install_after_session_init() {
   local sanitized_prompt_command
   __bp_sanitize_string sanitized_prompt_command "${PROMPT_COMMAND:-}"
+  # PROMPT_COMMAND is a string until __bp_install makes it an array (bash 5.1+).
   if [[ -n "$sanitized_prompt_command" ]]; then
+    # shellcheck disable=SC2178
     PROMPT_COMMAND=${sanitized_prompt_command}$'\n'
   fi
+  # shellcheck disable=SC2179
   PROMPT_COMMAND+=${__bp_install_string}
 }
 
