@@ -12,6 +12,7 @@ mod completions;
 mod concurrency;
 mod core;
 mod faults;
+mod man_pages;
 mod nvml;
 mod nvml_probe;
 mod queue;
