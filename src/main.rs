@@ -11,6 +11,7 @@ mod liveness;
 mod model;
 mod shell;
 mod store;
+mod views;
 
 use std::process::ExitCode;
 

@@ -72,6 +72,16 @@ impl Gpus {
         }
     }
 
+    /// No NVML at all, as on a host without the driver.
+    #[cfg(test)]
+    pub fn none() -> Gpus {
+        Gpus {
+            devices: None,
+            driver_version: None,
+            problem: None,
+        }
+    }
+
     pub fn devices(&self) -> Option<&[GpuInfo]> {
         self.devices.as_deref()
     }

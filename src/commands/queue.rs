@@ -1,33 +1,17 @@
 //! `canhazgpu queue`: who waits for GPUs, in the order they will be served.
 
-use serde_json::json;
-
 use crate::cli::QueueArgs;
 use crate::commands::{Context, format_ids};
 use crate::duration::format_hms;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::views;
 
 pub fn queue(ctx: &Context, args: &QueueArgs) -> Result<()> {
     let (pool, now) = ctx.current_pool()?;
     if args.json {
-        let entries: Vec<_> = pool
-            .queue
-            .iter()
-            .enumerate()
-            .map(|(index, waiter)| {
-                json!({
-                    "position": index + 1,
-                    "user": waiter.user,
-                    "actual_user": waiter.actual_user,
-                    "gpus": waiter.count,
-                    "gpu_ids": waiter.gpu_ids,
-                    "kind": waiter.kind,
-                    "since": waiter.enqueued_at,
-                    "deadline": waiter.deadline,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(entries));
+        let text = serde_json::to_string(&views::waiter_views(&pool.queue))
+            .map_err(|e| Error::failure(format!("cannot encode the queue as JSON: {e}")))?;
+        println!("{text}");
         return Ok(());
     }
     if pool.queue.is_empty() {

@@ -6,11 +6,11 @@
 
 use crate::cli::StatusArgs;
 use crate::commands::Context;
-use crate::commands::gpus::{Gpus, describe_processes, in_use_mib, memory_threshold};
+use crate::commands::gpus::{Gpus, describe_processes, memory_threshold};
 use crate::duration::format_hms;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{GpuSlot, Kind, Pool, Reservation, Timestamp};
-use serde_json::json;
+use crate::views::{self, GpuState};
 
 pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
     // Asked before the pool is read, so the reservations shown are no older than the
@@ -24,12 +24,10 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
         eprintln!("{}", describe_nvml(&gpus, pool.gpus.len(), threshold));
     }
     if args.json {
-        let entries: Vec<serde_json::Value> = pool
-            .gpus
-            .iter()
-            .map(|slot| json_entry(slot, &gpus, threshold))
-            .collect();
-        println!("{}", serde_json::Value::Array(entries));
+        let views = views::gpu_views(&pool, &gpus, threshold);
+        let text = serde_json::to_string(&views)
+            .map_err(|e| Error::failure(format!("cannot encode the status as JSON: {e}")))?;
+        println!("{text}");
         return Ok(());
     }
     let mut out = String::new();
@@ -39,44 +37,6 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
     }
     print!("{out}");
     Ok(())
-}
-
-/// One GPU for `status --json`; every key is always present (null when unknown), so
-/// that scripts need no existence checks. Documented in docs/status-json.md.
-fn json_entry(slot: &GpuSlot, gpus: &Gpus, threshold: u64) -> serde_json::Value {
-    let info = gpus.get(slot.id);
-    let r = slot.reservation.as_ref();
-    let state = match (r, info) {
-        (Some(_), _) => "in_use",
-        (None, Some(gpu)) if in_use_mib(gpu) > threshold => "in_use_without_reservation",
-        (None, _) => "available",
-    };
-    let nvml = info.map(|gpu| {
-        json!({
-            "name": gpu.name,
-            "uuid": gpu.uuid,
-            "memory_used_mib": gpu.memory_used_mib,
-            "memory_total_mib": gpu.memory_total_mib,
-            "processes": gpu.processes.iter().map(|p| json!({
-                "pid": p.pid,
-                "user": p.user,
-                "used_mib": p.used_mib,
-            })).collect::<Vec<_>>(),
-        })
-    });
-    json!({
-        "id": slot.id,
-        "state": state,
-        "user": r.map(|r| &r.user),
-        "actual_user": r.and_then(|r| r.actual_user.as_ref()),
-        "kind": r.map(|r| r.kind.as_str()),
-        "since": r.map(|r| r.start_time),
-        "last_heartbeat": r.filter(|r| r.kind == Kind::Run).map(|r| r.last_heartbeat),
-        "expires": r.and_then(|r| r.expiry_time),
-        "note": r.and_then(|r| r.note.as_ref()),
-        "last_released": slot.last_released,
-        "nvml": nvml,
-    })
 }
 
 fn describe_nvml(gpus: &Gpus, pool_size: usize, threshold: u64) -> String {
@@ -100,9 +60,10 @@ fn describe_nvml(gpus: &Gpus, pool_size: usize, threshold: u64) -> String {
 
 fn describe(slot: &GpuSlot, pool: &Pool, now: Timestamp, gpus: &Gpus, threshold: u64) -> String {
     let info = gpus.get(slot.id);
+    let state = views::gpu_state(slot, info, threshold);
     let mut line = match (&slot.reservation, info) {
         (Some(r), _) => reserved(slot.id, r, now),
-        (None, Some(gpu)) if in_use_mib(gpu) > threshold => {
+        (None, Some(gpu)) if state == GpuState::InUseWithoutReservation => {
             if gpu.processes.is_empty() {
                 format!(
                     "GPU {}: IN USE WITHOUT RESERVATION (NVML lists no processes)",

@@ -16,6 +16,7 @@ mod man_pages;
 mod nvml;
 mod nvml_probe;
 mod queue;
+mod real_driver;
 mod reporting;
 mod shell_sessions;
 mod shell_tmux;
