@@ -21,3 +21,4 @@ mod reporting;
 mod shell_sessions;
 mod shell_tmux;
 mod stress;
+mod upgrades;
