@@ -19,6 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+started=$SECONDS
 # Built as the calling user, so that target/ never gets files owned by root.
 bin=${1:-}
 if [[ -z $bin ]]; then
@@ -30,7 +31,6 @@ if ((EUID != 0)); then
     exec sudo "$0" "$bin"
 fi
 
-started=$SECONDS
 user=chg-pkgtest
 marker=/var/tmp/canhazgpu-package-test.in-progress
 state_dir=/var/lib/canhazgpu
