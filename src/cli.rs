@@ -59,10 +59,11 @@ pub enum Command {
     canhazgpu admin --gpus 8            # a new pool of GPUs 0 to 7\n  \
     canhazgpu admin --gpus 4 --force    # start over with 4 GPUs, dropping all reservations\n\n\
     With the embedded store, admin creates the state directory (default /var/lib/canhazgpu)\n\
-    with mode 0777 so that every local user can reserve.")]
+    with mode 0777 so that every local user can reserve; on an existing one it repairs the\n\
+    modes of the directory and its files.")]
 pub struct AdminArgs {
     /// Number of GPUs in the pool (IDs 0 to N-1) [default: the number NVML reports]
-    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(short, long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub gpus: Option<u32>,
 
     /// Reinitialize an existing pool, dropping every reservation
@@ -78,7 +79,8 @@ pub struct AdminArgs {
 #[command(after_help = "Examples:\n  \
     canhazgpu release         # give back every manual reservation you hold\n  \
     canhazgpu release --all   # the same, also in a shell set up with `canhazgpu init`\n  \
-    canhazgpu release --gpu-ids 3   # GPU 3 only, even a run's (its wrapper died)\n\n\
+    canhazgpu release --gpu-ids 3   # GPU 3 only, even a run's (its wrapper died)\n  \
+    canhazgpu release --gpu-ids 3 --force   # an admin takes GPU 3 back from its holder\n\n\
     In a shell set up with `canhazgpu init`, release gives back only what that shell\n\
     reserved and restores its CUDA_VISIBLE_DEVICES. GPUs held by `canhazgpu run` are\n\
     released when the command ends; they are not touched.")]
@@ -90,12 +92,19 @@ pub struct ReleaseArgs {
     /// Release exactly these GPUs, which must be yours; `run` reservations too (for a job
     /// whose wrapper died while its command lives on)
     #[arg(
+        short = 'G',
         long,
         value_name = "IDS",
         value_delimiter = ',',
         conflicts_with = "all"
     )]
     pub gpu_ids: Option<Vec<u32>>,
+
+    /// With --gpu-ids: also GPUs that others hold, a `run`'s too (admins only: root, the
+    /// config's `admins`, or the owner of the store's directory). The holder's shell says
+    /// so at its next prompt, and the history records the end.
+    #[arg(long, requires = "gpu_ids")]
+    pub force: bool,
 
     /// Print shell code for this shell on stdout (used by the function from `init`)
     #[arg(long, hide = true, value_enum, requires = "owner_pid")]
@@ -130,11 +139,11 @@ pub struct ReleaseArgs {
     GPUs to the ones the shell holds.")]
 pub struct ReserveArgs {
     /// Number of GPUs to reserve
-    #[arg(long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(short, long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub gpus: u32,
 
-    /// How long to hold them [default: 8h, or the config's default_duration]
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    /// How long to hold them (at least 1s) [default: 8h, or the config's default_duration]
+    #[arg(short, long, value_name = "DURATION", allow_hyphen_values = true)]
     pub duration: Option<String>,
 
     #[command(flatten)]
@@ -163,10 +172,11 @@ pub struct ReserveArgs {
     interrupted. run exits with the command's status (128+N if it died of signal N).")]
 pub struct RunArgs {
     /// Number of GPUs to reserve
-    #[arg(long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(short, long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub gpus: u32,
 
-    /// Seconds between heartbeats while the command runs [default: 60s, or the config]
+    /// Time between heartbeats while the command runs (at least 1s) [default: 60s, or the
+    /// config]
     #[arg(long, value_name = "DURATION")]
     pub heartbeat_interval: Option<String>,
 
@@ -174,7 +184,7 @@ pub struct RunArgs {
     pub request: RequestArgs,
 
     /// Stop the command after DURATION: SIGINT first, SIGKILL after --timeout-grace
-    #[arg(long, value_name = "DURATION")]
+    #[arg(short, long, value_name = "DURATION")]
     pub timeout: Option<String>,
 
     /// How long the command may take to exit after the --timeout SIGINT
@@ -277,6 +287,7 @@ pub struct UsageArgs {
 pub struct RequestArgs {
     /// Exactly these GPUs, all or nothing (instead of --gpus)
     #[arg(
+        short = 'G',
         long,
         value_name = "IDS",
         value_delimiter = ',',
@@ -284,18 +295,24 @@ pub struct RequestArgs {
     )]
     pub gpu_ids: Option<Vec<u32>>,
 
-    /// Wait in the queue when the GPUs are busy, for at most TIMEOUT if given (--wait=2h);
-    /// first come, first served
-    #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, require_equals = true)]
+    /// Wait in the queue when the GPUs are busy, for at most TIMEOUT if given (--wait=2h or
+    /// -w=2h, with the '='); first come, first served
+    #[arg(
+        short,
+        long,
+        value_name = "TIMEOUT",
+        num_args = 0..=1,
+        require_equals = true
+    )]
     pub wait: Option<Option<String>>,
 
     /// A note shown in status (what this is for)
-    #[arg(long, value_name = "TEXT")]
+    #[arg(short, long, value_name = "TEXT")]
     pub note: Option<String>,
 
     /// Show the reservation as held by NAME (shared accounts); your own account is
     /// recorded too and can always release it
-    #[arg(long, value_name = "NAME")]
+    #[arg(short, long, value_name = "NAME")]
     pub user: Option<String>,
 
     /// How free GPUs are ranked [default: lru, or the config's allocation_policy]

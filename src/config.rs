@@ -15,7 +15,8 @@ use crate::store::Store;
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/canhazgpu/config.toml";
 /// The seed's default for `reserve`.
 const DEFAULT_RESERVATION: Duration = Duration::from_secs(8 * 3600);
-const KNOWN_KEYS: [&str; 8] = [
+const KNOWN_KEYS: [&str; 9] = [
+    "admins",
     "store",
     "default_duration",
     "allocation_policy",
@@ -41,6 +42,9 @@ pub struct Config {
     /// Absolute path of the NVML library file, or of a directory holding it.
     pub nvml_library: Option<PathBuf>,
     pub visible_devices: Option<VisibleDevices>,
+    /// Who besides root may reinitialize the pool and take back others' GPUs: user
+    /// names, and group names after an `@`.
+    pub admins: Vec<String>,
 }
 
 impl Config {
@@ -115,9 +119,13 @@ fn parse(text: &str) -> std::result::Result<Config, String> {
                 .as_str()
                 .ok_or_else(|| format!("`{key}` must be a string"))
         };
-        let as_duration =
-            || as_str().and_then(|text| duration::parse(text).map_err(|e| format!("`{key}`: {e}")));
+        let as_duration = || {
+            as_str().and_then(|text| {
+                duration::parse_whole_seconds(text).map_err(|e| format!("`{key}`: {e}"))
+            })
+        };
         match key.as_str() {
+            "admins" => config.admins = parse_admins(value)?,
             "store" => config.store = Some(as_str()?.to_string()),
             "heartbeat_interval" => config.heartbeat_interval = Some(as_duration()?),
             "heartbeat_timeout" => config.heartbeat_timeout = Some(as_duration()?),
@@ -161,6 +169,25 @@ fn parse(text: &str) -> std::result::Result<Config, String> {
         }
     }
     Ok(config)
+}
+
+/// `admins = ["alice", "@gpu-admins"]`.
+fn parse_admins(value: &toml::Value) -> std::result::Result<Vec<String>, String> {
+    let invalid = || {
+        "`admins` must be a list of user names and @group names, e.g. admins = [\"alice\", \"@gpu-admins\"]"
+            .to_string()
+    };
+    let list = value.as_array().ok_or_else(invalid)?;
+    list.iter()
+        .map(|entry| {
+            let name = entry.as_str().ok_or_else(invalid)?;
+            let bare = name.strip_prefix('@').unwrap_or(name);
+            if bare.is_empty() || bare.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(invalid());
+            }
+            Ok(name.to_string())
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -249,8 +276,24 @@ mod tests {
             Some(crate::commands::gpus::DEFAULT_MEMORY_THRESHOLD_MIB)
         );
         assert_eq!(config.visible_devices, Some(VisibleDevices::default()));
+        assert!(config.admins.is_empty());
         // No default path exists (the loader searches); the file shows an example.
         assert!(config.nvml_library.is_some());
+    }
+
+    #[test]
+    fn reads_admins() {
+        let config = parse("admins = [\"alice\", \"@gpu-admins\"]").unwrap();
+        assert_eq!(config.admins, ["alice", "@gpu-admins"]);
+        assert!(parse("").unwrap().admins.is_empty());
+        for bad in [
+            "admins = \"alice\"",
+            "admins = [1]",
+            "admins = [\"@\"]",
+            "admins = [\"a b\"]",
+        ] {
+            assert!(parse(bad).unwrap_err().contains("@group"), "{bad}");
+        }
     }
 
     #[test]

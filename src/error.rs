@@ -12,6 +12,9 @@ pub struct Error {
     pub exit_code: i32,
     /// The store holds something it cannot read; only a reinitialization gets past it.
     pub corrupt_store: bool,
+    /// Stdout's reader has gone (a closed pipe); nobody is left to tell, so the command
+    /// ends quietly.
+    pub closed_stdout: bool,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -22,6 +25,7 @@ impl Error {
             message: message.into(),
             exit_code: EXIT_FAILURE,
             corrupt_store: false,
+            closed_stdout: false,
         }
     }
 
@@ -30,6 +34,7 @@ impl Error {
             message: message.into(),
             exit_code: EXIT_USAGE,
             corrupt_store: false,
+            closed_stdout: false,
         }
     }
 
@@ -37,6 +42,16 @@ impl Error {
         Error {
             corrupt_store: true,
             ..Error::failure(message)
+        }
+    }
+
+    /// Like ripgrep, a reader that stopped reading (`| head -1`) is not a failure of
+    /// the command: exit 0, as if it had read everything.
+    pub fn closed_stdout() -> Self {
+        Error {
+            exit_code: 0,
+            closed_stdout: true,
+            ..Error::failure("standard output was closed by its reader")
         }
     }
 

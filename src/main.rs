@@ -7,9 +7,14 @@ mod config;
 mod duration;
 mod error;
 mod gpu;
+mod lab;
 mod liveness;
 mod model;
+mod output;
+mod powers;
+mod process;
 mod shell;
+mod signals;
 mod store;
 mod views;
 
@@ -30,6 +35,7 @@ fn main() -> ExitCode {
     };
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) if e.closed_stdout => ExitCode::from(e.exit_code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("Error: {e}");
             ExitCode::from(e.exit_code.clamp(1, 255) as u8)
@@ -37,13 +43,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// clap's message, plus the hint people need most: `run` wants its command after `--`.
+/// clap's message, plus the hints people need most: `--wait` takes its timeout after
+/// `=`, and `run` wants its command after `--`.
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     let _ = e.print();
     // args_os: `args` panics on an argument that is not UTF-8, which is exactly what
     // clap has just rejected (say a --note of raw bytes).
-    let about_run = std::env::args_os().skip(1).any(|arg| arg == "run");
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(hint) = wait_timeout_hint(&args) {
+        eprintln!("{hint}");
+        return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+    }
+    let about_run = args.iter().any(|arg| arg == "run");
     let missing_separator = matches!(
         e.kind(),
         ErrorKind::UnknownArgument | ErrorKind::MissingRequiredArgument
@@ -54,6 +66,30 @@ fn usage_error(e: clap::Error) -> ExitCode {
         );
     }
     ExitCode::from(e.exit_code().clamp(0, 255) as u8)
+}
+
+/// `--wait 5s` or `-w5s`: the timeout must follow an `=` (a bare `--wait` waits for ever,
+/// so the next word is not its value), which clap's "unexpected argument" does not say.
+fn wait_timeout_hint(args: &[std::ffi::OsString]) -> Option<String> {
+    let before_command = args.iter().take_while(|arg| *arg != "--");
+    let words: Vec<&str> = before_command.filter_map(|arg| arg.to_str()).collect();
+    let hint = |flag: &str, value: &str| {
+        duration::parse(value).is_ok().then(|| {
+            format!(
+                "hint: give the timeout with '=': {flag}={value} (a bare {flag} waits for ever)"
+            )
+        })
+    };
+    let separate = words.windows(2).find_map(|pair| match pair {
+        [flag @ ("--wait" | "-w"), value] => hint(flag, value),
+        _ => None,
+    });
+    separate.or_else(|| {
+        words.iter().find_map(|word| {
+            let value = word.strip_prefix("-w").filter(|v| !v.starts_with('='))?;
+            hint("-w", value)
+        })
+    })
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {

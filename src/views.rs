@@ -70,6 +70,50 @@ pub struct WaiterView {
     pub deadline: Option<Timestamp>,
 }
 
+// HostView and HostSummary: scaffolding until the lab views (issues 11, 12) use them.
+#[allow(dead_code)]
+/// One host's pool as the lab views show it (`status --all-hosts --json`, the web API):
+/// a host that could not be read is still listed, with `reachable: false` and why.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HostView {
+    /// The host's name (config `host`), or this machine's hostname for an unnamed pool.
+    pub host: String,
+    /// Where the pool lives, without credentials.
+    pub store: String,
+    pub reachable: bool,
+    /// Why the host could not be read; `null` when it was.
+    pub error: Option<String>,
+    /// The time the view was computed at, by the clock the host's pool is judged with.
+    pub now: Option<Timestamp>,
+    /// Counts of `gpus` by state, and of `queue`; `null` when unreachable.
+    pub summary: Option<HostSummary>,
+    pub gpus: Vec<GpuView>,
+    pub queue: Vec<WaiterView>,
+}
+
+#[allow(dead_code)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HostSummary {
+    pub gpus: usize,
+    pub available: usize,
+    pub in_use: usize,
+    pub in_use_without_reservation: usize,
+    pub waiting: usize,
+}
+
+impl HostSummary {
+    pub fn of(gpus: &[GpuView], queue: &[WaiterView]) -> HostSummary {
+        let count = |state| gpus.iter().filter(|gpu| gpu.state == state).count();
+        HostSummary {
+            gpus: gpus.len(),
+            available: count(GpuState::Available),
+            in_use: count(GpuState::InUse),
+            in_use_without_reservation: count(GpuState::InUseWithoutReservation),
+            waiting: queue.len(),
+        }
+    }
+}
+
 /// The state of `slot` given what NVML reports about it (`info`).
 pub fn gpu_state(slot: &GpuSlot, info: Option<&GpuInfo>, threshold_mib: u64) -> GpuState {
     match (&slot.reservation, info) {
@@ -143,6 +187,32 @@ pub fn waiter_views(queue: &[Waiter]) -> Vec<WaiterView> {
 mod tests {
     use super::*;
     use crate::model::Reservation;
+
+    #[test]
+    fn a_summary_counts_each_state() {
+        let mut pool = Pool::new(3, 0);
+        pool.gpus[2].reservation = Some(Reservation {
+            user: "bob".into(),
+            actual_user: None,
+            kind: Kind::Run,
+            start_time: 1,
+            last_heartbeat: 1,
+            expiry_time: None,
+            note: None,
+            owner: None,
+        });
+        let gpus = gpu_views(&pool, &Gpus::none(), 1024);
+        let summary = HostSummary::of(&gpus, &[]);
+        assert_eq!(
+            (
+                summary.gpus,
+                summary.available,
+                summary.in_use,
+                summary.waiting
+            ),
+            (3, 2, 1, 0)
+        );
+    }
 
     #[test]
     fn every_key_is_present_and_states_are_snake_case() {

@@ -16,11 +16,12 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::alloc::{self, Policy, Refusal};
 use crate::cli::RequestArgs;
-use crate::commands::{Context, format_ids, now};
+use crate::commands::{Context, format_ids};
 use crate::config::Config;
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::model::{Kind, Owner, Pool, Timestamp, Waiter};
+use crate::signals;
 
 /// Waiters renew their queue entry this often, well inside the heartbeat timeout that
 /// drops entries of processes the checker cannot see.
@@ -113,7 +114,7 @@ impl Asked {
         })
     }
 
-    /// The request as `acquire` takes it.
+    /// The request as `acquire` takes it; `unusable` is what NVML said just now.
     pub fn request<'a>(
         &'a self,
         count: u32,
@@ -144,7 +145,8 @@ pub struct Request<'a> {
     pub user: &'a str,
     pub actual_user: Option<&'a str>,
     pub policy: Policy,
-    /// GPUs free in the pool but in use without a reservation.
+    /// GPUs NVML found in use (more memory than the threshold), reserved or not, just
+    /// before the request's first transaction.
     pub unusable: &'a BTreeSet<u32>,
 }
 
@@ -183,8 +185,35 @@ impl Wait {
 enum NotYet {
     /// Waiting may help.
     Busy(String),
-    /// Waiting cannot help (a GPU id outside the pool, more GPUs than the pool has).
+    /// Waiting cannot help (a GPU id outside the pool, more GPUs than the pool has, or
+    /// than it has without the GPUs in use outside the tool).
     Never(String),
+}
+
+/// The GPUs of `request.unusable` that are free in the pool: in use outside the tool.
+/// One released since the request's first transaction (`probed_at`, in the store's
+/// clock, just after NVML was asked) is not among them: NVML saw its holder's job on it,
+/// which has ended or is the holder's to answer for now; without this a waiter would
+/// never get a GPU whose holder was using it when the waiter asked.
+fn busy_outside(pool: &Pool, request: &Request, probed_at: Timestamp) -> BTreeSet<u32> {
+    request
+        .unusable
+        .iter()
+        .copied()
+        .filter(|&id| {
+            pool.gpus.get(id as usize).is_some_and(|slot| {
+                slot.reservation.is_none() && slot.last_released.is_none_or(|t| t < probed_at)
+            })
+        })
+        .collect()
+}
+
+/// Free GPUs that may be handed out: not reserved, not in use outside the tool.
+fn usable_free(pool: &Pool, outside: &BTreeSet<u32>) -> usize {
+    pool.gpus
+        .iter()
+        .filter(|slot| slot.reservation.is_none() && !outside.contains(&slot.id))
+        .count()
 }
 
 /// Serves `request` from `pool` if it may be served now, as the waiter at `position`
@@ -193,6 +222,7 @@ fn try_serve(
     pool: &mut Pool,
     request: &Request,
     position: Option<usize>,
+    probed_at: Timestamp,
     assign: &mut dyn FnMut(&mut Pool, &[u32]),
 ) -> std::result::Result<Vec<u32>, NotYet> {
     let total = pool.gpus.len();
@@ -203,11 +233,8 @@ fn try_serve(
         )));
     }
     let ahead = pool.wanted_ahead(position);
-    let usable_free = pool
-        .gpus
-        .iter()
-        .filter(|slot| slot.reservation.is_none() && !request.unusable.contains(&slot.id))
-        .count();
+    let outside = busy_outside(pool, request, probed_at);
+    let usable_free = usable_free(pool, &outside);
     let waiting_ahead = || {
         let waiting = position.unwrap_or(pool.queue.len());
         NotYet::Busy(format!(
@@ -221,7 +248,7 @@ fn try_serve(
     let claimed = pool.ids_wanted_ahead(position);
     let ids = match request.gpu_ids {
         Some(ids) => {
-            if let Err(refusals) = alloc::check_ids(pool, ids, request.unusable) {
+            if let Err(refusals) = alloc::check_ids(pool, ids, &outside) {
                 return Err(explain_refusals(&refusals, total));
             }
             let taken: Vec<u32> = ids
@@ -241,8 +268,18 @@ fn try_serve(
             }
             ids.to_vec()
         }
+        // The tool does not watch GPUs in use outside it while a request waits: only
+        // GPUs that reservations hold can come back.
+        None if wanted > total - outside.len() => {
+            return Err(NotYet::Never(explain_shortage(
+                pool,
+                &outside,
+                wanted,
+                usable_free,
+            )));
+        }
         None => {
-            let excluded: BTreeSet<u32> = request.unusable.union(&claimed).copied().collect();
+            let excluded: BTreeSet<u32> = outside.union(&claimed).copied().collect();
             match alloc::choose(pool, wanted, &excluded, request.policy, request.user) {
                 Ok(ids) => ids,
                 // Short only of GPUs others wait for: say so rather than "0 available"
@@ -253,7 +290,8 @@ fn try_serve(
                 Err(shortage) => {
                     return Err(NotYet::Busy(explain_shortage(
                         pool,
-                        request,
+                        &outside,
+                        wanted,
                         shortage.available,
                     )));
                 }
@@ -281,9 +319,13 @@ fn explain_refusals(refusals: &[Refusal], total: usize) -> NotYet {
                 )
             }
             Refusal::HeldBy(id, user) => format!("GPU {id} is reserved by {user}"),
-            Refusal::InUseWithoutReservation(id) => format!(
-                "GPU {id} is in use without a reservation (see `canhazgpu status`; --force takes it anyway)"
-            ),
+            // The tool does not watch such use end while a request waits.
+            Refusal::InUseWithoutReservation(id) => {
+                never = true;
+                format!(
+                    "GPU {id} is in use without a reservation (see `canhazgpu status`; --force takes it anyway)"
+                )
+            }
         })
         .collect();
     let message = format!("cannot have the GPUs asked for: {}", reasons.join("; "));
@@ -294,26 +336,31 @@ fn explain_refusals(refusals: &[Refusal], total: usize) -> NotYet {
     }
 }
 
-fn explain_shortage(pool: &Pool, request: &Request, available: usize) -> String {
+fn explain_shortage(
+    pool: &Pool,
+    outside: &BTreeSet<u32>,
+    wanted: usize,
+    available: usize,
+) -> String {
     let total = pool.gpus.len();
-    let blocked =
-        pool.ids_where(|slot| slot.reservation.is_none() && request.unusable.contains(&slot.id));
-    let hint = if blocked.is_empty() {
+    let hint = if outside.is_empty() {
         "see `canhazgpu status` for who holds them".to_string()
     } else {
-        let force = if available + blocked.len() >= request.wanted() as usize {
+        let force = if available + outside.len() >= wanted {
             "`--force` hands them out anyway"
-        } else {
+        } else if wanted <= total - outside.len() {
             "the others are reserved"
+        } else {
+            "waiting cannot free enough while they are; `--force` hands them out anyway"
         };
+        let ids: Vec<u32> = outside.iter().copied().collect();
         format!(
             "GPU(s) {} have no reservation but are in use (see `canhazgpu status` for whose processes); {force}",
-            format_ids(&blocked)
+            format_ids(&ids)
         )
     };
     format!(
-        "Not enough GPUs available: requested {}, {available} available of {total}; {hint}",
-        request.wanted()
+        "Not enough GPUs available: requested {wanted}, {available} available of {total}; {hint}"
     )
 }
 
@@ -326,20 +373,27 @@ pub fn acquire(
     me: &Owner,
     mut assign: impl FnMut(&mut Pool, &[u32], Timestamp),
 ) -> Result<Vec<u32>> {
-    let started = now();
-    let deadline = match wait {
-        Wait::For(limit) => Some(started + limit.as_secs() as i64),
+    let give_up = match wait {
+        Wait::For(limit) => Some(GiveUp {
+            at: Instant::now() + limit,
+            stored: stored_deadline(std::time::SystemTime::now(), limit),
+        }),
         _ => None,
     };
+    let deadline = give_up.map(|give_up| give_up.stored);
     let waiter_id = format!(
         "{}-{}-{}",
         me.boot_id.get(..8).unwrap_or(&me.boot_id),
         me.pid,
         me.start_ticks
     );
+    let mut probed_at = 0;
     let first = ctx.store.update(|pool, now| {
+        probed_at = now;
         ctx.sweep(pool, now);
-        match try_serve(pool, request, None, &mut |pool, ids| assign(pool, ids, now)) {
+        match try_serve(pool, request, None, now, &mut |pool, ids| {
+            assign(pool, ids, now)
+        }) {
             Ok(ids) => Ok(Some(ids)),
             Err(NotYet::Never(message)) => Err(Error::failure(message)),
             Err(NotYet::Busy(message)) if wait == Wait::No => Err(Error::failure(format!(
@@ -355,7 +409,50 @@ pub fn acquire(
     if let Some(ids) = first {
         return Ok(ids);
     }
-    wait_in_queue(ctx, request, me, &waiter_id, deadline, &mut assign)
+    let waiting = Waiting {
+        request,
+        me,
+        waiter_id: &waiter_id,
+        give_up,
+        probed_at,
+    };
+    wait_in_queue(ctx, &waiting, &mut assign)
+}
+
+/// A request in the queue, and what its waiting loop needs to know about it.
+struct Waiting<'a> {
+    request: &'a Request<'a>,
+    me: &'a Owner,
+    waiter_id: &'a str,
+    give_up: Option<GiveUp>,
+    /// The store's time of the request's first transaction.
+    probed_at: Timestamp,
+}
+
+/// When a waiter with `--wait=TIMEOUT` gives up.
+#[derive(Clone, Copy)]
+struct GiveUp {
+    /// For this process: to the millisecond (`--wait=1s` waits a second, not to the
+    /// next whole second).
+    at: Instant,
+    /// In its queue entry, for other clients (queue listings, liveness sweeps): the
+    /// store's whole seconds, rounded up so that nobody drops the entry before its
+    /// waiter gives up by itself.
+    stored: Timestamp,
+}
+
+/// The whole second at or after `now + limit`.
+fn stored_deadline(now: std::time::SystemTime, limit: Duration) -> Timestamp {
+    let end = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_add(limit);
+    let whole = end.as_secs() as Timestamp;
+    if end.subsec_nanos() > 0 {
+        whole + 1
+    } else {
+        whole
+    }
 }
 
 fn new_waiter(
@@ -390,15 +487,21 @@ enum Step {
 
 fn wait_in_queue(
     ctx: &Context,
-    request: &Request,
-    me: &Owner,
-    waiter_id: &str,
-    deadline: Option<Timestamp>,
+    waiting: &Waiting,
     assign: &mut dyn FnMut(&mut Pool, &[u32], Timestamp),
 ) -> Result<Vec<u32>> {
+    let &Waiting {
+        request,
+        me,
+        waiter_id,
+        give_up,
+        probed_at,
+    } = waiting;
+    let deadline = give_up.map(|give_up| give_up.stored);
     // Until served, a signal means "stop waiting": leave the queue cleanly, hold nothing.
+    // Not one the caller ignored: `nohup canhazgpu reserve --wait` must outlive SIGHUP.
     let signal = Arc::new(AtomicUsize::new(0));
-    let handlers: Vec<_> = [SIGINT, SIGTERM, SIGHUP]
+    let handlers: Vec<_> = signals::not_ignored(&[SIGINT, SIGTERM, SIGHUP])
         .iter()
         .filter_map(|&sig| {
             signal_hook::flag::register_usize(sig, signal.clone(), sig as usize).ok()
@@ -424,7 +527,8 @@ fn wait_in_queue(
                     ..Error::failure("stopped waiting: left the queue, nothing was reserved")
                 });
             }
-            if deadline.is_some_and(|deadline| now() >= deadline) {
+            let left = give_up.map(|give_up| give_up.at.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|left| left.is_zero()) {
                 leave_queue(ctx, waiter_id);
                 return Err(Error::failure(format!(
                     "gave up after waiting {} for {}: left the queue, nothing was reserved",
@@ -438,7 +542,8 @@ fn wait_in_queue(
             ctx.sweep(&mut pool, now);
             let position = pool.queue_position(waiter_id);
             let mut scratch = pool.clone();
-            let may_serve = try_serve(&mut scratch, request, position, &mut |_, _| {}).is_ok();
+            let may_serve =
+                try_serve(&mut scratch, request, position, probed_at, &mut |_, _| {}).is_ok();
             let beat_due = last_beat.elapsed() >= WAITER_HEARTBEAT || position.is_none();
             if may_serve || beat_due {
                 last_beat = Instant::now();
@@ -454,9 +559,13 @@ fn wait_in_queue(
                             pool.queue.len() - 1
                         }
                     };
-                    match try_serve(pool, request, Some(position), &mut |pool, ids| {
-                        assign(pool, ids, now)
-                    }) {
+                    match try_serve(
+                        pool,
+                        request,
+                        Some(position),
+                        probed_at,
+                        &mut |pool, ids| assign(pool, ids, now),
+                    ) {
                         Ok(ids) => {
                             pool.queue.remove(position);
                             Ok(Step::Served(ids))
@@ -470,7 +579,7 @@ fn wait_in_queue(
                             Ok(Step::Waiting {
                                 position,
                                 queued: pool.queue.len(),
-                                free: pool.free_count(),
+                                free: usable_free(pool, &busy_outside(pool, request, probed_at)),
                             })
                         }
                     }
@@ -489,7 +598,7 @@ fn wait_in_queue(
                 progress.show(
                     position,
                     pool.queue.len(),
-                    pool.free_count(),
+                    usable_free(&pool, &busy_outside(&pool, request, probed_at)),
                     pool.gpus.len(),
                 );
             }
@@ -501,10 +610,12 @@ fn wait_in_queue(
             let in_reach = position.is_none_or(|position| {
                 pool.wanted_ahead(Some(position)) + request.wanted() as usize <= pool.gpus.len()
             });
+            // Never sleep past the moment of giving up.
+            let until_give_up = |poll: Duration| left.map_or(poll, |left| poll.min(left));
             if !in_reach {
                 poll = (poll * 2).min(poll_max_far);
                 last_seen = Some(pool);
-                sleep_through_wakeups(wait, poll);
+                sleep_through_wakeups(wait, until_give_up(poll));
                 continue;
             }
             // Back to quick polls whenever the pool moved; slower while nothing happens.
@@ -514,7 +625,7 @@ fn wait_in_queue(
                 POLL_FIRST
             };
             last_seen = Some(pool);
-            if wait(poll) {
+            if wait(until_give_up(poll)) {
                 poll = POLL_FIRST;
             }
         }
@@ -545,6 +656,43 @@ fn leave_queue(ctx: &Context, waiter_id: &str) {
     });
 }
 
+/// How waiting is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Display {
+    /// A line whenever the position changes: for pipes, logs and terminals that cannot
+    /// move the cursor.
+    Lines,
+    /// A spinner redrawn in place; ASCII where the locale is not UTF-8.
+    Spinner { ascii: bool },
+}
+
+/// The display for stderr: a spinner needs a terminal that can redraw a line (not
+/// `TERM=dumb`, which indicatif leaves blank) and, for its braille, a UTF-8 locale.
+/// `locale` is the first of LC_ALL, LC_CTYPE and LANG that is set.
+fn display_for(terminal: bool, term: Option<&str>, locale: Option<&str>) -> Display {
+    let can_redraw = terminal && !matches!(term, None | Some("" | "dumb"));
+    if !can_redraw {
+        return Display::Lines;
+    }
+    let utf8 = locale.is_some_and(|locale| {
+        let locale = locale.to_ascii_lowercase();
+        locale.contains("utf-8") || locale.contains("utf8")
+    });
+    Display::Spinner { ascii: !utf8 }
+}
+
+fn stderr_display() -> Display {
+    let term = std::env::var("TERM").ok();
+    let locale = ["LC_ALL", "LC_CTYPE", "LANG"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()));
+    display_for(
+        std::io::stderr().is_terminal(),
+        term.as_deref(),
+        locale.as_deref(),
+    )
+}
+
 /// What a waiting user sees: a spinner on a terminal, an occasional line otherwise.
 struct Progress {
     what: String,
@@ -554,11 +702,18 @@ struct Progress {
 
 impl Progress {
     fn new(request: &Request) -> Progress {
-        let spinner = std::io::stderr().is_terminal().then(|| {
-            let spinner = indicatif::ProgressBar::new_spinner();
-            spinner.enable_steady_tick(Duration::from_millis(120));
-            spinner
-        });
+        let spinner = match stderr_display() {
+            Display::Lines => None,
+            Display::Spinner { ascii } => {
+                let spinner = indicatif::ProgressBar::new_spinner();
+                if ascii {
+                    let style = indicatif::ProgressStyle::default_spinner().tick_chars("|/-\\ ");
+                    spinner.set_style(style);
+                }
+                spinner.enable_steady_tick(Duration::from_millis(120));
+                Some(spinner)
+            }
+        };
         Progress {
             what: request.describe(),
             spinner,
@@ -586,5 +741,41 @@ impl Progress {
         if let Some(spinner) = &self.spinner {
             spinner.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spinners_only_where_the_terminal_can_draw_them() {
+        let utf8 = Some("en_US.UTF-8");
+        assert_eq!(display_for(false, Some("xterm"), utf8), Display::Lines);
+        assert_eq!(display_for(true, Some("dumb"), utf8), Display::Lines);
+        assert_eq!(display_for(true, None, utf8), Display::Lines);
+        assert_eq!(display_for(true, Some(""), utf8), Display::Lines);
+        let fancy = Display::Spinner { ascii: false };
+        assert_eq!(display_for(true, Some("xterm-256color"), utf8), fancy);
+        assert_eq!(display_for(true, Some("screen"), Some("C.utf8")), fancy);
+        let ascii = Display::Spinner { ascii: true };
+        assert_eq!(display_for(true, Some("xterm"), Some("C")), ascii);
+        assert_eq!(display_for(true, Some("xterm"), Some("POSIX")), ascii);
+        assert_eq!(display_for(true, Some("xterm"), None), ascii);
+    }
+
+    #[test]
+    fn stored_deadlines_round_up_to_whole_seconds() {
+        let at = |secs: u64, millis: u64| {
+            std::time::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
+        };
+        let second = Duration::from_secs(1);
+        assert_eq!(stored_deadline(at(100, 640), second), 102);
+        assert_eq!(stored_deadline(at(100, 0), second), 101);
+        assert_eq!(stored_deadline(at(100, 0), Duration::from_millis(300)), 101);
+        assert_eq!(
+            stored_deadline(at(100, 900), Duration::from_millis(100)),
+            101
+        );
     }
 }

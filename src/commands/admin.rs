@@ -5,11 +5,18 @@ use crate::commands::gpus::Gpus;
 use crate::commands::{Context, now};
 use crate::error::{Error, Result};
 use crate::model::Pool;
+use crate::output;
+use crate::powers;
 
 /// The most GPUs a pool may have, as `--gpus` accepts.
 const MAX_GPUS: usize = 1024;
 
 pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
+    powers::require_admin(
+        &ctx.config,
+        &ctx.store,
+        "initialize or reinitialize the pool",
+    )?;
     let count = pool_size(ctx, args)?;
     ctx.store.prepare_for_admin()?;
     let previous = ctx.store.transact(|pool, now| {
@@ -22,7 +29,8 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
                 None => "canhazgpu admin --force".to_string(),
             };
             return Err(Error::failure(format!(
-                "the pool is already initialized with {current} GPUs; use `{again}` to reinitialize it (this drops every current reservation)"
+                "the pool is already initialized with {}; use `{again}` to reinitialize it (this drops every current reservation)",
+                gpus_counted(current as u32, "")
             )));
         }
         *pool = Some(Pool::new(count, now));
@@ -38,15 +46,28 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
         }
         Err(e) => return Err(e),
     };
-    let last = count - 1;
     match previous {
-        Some(current) => {
-            println!("Force reinitializing: clearing {current} existing GPUs...");
-            println!("Reinitialized {count} GPUs (IDs 0 to {last})");
-        }
-        None => println!("Initialized {count} GPUs (IDs 0 to {last})"),
+        Some(current) => output::print(&format!(
+            "Force reinitializing: clearing {}...\nReinitialized {}\n",
+            gpus_counted(current as u32, "existing "),
+            describe_pool(count)
+        )),
+        None => output::println(&format!("Initialized {}", describe_pool(count))),
     }
-    Ok(())
+}
+
+/// `8 GPUs (IDs 0 to 7)`, `1 GPU (ID 0)`.
+fn describe_pool(count: u32) -> String {
+    match count {
+        1 => "1 GPU (ID 0)".to_string(),
+        _ => format!("{count} GPUs (IDs 0 to {})", count - 1),
+    }
+}
+
+/// `1 existing GPU`, `8 existing GPUs`.
+fn gpus_counted(count: u32, adjective: &str) -> String {
+    let plural = if count == 1 { "" } else { "s" };
+    format!("{count} {adjective}GPU{plural}")
 }
 
 /// `--gpus`, checked against what NVML reports; or NVML's count when not given.
@@ -100,7 +121,10 @@ fn detected(gpus: &Gpus) -> Result<u32> {
         .driver_version()
         .map(|version| format!(" (driver {version})"))
         .unwrap_or_default();
-    println!("Detected {} GPUs through NVML{driver}", devices.len());
+    output::println(&format!(
+        "Detected {} through NVML{driver}",
+        gpus_counted(devices.len() as u32, "")
+    ))?;
     Ok(devices.len() as u32)
 }
 

@@ -4,10 +4,9 @@
 //! environment means no output and no store; otherwise one unlocked snapshot read and
 //! the liveness rules, never NVML and never a write.
 
-use std::io::Write;
-
 use crate::commands::Context;
 use crate::error::Result;
+use crate::output;
 use crate::shell::prompt::{FORMAT_VAR, segment};
 use crate::shell::session::holding_of;
 use crate::shell::vars::Vars;
@@ -43,7 +42,6 @@ pub fn prompt(open: impl FnOnce() -> Result<Context>) -> Result<i32> {
         &shown.gpus(),
         holding.expires.map(|t| t - now),
     );
-    // A closed pipe (a prompt that stopped reading) is not worth an error message.
-    let _ = std::io::stdout().write_all(text.as_bytes());
+    output::print(&text)?;
     Ok(0)
 }

@@ -10,6 +10,8 @@ use crate::commands::{Context, current_user, format_ids, now};
 use crate::error::{Error, Result};
 use crate::liveness::ProcView;
 use crate::model::{Kind, Owner, Reservation};
+use crate::output;
+use crate::powers;
 use crate::shell::lease;
 use crate::shell::session::{self, Session, Truth};
 use crate::shell::vars::Vars;
@@ -23,7 +25,7 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
         return sync(ctx, args, session);
     }
     if let Some(ids) = &args.gpu_ids {
-        return release_ids(ctx, ids, args.shell.is_some());
+        return release_ids(ctx, ids, args.shell.is_some(), args.force);
     }
     let vars = args.shell.map(|_| Vars::from_env()).transpose()?;
     let only = match (&session, args.all) {
@@ -59,15 +61,13 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
 
     let Some(session) = session else {
         if released.is_empty() {
-            println!("No manually reserved GPUs to release");
-        } else {
-            println!(
-                "Released {} GPU(s): {}",
-                released.len(),
-                format_ids(&released)
-            );
+            return output::println("No manually reserved GPUs to release");
         }
-        return Ok(());
+        return output::println(&format!(
+            "Released {} GPU(s): {}",
+            released.len(),
+            format_ids(&released)
+        ));
     };
     // Shell mode: stdout is for shell code only.
     if !released.is_empty() {
@@ -90,8 +90,7 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
         .filter(|d| !d.ids.iter().all(|id| released.contains(id)))
         .collect();
     session.report(&news);
-    print!("{}", session::script(shell, &vars, &after, now));
-    Ok(())
+    output::print(&session::script(shell, &vars, &after, now))
 }
 
 fn explain_nothing_released(session: &Session, vars: Option<&Vars>, others: &[u32]) {
@@ -136,8 +135,7 @@ fn sync(ctx: &Context, args: &ReleaseArgs, session: Option<Session>) -> Result<(
     if after.has_layer() {
         session.refresh_lease(&mut after, &ctx.view);
     }
-    print!("{}", session::script(shell, &vars, &after, now));
-    Ok(())
+    output::print(&session::script(shell, &vars, &after, now))
 }
 
 /// `--inherited`: at shell start, drop variables that came from a shell that is not this
@@ -155,20 +153,24 @@ pub fn inherited(args: &ReleaseArgs) -> Result<i32> {
     };
     let (after, dropped) = session.settle(&vars, Truth::ProcessTree, now, &rules, &view);
     session.report(&dropped);
-    print!("{}", session::script(shell, &vars, &after, now));
+    output::print(&session::script(shell, &vars, &after, now))?;
     Ok(0)
 }
 
-/// `release --gpu-ids`: exactly these GPUs, all or nothing, each of them the caller's.
-fn release_ids(ctx: &Context, ids: &[u32], shell_mode: bool) -> Result<()> {
+/// `release --gpu-ids`: exactly these GPUs, all or nothing, each of them the caller's;
+/// with `--force` (admins only) others' too.
+fn release_ids(ctx: &Context, ids: &[u32], shell_mode: bool, force: bool) -> Result<()> {
     let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
     if ids.is_empty() || distinct.len() != ids.len() {
         return Err(Error::usage(
             "--gpu-ids names a GPU twice or none; give distinct ids, e.g. --gpu-ids 1,3",
         ));
     }
+    if force {
+        powers::require_admin(&ctx.config, &ctx.store, "take back GPUs that others hold")?;
+    }
     let user = current_user();
-    let owners = ctx.store.update(|pool, now| {
+    let (owners, reclaimed) = ctx.store.update(|pool, now| {
         ctx.sweep(pool, now);
         let refusals: Vec<String> = ids
             .iter()
@@ -176,9 +178,10 @@ fn release_ids(ctx: &Context, ids: &[u32], shell_mode: bool) -> Result<()> {
                 None => Some(format!("GPU {id} is not in the pool")),
                 Some(slot) => match &slot.reservation {
                     None => Some(format!("GPU {id} is not reserved")),
-                    Some(r) if !r.held_by(&user) => {
-                        Some(format!("GPU {id} is held by {}, not by you", r.user))
-                    }
+                    Some(r) if !r.held_by(&user) && !force => Some(format!(
+                        "GPU {id} is held by {}, not by you (an admin can take it back with --force)",
+                        r.user
+                    )),
                     Some(_) => None,
                 },
             })
@@ -189,21 +192,38 @@ fn release_ids(ctx: &Context, ids: &[u32], shell_mode: bool) -> Result<()> {
                 refusals.join("; ")
             )));
         }
-        Ok(ids
-            .iter()
-            .filter_map(|&id| pool.release(id, now).and_then(|r| r.owner))
-            .collect::<Vec<Owner>>())
+        let mut owners = Vec::new();
+        let mut reclaimed = Vec::new();
+        for &id in ids {
+            let others = pool.gpus[id as usize]
+                .reservation
+                .as_ref()
+                .filter(|r| !r.held_by(&user))
+                .map(|r| r.user.clone());
+            let ended = match &others {
+                Some(holder) => {
+                    reclaimed.push((id, holder.clone()));
+                    pool.reclaim(id, now, &user)
+                }
+                None => pool.release(id, now),
+            };
+            owners.extend(ended.and_then(|r| r.owner));
+        }
+        Ok((owners, reclaimed))
     })?;
     // Shells that held any of them notice at their next prompt.
     for owner in &owners {
         lease::remove(owner);
     }
-    let message = format!("Released {} GPU(s): {}", ids.len(), format_ids(ids));
+    let mut message = format!("Released {} GPU(s): {}", ids.len(), format_ids(ids));
+    for (id, holder) in &reclaimed {
+        message.push_str(&format!("\nTook GPU {id} back from {holder}"));
+    }
     // In shell mode stdout is evaluated as shell code.
     if shell_mode {
         eprintln!("{message}");
+        Ok(())
     } else {
-        println!("{message}");
+        output::println(&message)
     }
-    Ok(())
 }

@@ -10,6 +10,7 @@ use crate::commands::gpus::{Gpus, describe_processes, memory_threshold};
 use crate::duration::format_hms;
 use crate::error::{Error, Result};
 use crate::model::{GpuSlot, Kind, Pool, Reservation, Timestamp};
+use crate::output;
 use crate::views::{self, GpuState};
 
 pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
@@ -27,16 +28,14 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
         let views = views::gpu_views(&pool, &gpus, threshold);
         let text = serde_json::to_string(&views)
             .map_err(|e| Error::failure(format!("cannot encode the status as JSON: {e}")))?;
-        println!("{text}");
-        return Ok(());
+        return output::println(&text);
     }
     let mut out = String::new();
     for slot in &pool.gpus {
         out.push_str(&describe(slot, &pool, now, &gpus, threshold));
         out.push('\n');
     }
-    print!("{out}");
-    Ok(())
+    output::print(&out)
 }
 
 fn describe_nvml(gpus: &Gpus, pool_size: usize, threshold: u64) -> String {
@@ -112,10 +111,16 @@ fn describe(slot: &GpuSlot, pool: &Pool, now: Timestamp, gpus: &Gpus, threshold:
 fn available(slot: &GpuSlot, pool: &Pool, now: Timestamp) -> String {
     let id = slot.id;
     match (slot.last_released, pool.initialized_at) {
-        (Some(t), _) => format!(
-            "GPU {id}: AVAILABLE (last released {} ago)",
-            format_hms(now - t)
-        ),
+        (Some(t), _) => {
+            let by = slot
+                .reclaimed_by()
+                .map(|admin| format!(", reclaimed by {admin}"))
+                .unwrap_or_default();
+            format!(
+                "GPU {id}: AVAILABLE (last released {} ago{by})",
+                format_hms(now - t)
+            )
+        }
         (None, Some(t)) => format!(
             "GPU {id}: AVAILABLE (never reserved, initialized {} ago)",
             format_hms(now - t)
@@ -135,9 +140,10 @@ fn reserved(id: u32, r: &Reservation, now: Timestamp) -> String {
             None => "manual".to_string(),
         },
     };
+    // Upstream clients write actual_user even when it is the user shown.
     let detail = match &r.actual_user {
-        Some(account) => format!("{detail}, account {account}"),
-        None => detail,
+        Some(account) if *account != r.user => format!("{detail}, account {account}"),
+        _ => detail,
     };
     let mut line = format!(
         "GPU {id}: IN USE by {} for {} ({detail})",

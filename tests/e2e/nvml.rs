@@ -387,6 +387,87 @@ fn use_without_reservation_is_shown_and_not_handed_out() {
 }
 
 #[test]
+fn waiting_counts_and_hints_leave_out_gpus_busy_outside_the_tool() {
+    let store = TestStore::new(Backend::File);
+    let other = Sleeper::as_other_user();
+    // GPU 0 is busy without a reservation, GPU 1 will be reserved, GPU 2 is free.
+    let stub = Stub::new(&h100s(
+        &[10300, 0, 0],
+        &format!("proc 0 {} 10240\n", other.pid()),
+    ));
+    stub.run(&store, &["admin"]).ok();
+    stub.run(&store, &["reserve", "-G", "1"]).ok();
+
+    // Waiting can help (GPU 1 comes back): the hint and the waiting line count GPU 0 out.
+    let refused = stub.run(&store, &["reserve", "--gpus", "2"]);
+    assert!(refused.stderr.contains("add --wait"), "{}", refused.stderr);
+    let waited = stub.run(&store, &["reserve", "--gpus", "2", "--wait=300ms"]);
+    assert!(
+        waited
+            .stderr
+            .contains("position 1 of 1 in the queue, 1 of 3 GPUs free (Ctrl-C to give up)"),
+        "{}",
+        waited.stderr
+    );
+
+    // Waiting cannot help: only --force (or the other user) frees GPU 0.
+    for args in [
+        &["reserve", "--gpus", "3"][..],
+        &["reserve", "--gpus", "3", "--wait=30s"],
+        &["reserve", "-G", "0"],
+        &["reserve", "-G", "0,1", "--wait=30s"],
+    ] {
+        let refused = stub.run(&store, args);
+        assert_eq!(refused.code, Some(1), "{args:?}: {}", refused.stderr);
+        assert!(
+            refused.stderr.contains("--force"),
+            "{args:?}: {}",
+            refused.stderr
+        );
+        assert!(
+            !refused.stderr.contains("--wait") && !refused.stderr.contains("gave up"),
+            "{args:?}: {}",
+            refused.stderr
+        );
+    }
+}
+
+#[test]
+fn a_waiter_gets_a_gpu_its_holder_was_using_once_released() {
+    let store = TestStore::new(Backend::File);
+    let holder = Sleeper::as_me();
+    // The holder's job uses GPU 0 when the waiter asks NVML.
+    let stub = Stub::new(&h100s(
+        &[10300],
+        &format!("proc 0 {} 10240\n", holder.pid()),
+    ));
+    stub.run(&store, &["admin"]).ok();
+    stub.run(&store, &["reserve", "--force"]).ok();
+    let waiter = stub
+        .command(&store)
+        .args(["reserve", "--wait=30s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(20), "the waiter to queue", || {
+        let queue = stub.run(&store, &["queue"]).ok();
+        queue.stdout.starts_with("1. ").then_some(())
+    });
+    // The job ends and the holder releases: what the waiter saw is stale now.
+    drop(holder);
+    stub.set(&h100s(&[0], ""));
+    stub.run(&store, &["release"]).ok();
+    let out = Out::of(waiter.wait_with_output().unwrap());
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Reserved 1 GPU(s) [0]"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn force_hands_out_gpus_in_use() {
     each_backend(|store| {
         let other = Sleeper::as_other_user();
