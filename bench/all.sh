@@ -35,9 +35,10 @@ def means(name):
     with open(os.path.join(folder, name + ".json")) as f:
         return [r["mean"] * 1000 for r in json.load(f)["results"]]
 
-zsh_plain, zsh_init = means("shell-zsh")
+zsh_plain, zsh_init, zsh_source = means("shell-zsh")
 print(f"| zsh -i -c exit | {zsh_plain:.2f} ms | |")
 print(f"| zsh -i -c exit with init | {zsh_init:.2f} ms (+{zsh_init - zsh_plain:.2f} ms) | under +5 ms |")
+print(f"| zsh -i -c exit with source init.zsh (Debian package) | {zsh_source:.2f} ms (+{zsh_source - zsh_plain:.2f} ms) | |")
 for name, label in [("shell-prompt-holds", "holding GPUs"), ("shell-prompt-none", "holding none")]:
     true_ms, prompt_ms = means(name)
     print(f"| canhazgpu prompt, shell {label} | {prompt_ms:.2f} ms ({prompt_ms / true_ms:.2f}x /bin/true) | within 3x |")

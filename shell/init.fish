@@ -14,7 +14,7 @@
 #
 # fish cannot read the time without running a program, so the expiry check compares
 # the time since boot (/proc/uptime, read by a builtin, in hundredths of a second) with
-# _canhazgpu_deadline, which the binary sets alongside CANHAZGPU_EXPIRES.
+# _canhazgpu_deadline_cs, which the binary sets alongside CANHAZGPU_EXPIRES.
 
 # Every variable a reservation sets and a release restores (the binary's list).
 set -g _canhazgpu_vars \
@@ -116,7 +116,7 @@ function _canhazgpu_hook --on-event fish_prompt --on-event fish_postexec
     set -l up (_canhazgpu_uptime)
     if string match -qr '^[0-9]{1,18}$' -- "$up"
         set due 0
-        for at in "$_canhazgpu_deadline" "$_canhazgpu_check"
+        for at in "$_canhazgpu_deadline_cs" "$_canhazgpu_check"
             if not string match -qr '^[0-9]{1,18}$' -- "$at"; or test "$up" -ge "$at"
                 set due 1
             end
@@ -156,9 +156,9 @@ function canhazgpu_prompt --description 'Prompt segment for the GPUs this shell 
     end
     set -l left '?'
     set -l up (_canhazgpu_uptime)
-    if string match -qr '^[0-9]{1,18}$' -- "$_canhazgpu_deadline"; and string match -qr '^[0-9]+$' -- "$up"
+    if string match -qr '^[0-9]{1,18}$' -- "$_canhazgpu_deadline_cs"; and string match -qr '^[0-9]+$' -- "$up"
         # Whole seconds left, rounded up as the other shells count them.
-        set -l secs (math "ceil(($_canhazgpu_deadline - $up) / 100)")
+        set -l secs (math "ceil(($_canhazgpu_deadline_cs - $up) / 100)")
         if test $secs -ge 3600
             set left (math -s0 "$secs / 3600")h(math -s0 "$secs % 3600 / 60")m
         else if test $secs -ge 60

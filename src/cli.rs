@@ -49,6 +49,8 @@ pub enum Command {
     Init(InitArgs),
     Prompt(PromptArgs),
     Completions(CompletionsArgs),
+    #[command(hide = true)]
+    GenerateMan(GenerateManArgs),
 }
 
 /// Initialize GPU pool for this machine
@@ -361,7 +363,11 @@ pub enum VisibleDevices {
     canhazgpu init fish | source           # ~/.config/fish/config.fish\n\n\
     Then `canhazgpu reserve` exports CUDA_VISIBLE_DEVICES into the shell, `canhazgpu release`\n\
     restores what was there before, the shell's exit releases, and `canhazgpu_prompt` prints\n\
-    a prompt segment such as `gpu:1,5 3h59m`. See docs/shell.md.")]
+    a prompt segment such as `gpu:1,5 3h59m`. See docs/shell.md.\n\n\
+    The Debian package also installs these scripts as /usr/share/canhazgpu/init.bash,\n\
+    init.zsh and init.fish; `source` one instead, and shells start without running\n\
+    canhazgpu:\n  \
+    source /usr/share/canhazgpu/init.bash   # ~/.bashrc (init.zsh: ~/.zshrc, init.fish)")]
 pub struct InitArgs {
     #[arg(value_enum)]
     pub shell: Shell,
@@ -387,4 +393,13 @@ pub struct PromptArgs {}
 pub struct CompletionsArgs {
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// Write the manual pages (canhazgpu.1 and one per subcommand) into DIR; hidden, for
+/// packaging (scripts/package.sh) and for the committed man/ (a test keeps it fresh)
+#[derive(Args, Debug)]
+pub struct GenerateManArgs {
+    /// Directory to write the pages to (created if missing)
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }

@@ -226,6 +226,63 @@ mod tests {
         );
     }
 
+    /// The commented configuration that the Debian package installs as a conffile.
+    const PACKAGED: &str = include_str!("../packaging/deb/config.toml");
+
+    /// The packaged file's `# key = value` lines, uncommented, by key.
+    fn packaged_settings() -> Vec<(&'static str, &'static str)> {
+        PACKAGED
+            .lines()
+            .filter_map(|line| line.strip_prefix("# ")?.split_once(" = "))
+            .filter(|(key, _)| !key.contains(' '))
+            .collect()
+    }
+
+    #[test]
+    fn the_packaged_config_explains_every_key_and_changes_nothing() {
+        let keys: Vec<&str> = packaged_settings().iter().map(|(key, _)| *key).collect();
+        for key in KNOWN_KEYS {
+            assert!(
+                keys.contains(&key),
+                "packaging/deb/config.toml has no `# {key} = ...` line explaining `{key}`"
+            );
+        }
+        assert_eq!(
+            keys.len(),
+            KNOWN_KEYS.len(),
+            "unknown or repeated keys: {keys:?}"
+        );
+        assert!(
+            PACKAGED.lines().all(|l| l.is_empty() || l.starts_with('#')),
+            "as installed, every line must be commented out"
+        );
+    }
+
+    #[test]
+    fn the_packaged_config_shows_the_defaults() {
+        let settings: Vec<String> = packaged_settings()
+            .iter()
+            .map(|(key, value)| format!("{key} = {value}"))
+            .collect();
+        let config = parse(&settings.join("\n")).unwrap();
+        assert_eq!(config.store, Some(Store::default_url()));
+        assert_eq!(config.default_duration, Some(DEFAULT_RESERVATION));
+        assert_eq!(
+            config.allocation_policy,
+            Some(crate::alloc::Policy::default())
+        );
+        assert_eq!(config.heartbeat_interval, Some(DEFAULT_HEARTBEAT_INTERVAL));
+        assert_eq!(config.heartbeat_timeout, Some(DEFAULT_HEARTBEAT_TIMEOUT));
+        assert_eq!(
+            config.memory_threshold,
+            Some(crate::commands::gpus::DEFAULT_MEMORY_THRESHOLD_MIB)
+        );
+        assert_eq!(config.visible_devices, Some(VisibleDevices::default()));
+        assert!(config.admins.is_empty());
+        // No default path exists (the loader searches); the file shows an example.
+        assert!(config.nvml_library.is_some());
+    }
+
     #[test]
     fn reads_admins() {
         let config = parse("admins = [\"alice\", \"@gpu-admins\"]").unwrap();

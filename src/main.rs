@@ -100,6 +100,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         // need it.
         Command::Init(args) => commands::init::init(args),
         Command::Completions(args) => commands::completions::completions(args),
+        Command::GenerateMan(args) => commands::man::generate_man(args),
         Command::Prompt(_) => commands::prompt::prompt(|| shell_context(&cli, true)),
         Command::Release(args) if args.inherited => commands::release::inherited(args),
         Command::Admin(args) => commands::admin::admin(&context(&cli)?, args).map(|()| 0),

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod completions;
 pub mod gpus;
 pub mod init;
+pub mod man;
 pub mod prompt;
 pub mod queue;
 pub mod release;

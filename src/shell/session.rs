@@ -17,8 +17,10 @@ use super::vars::{Ending, Fate, Holding, LEASE, Lost, Unwritable, Vars};
 
 /// fish has no clock it can read without running a program, so its hook compares
 /// `/proc/uptime` (in hundredths of a second) with this global instead of
-/// `CANHAZGPU_EXPIRES` with the time.
-pub const FISH_DEADLINE: &str = "_canhazgpu_deadline";
+/// `CANHAZGPU_EXPIRES` with the time. Versions that counted in whole seconds called it
+/// `_canhazgpu_deadline`: a fish started before an upgrade does not find this one, and
+/// its old hook asks at every prompt rather than never.
+pub const FISH_DEADLINE: &str = "_canhazgpu_deadline_cs";
 /// When the hook asks the store even though nothing it can see changed (unix seconds;
 /// fish: uptime in hundredths). It catches what no marker can signal: a release from
 /// a container or another host, a reinitialized pool, a marker the shell cannot see.
@@ -499,13 +501,15 @@ mod tests {
         assert!(text.contains("set -gx CUDA_VISIBLE_DEVICES '0'"), "{text}");
         // 3 s reserved at 400.30: 2.70 s left, which the prompt shows as 3s, not 4s.
         assert!(
-            text.contains("set -g _canhazgpu_deadline 1000320\n"),
+            text.contains("set -g _canhazgpu_deadline_cs 1000320\n"),
             "{text}"
         );
         assert!(text.contains("set -g _canhazgpu_check 1003050\n"), "{text}");
         let text = script(Shell::Fish, &after, &before, &[], clock());
         assert!(
-            text.contains("set -q -g _canhazgpu_deadline; and set -e -g _canhazgpu_deadline\n")
+            text.contains(
+                "set -q -g _canhazgpu_deadline_cs; and set -e -g _canhazgpu_deadline_cs\n"
+            )
         );
         assert!(text.ends_with("set -q -g _canhazgpu_check; and set -e -g _canhazgpu_check\n"));
         let text = script(Shell::Bash, &before, &after, &[], clock());

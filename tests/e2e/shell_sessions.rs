@@ -465,7 +465,7 @@ canhazgpu reserve --duration 2s; or exit 1
 emit fish_prompt
 set -q CUDA_VISIBLE_DEVICES; and echo "still=$CUDA_VISIBLE_DEVICES"; or echo still=unset
 set -l n 0
-while test (_canhazgpu_uptime) -lt $_canhazgpu_deadline
+while test (_canhazgpu_uptime) -lt $_canhazgpu_deadline_cs
   set n (math $n + 1); test $n -lt 200; or exit 3; sleep 0.05
 end
 emit fish_prompt

@@ -20,7 +20,7 @@ fn store(gpus: u32) -> TestStore {
 }
 
 /// Waits, in the shell, until its hook's clock reaches `CANHAZGPU_EXPIRES` (bash, zsh)
-/// or `_canhazgpu_deadline` (fish); defines `wait_expiry`.
+/// or `_canhazgpu_deadline_cs` (fish); defines `wait_expiry`.
 const WAIT_EXPIRY_POSIX: &str = r#"
 clock() {
   if [ -n "${BASH_VERSION-}" ]; then printf -v now '%(%s)T' -1; else now=$EPOCHSECONDS; fi
@@ -35,7 +35,7 @@ wait_expiry() {
 const WAIT_EXPIRY_FISH: &str = r#"
 function wait_expiry
     set -l n 0
-    while test (_canhazgpu_uptime) -lt $_canhazgpu_deadline
+    while test (_canhazgpu_uptime) -lt $_canhazgpu_deadline_cs
         set n (math $n + 1); test $n -lt 200; or exit 3; sleep 0.05
     end
 end
