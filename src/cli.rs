@@ -123,6 +123,11 @@ pub struct ReleaseArgs {
     /// not an ancestor (used by the script from `init` at shell start)
     #[arg(long, hide = true, requires = "shell", conflicts_with_all = ["all", "gpu_ids"])]
     pub inherited: bool,
+
+    /// The shell function runs in a subshell: print the shell code only if it goes back
+    /// to the shell for `eval "$(...)"` (used by the function from `init`)
+    #[arg(long, hide = true, requires = "shell")]
+    pub subshell: bool,
 }
 
 /// Reserve GPUs manually for a specified duration
@@ -135,8 +140,8 @@ pub struct ReleaseArgs {
     Durations: 30m, 2h, 1d, 0.5h, 1h30m (at most 30d). The export line goes to stdout,\n\
     everything else to stderr.\n\n\
     In a shell set up with `canhazgpu init`, reserve exports CUDA_VISIBLE_DEVICES into that\n\
-    shell by itself, the GPUs are released when the shell exits, and a second reserve adds\n\
-    GPUs to the ones the shell holds.")]
+    shell by itself (the eval form above does the same there), the GPUs are released when\n\
+    the shell exits, and a second reserve adds GPUs to the ones the shell holds.")]
 pub struct ReserveArgs {
     /// Number of GPUs to reserve
     #[arg(short, long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -156,6 +161,11 @@ pub struct ReserveArgs {
     /// Bind the reservation to this shell process (used by the function from `init`)
     #[arg(long, hide = true, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
     pub owner_pid: Option<u32>,
+
+    /// The shell function runs in a subshell: print the shell code only if it goes back
+    /// to the shell for `eval "$(...)"` (used by the function from `init`)
+    #[arg(long, hide = true, requires = "shell")]
+    pub subshell: bool,
 
     // Last, because its help heading applies to every argument after it.
     #[command(flatten)]

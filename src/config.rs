@@ -13,6 +13,8 @@ use crate::liveness::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT};
 use crate::store::Store;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/canhazgpu/config.toml";
+/// The environment variable that chooses the store (the `--store` flag reads it too).
+pub const STORE_ENV: &str = "CANHAZGPU_STORE";
 /// The seed's default for `reserve`.
 const DEFAULT_RESERVATION: Duration = Duration::from_secs(8 * 3600);
 const KNOWN_KEYS: [&str; 9] = [

@@ -7,9 +7,9 @@
 use std::collections::BTreeSet;
 
 use crate::cli::{AllocationArgs, NvmlArgs, UsageArgs, VisibleDevices};
-use crate::commands::{cuda_list, format_ids};
 use crate::config::Config;
 use crate::gpu::{self, GpuInfo, GpuProcess, Probe};
+use crate::gpu_env::{self, Device};
 
 pub const DEFAULT_MEMORY_THRESHOLD_MIB: u64 = 1024;
 
@@ -178,9 +178,9 @@ impl Allocation {
         }
     }
 
-    /// Warns about busy GPUs that `--force` handed out, and returns the device list to
-    /// export for `ids`.
-    pub fn chosen(&self, ids: &[u32]) -> String {
+    /// Warns about busy GPUs that `--force` handed out, and returns the devices `ids`
+    /// are, named as the configuration asks.
+    pub fn chosen(&self, ids: &[u32]) -> Vec<Device> {
         for &id in ids {
             if let Some(gpu) = self.gpus.get(id).filter(|_| self.busy.contains(&id)) {
                 let by = if gpu.processes.is_empty() {
@@ -193,41 +193,17 @@ impl Allocation {
                 );
             }
         }
-        visible_devices(ids, self.mode, &self.gpus)
-    }
-}
-
-/// The CUDA_VISIBLE_DEVICES list for `ids`. Without NVML, UUID mode falls back to the
-/// indices: under CUDA_DEVICE_ORDER=PCI_BUS_ID they name the same GPUs, and refusing
-/// every job while the driver is unwell would help nobody.
-pub fn visible_devices(ids: &[u32], mode: VisibleDevices, gpus: &Gpus) -> String {
-    if mode == VisibleDevices::Uuid {
-        let uuids: Option<Vec<&str>> = ids
-            .iter()
-            .map(|&id| gpus.get(id).map(|gpu| gpu.uuid.as_str()))
-            .collect();
-        match (uuids, gpus.devices()) {
-            (Some(uuids), _) => return uuids.join(","),
-            (None, None) => eprintln!(
-                "canhazgpu: warning: GPU UUIDs (visible_devices = uuid) need NVML, which is not \
-                 available here; exporting GPU indices instead, which name the same GPUs"
-            ),
-            (None, Some(devices)) => {
-                let missing: Vec<u32> = ids
-                    .iter()
-                    .copied()
-                    .filter(|&id| gpus.get(id).is_none())
-                    .collect();
-                eprintln!(
-                    "canhazgpu: warning: NVML reports {} GPU(s) and no GPU {}, so it has no UUID \
-                     for it (is the pool larger than this host?); exporting GPU indices instead",
-                    devices.len(),
-                    format_ids(&missing)
-                );
-            }
+        let (devices, warning) = gpu_env::name_devices(
+            ids,
+            self.mode,
+            |id| self.gpus.get(id).map(|gpu| gpu.uuid.clone()),
+            self.gpus.devices().map(<[GpuInfo]>::len),
+        );
+        if let Some(warning) = warning {
+            eprintln!("canhazgpu: warning: {warning}");
         }
+        devices
     }
-    cuda_list(ids)
 }
 
 #[cfg(test)]
@@ -279,22 +255,6 @@ mod tests {
         assert_eq!(
             describe_processes(&gpu.processes),
             "alice (pid 12, 10240 MiB), ? (pid 13, 0 MiB)"
-        );
-    }
-
-    #[test]
-    fn uuids_or_indices() {
-        let two = gpus(Some(vec![gpu(0, 0, &[]), gpu(1, 0, &[])]));
-        assert_eq!(
-            visible_devices(&[0, 1], VisibleDevices::Uuid, &two),
-            "GPU-0,GPU-1"
-        );
-        assert_eq!(visible_devices(&[0, 1], VisibleDevices::Index, &two), "0,1");
-        // A GPU NVML does not know, or no NVML at all: indices for all.
-        assert_eq!(visible_devices(&[1, 2], VisibleDevices::Uuid, &two), "1,2");
-        assert_eq!(
-            visible_devices(&[1], VisibleDevices::Uuid, &gpus(None)),
-            "1"
         );
     }
 }

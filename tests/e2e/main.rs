@@ -21,6 +21,7 @@ mod queue;
 mod real_driver;
 mod reporting;
 mod shell_sessions;
+mod shell_setups;
 mod shell_tmux;
 mod signals_and_zombies;
 mod stress;

@@ -956,3 +956,61 @@ fn without_the_library_status_does_not_walk_the_loader_path() {
     let empty = TempDir::new().unwrap();
     assert_eq!(library_searches(&store, Some(empty.path())), 1);
 }
+
+#[test]
+fn the_shell_integration_exports_uuids_like_run() {
+    let posix = r#"
+INIT
+canhazgpu reserve
+echo "one=$CUDA_VISIBLE_DEVICES|$NVIDIA_VISIBLE_DEVICES|$CANHAZGPU_GPUS|$CUDA_DEVICE_ORDER"
+canhazgpu reserve --gpus 2
+echo "three=$CUDA_VISIBLE_DEVICES"
+canhazgpu release --gpu-ids 1
+echo "two=$CUDA_VISIBLE_DEVICES|$CANHAZGPU_GPUS"
+canhazgpu release
+echo "none=${CUDA_VISIBLE_DEVICES-unset}"
+"#;
+    let fish = r#"
+INIT
+canhazgpu reserve; or exit 1
+echo "one=$CUDA_VISIBLE_DEVICES|$NVIDIA_VISIBLE_DEVICES|$CANHAZGPU_GPUS|$CUDA_DEVICE_ORDER"
+canhazgpu reserve --gpus 2; or exit 1
+echo "three=$CUDA_VISIBLE_DEVICES"
+canhazgpu release --gpu-ids 1; or exit 1
+echo "two=$CUDA_VISIBLE_DEVICES|$CANHAZGPU_GPUS"
+canhazgpu release; or exit 1
+set -q CUDA_VISIBLE_DEVICES; and echo "none=$CUDA_VISIBLE_DEVICES"; or echo none=unset
+"#;
+    for sh in common::shell::SHELLS {
+        let store = TestStore::new(Backend::File);
+        let stub = Stub::new(&h100s(&[0, 0, 0], ""));
+        stub.run(&store, &["admin"]).ok();
+        std::fs::write(store.config_path(), "visible_devices = \"uuid\"\n").unwrap();
+        let library = nvml::stub_library_dir(Variant::Current);
+        let config = stub.config();
+        let run = store
+            .session_with(
+                sh,
+                &common::shell::scripted(sh, posix, fish),
+                &[
+                    ("LD_LIBRARY_PATH", common::path_str(&library)),
+                    (CONFIG_ENV, common::path_str(&config)),
+                ],
+            )
+            .ok();
+        let ctx = run.describe();
+        let (u0, u1, u2) = (uuid(0), uuid(1), uuid(2));
+        assert_eq!(
+            run.value("one"),
+            format!("{u0}|{u0}|0|PCI_BUS_ID"),
+            "{sh:?}: {ctx}"
+        );
+        assert_eq!(
+            run.value("three"),
+            format!("{u0},{u1},{u2}"),
+            "{sh:?}: {ctx}"
+        );
+        assert_eq!(run.value("two"), format!("{u0},{u2}|0,2"), "{sh:?}: {ctx}");
+        assert_eq!(run.value("none"), "unset", "{sh:?}: {ctx}");
+    }
+}
