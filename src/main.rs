@@ -8,6 +8,7 @@ mod duration;
 mod error;
 mod gpu;
 mod gpu_env;
+mod host;
 mod lab;
 mod liveness;
 mod model;
@@ -127,7 +128,8 @@ fn context(cli: &Cli) -> Result<Context> {
 /// is the one the shell's reservation is in (`CANHAZGPU_SHELL_STORE`, which
 /// `reserve --store` records) unless `--store` names another.
 fn shell_context(cli: &Cli, for_shell: bool) -> Result<Context> {
-    let config = Config::load(cli.config.as_deref())?;
+    let mut config = Config::load(cli.config.as_deref())?;
+    config.apply_host_env(std::env::var(host::HOST_ENV).ok().as_deref())?;
     let env = std::env::var(config::STORE_ENV).ok();
     // clap fills `store` from the flag or the environment; only the flag is a choice
     // made for this command.
