@@ -115,6 +115,14 @@ impl Config {
         self.heartbeat_timeout.unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT)
     }
 
+    /// The URL [`Config::open_store`] opens.
+    pub fn store_url(&self, flag_or_env: Option<&str>) -> String {
+        flag_or_env
+            .map(str::to_string)
+            .or_else(|| self.store.clone())
+            .unwrap_or_else(Store::default_url)
+    }
+
     pub fn open_store(&self, flag_or_env: Option<&str>) -> Result<Store> {
         match (flag_or_env, &self.store) {
             (Some(url), _) => Store::open(url),
@@ -210,9 +218,9 @@ fn parse(text: &str) -> std::result::Result<Config, String> {
 /// `[hosts]` with `gpu3 = "redis://gpu3.lab:6379/0"` lines (or `hosts = { ... }`).
 fn parse_hosts(value: &toml::Value) -> std::result::Result<BTreeMap<HostName, String>, String> {
     let example = "e.g. [hosts] with a line gpu3 = \"redis://gpu3.lab:6379/0\"";
-    let table = value
-        .as_table()
-        .ok_or_else(|| format!("`hosts` must be a table of host names and store URLs, {example}"))?;
+    let table = value.as_table().ok_or_else(|| {
+        format!("`hosts` must be a table of host names and store URLs, {example}")
+    })?;
     table
         .iter()
         .map(|(name, url)| {
@@ -363,11 +371,20 @@ mod tests {
     #[test]
     fn refuses_bad_lab_keys() {
         for (text, why) in [
-            ("host = \"gpu 7\"", "`host`: \"gpu 7\" is not a valid host name"),
+            (
+                "host = \"gpu 7\"",
+                "`host`: \"gpu 7\" is not a valid host name",
+            ),
             ("host = 7", "`host` must be a string"),
             ("hosts = \"gpu3\"", "`hosts` must be a table"),
-            ("[hosts]\n\"-x\" = \"redis://x/0\"", "a name in `[hosts]`: \"-x\""),
-            ("[hosts]\ngpu3 = 3", "`[hosts]` entry `gpu3` must be a store URL"),
+            (
+                "[hosts]\n\"-x\" = \"redis://x/0\"",
+                "a name in `[hosts]`: \"-x\"",
+            ),
+            (
+                "[hosts]\ngpu3 = 3",
+                "`[hosts]` entry `gpu3` must be a store URL",
+            ),
             ("tls_ca_file = \"ca.pem\"", "absolute"),
         ] {
             let message = parse(text).unwrap_err();
@@ -383,7 +400,11 @@ mod tests {
         config.apply_host_env(Some("b")).unwrap();
         assert_eq!(config.host.as_ref().map(HostName::as_str), Some("b"));
         let e = config.apply_host_env(Some("b{x}")).unwrap_err();
-        assert!(e.message.starts_with("CANHAZGPU_HOST: \"b{x}\""), "{}", e.message);
+        assert!(
+            e.message.starts_with("CANHAZGPU_HOST: \"b{x}\""),
+            "{}",
+            e.message
+        );
         assert_eq!(e.exit_code, crate::error::EXIT_USAGE);
     }
 

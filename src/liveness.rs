@@ -20,6 +20,34 @@ pub trait ProcessView {
     /// Start time in clock ticks of a running process, `None` if there is no such process
     /// or it has exited.
     fn start_ticks(&self, pid: u32) -> Option<u64>;
+    /// Whether any owner may be judged by its process at all; see [`InvisibleView`].
+    fn sees_processes(&self) -> bool {
+        true
+    }
+}
+
+/// The view of a viewer who owns no process of the pool it looks at: another host's pool
+/// (`status --all-hosts`). Every owner is invisible, so only expiry and heartbeats decide,
+/// whatever boot or pid the owner names; only the host that runs the processes may call
+/// one dead.
+pub struct InvisibleView;
+
+impl ProcessView for InvisibleView {
+    fn boot_id(&self) -> &str {
+        ""
+    }
+
+    fn pid_ns(&self) -> u64 {
+        0
+    }
+
+    fn start_ticks(&self, _pid: u32) -> Option<u64> {
+        None
+    }
+
+    fn sees_processes(&self) -> bool {
+        false
+    }
 }
 
 /// The real `/proc`.
@@ -98,7 +126,7 @@ pub enum OwnerState {
 }
 
 pub fn owner_state(owner: &Owner, view: &dyn ProcessView) -> OwnerState {
-    if owner.boot_id != view.boot_id() || owner.pid_ns != view.pid_ns() {
+    if !view.sees_processes() || owner.boot_id != view.boot_id() || owner.pid_ns != view.pid_ns() {
         return OwnerState::Invisible;
     }
     match view.start_ticks(owner.pid) {
@@ -241,6 +269,32 @@ mod tests {
     const RULES: Rules = Rules {
         heartbeat_timeout: Duration::from_secs(300),
     };
+
+    #[test]
+    fn another_hosts_viewer_judges_by_heartbeat_and_expiry_only() {
+        let now = 10_000;
+        // Even an owner whose boot id and namespace a broken /proc would share.
+        let mut unreadable = run_owned_by(10, 55, "", now - 10);
+        unreadable.owner.as_mut().unwrap().pid_ns = 0;
+        assert_eq!(
+            judge(&unreadable, now, &RULES, &InvisibleView),
+            Verdict::Held
+        );
+        let silent = run_owned_by(10, 55, "", now - 301);
+        assert_eq!(
+            judge(&silent, now, &RULES, &InvisibleView),
+            Verdict::Ended(now - 301)
+        );
+        let mut manual = run_owned_by(10, 55, "boot", 0);
+        manual.kind = Kind::Manual;
+        manual.expiry_time = Some(now + 1);
+        assert_eq!(judge(&manual, now, &RULES, &InvisibleView), Verdict::Held);
+        manual.expiry_time = Some(now);
+        assert_eq!(
+            judge(&manual, now, &RULES, &InvisibleView),
+            Verdict::Ended(now)
+        );
+    }
 
     #[test]
     fn owner_rules() {

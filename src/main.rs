@@ -114,9 +114,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
             commands::reserve::reserve(&ctx, args).map(|()| 0)
         }
         Command::Run(args) => commands::run::run(&context(&cli)?, args),
-        Command::Status(args) => commands::status::status(&context(&cli)?, args).map(|()| 0),
-        Command::Queue(args) => commands::queue::queue(&context(&cli)?, args).map(|()| 0),
-        Command::Report(args) => commands::report::report(&context(&cli)?, args).map(|()| 0),
+        Command::Status(args) => commands::status::status(&context(&cli)?, args),
+        Command::Queue(args) => commands::queue::queue(&context(&cli)?, args),
+        Command::Report(args) => commands::report::report(&context(&cli)?, args),
     }
 }
 
@@ -139,9 +139,11 @@ fn shell_context(cli: &Cli, for_shell: bool) -> Result<Context> {
         .flatten()
         .filter(|url| !url.is_empty());
     let store_key = flag.or(layer);
-    let store = config.open_store(store_key.as_deref().or(env.as_deref()))?;
+    let chosen = store_key.as_deref().or(env.as_deref());
+    let store = config.open_store(chosen)?;
     Ok(Context {
         store,
+        store_url: config.store_url(chosen),
         config,
         view: ProcView::new(),
         store_key,

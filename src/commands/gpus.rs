@@ -10,6 +10,8 @@ use crate::cli::{AllocationArgs, NvmlArgs, UsageArgs, VisibleDevices};
 use crate::config::Config;
 use crate::gpu::{self, GpuInfo, GpuProcess, Probe};
 use crate::gpu_env::{self, Device};
+use crate::host::PublishedGpus;
+use crate::model::Timestamp;
 
 pub const DEFAULT_MEMORY_THRESHOLD_MIB: u64 = 1024;
 
@@ -72,8 +74,27 @@ impl Gpus {
         }
     }
 
-    /// No NVML at all, as on a host without the driver.
-    #[cfg(test)]
+    /// What another host published of its NVML's answer, to be shown as if probed here.
+    pub fn published(facts: &PublishedGpus) -> Gpus {
+        Gpus {
+            devices: Some(facts.gpus.clone()),
+            driver_version: facts.driver_version.clone(),
+            problem: None,
+        }
+    }
+
+    /// What this host publishes of this probe for other hosts' views; `None` without NVML.
+    pub fn to_publish(&self, probed_at: Timestamp, threshold_mib: u64) -> Option<PublishedGpus> {
+        Some(PublishedGpus {
+            probed_at,
+            memory_threshold_mib: threshold_mib,
+            driver_version: self.driver_version.clone(),
+            gpus: self.devices.clone()?,
+        })
+    }
+
+    /// No NVML at all, as on a host without the driver (or another host that published
+    /// nothing).
     pub fn none() -> Gpus {
         Gpus {
             devices: None,

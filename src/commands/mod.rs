@@ -23,6 +23,8 @@ use crate::store::Store;
 
 pub struct Context {
     pub store: Store,
+    /// The URL `store` was opened from, for the lab views' threads, which open their own.
+    pub store_url: String,
     pub config: Config,
     pub view: ProcView,
     /// What a shell's layer records as `store`'s place (`CANHAZGPU_SHELL_STORE`): the

@@ -3,22 +3,31 @@
 //! Each line starts with the seed's words (`GPU 0: AVAILABLE ...`, `GPU 1: IN USE by ...`)
 //! so that scripts reading them keep working; what NVML adds comes after them, or
 //! replaces AVAILABLE with IN USE WITHOUT RESERVATION for a GPU someone uses unasked.
+//!
+//! With `--host NAME` or `--all-hosts`, the same lines for each host under a header that
+//! sums the host up (see `crate::lab`).
 
-use crate::cli::StatusArgs;
+use crate::cli::{HostsArgs, StatusArgs};
 use crate::commands::Context;
 use crate::commands::gpus::{Gpus, describe_processes, memory_threshold};
 use crate::duration::format_hms;
-use crate::error::{Error, Result};
+use crate::error::{EXIT_FAILURE, Error, Result};
+use crate::lab::{self, HostState, Selection};
 use crate::model::{GpuSlot, Kind, Pool, Reservation, Timestamp};
 use crate::output;
-use crate::views::{self, GpuState};
+use crate::views::{self, GpuState, HostView};
 
-pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
+/// Returns the exit status: with `--host` or `--all-hosts`, 1 when a host could not be
+/// shown.
+pub fn status(ctx: &Context, args: &StatusArgs) -> Result<i32> {
     // Asked before the pool is read, so the reservations shown are no older than the
     // processes they are compared with.
     let gpus = Gpus::probe(&ctx.config, &args.usage.nvml);
     gpus.warn("showing reservations only");
     let threshold = memory_threshold(&ctx.config, &args.usage);
+    if args.hosts.any() {
+        return lab_status(ctx, args, gpus, threshold);
+    }
     let (pool, now) = ctx.current_pool()?;
     if args.verbose {
         eprintln!("Store: {}", ctx.store.describe());
@@ -28,14 +37,113 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
         let views = views::gpu_views(&pool, &gpus, threshold);
         let text = serde_json::to_string(&views)
             .map_err(|e| Error::failure(format!("cannot encode the status as JSON: {e}")))?;
-        return output::println(&text);
+        return output::println(&text).map(|()| 0);
     }
+    output::print(&gpu_lines(&pool, now, &gpus, threshold)).map(|()| 0)
+}
+
+fn gpu_lines(pool: &Pool, now: Timestamp, gpus: &Gpus, threshold: u64) -> String {
     let mut out = String::new();
     for slot in &pool.gpus {
-        out.push_str(&describe(slot, &pool, now, &gpus, threshold));
+        out.push_str(&describe(slot, pool, now, gpus, threshold));
         out.push('\n');
     }
-    output::print(&out)
+    out
+}
+
+/// What `--host` and `--all-hosts` ask for.
+pub fn selection(args: &HostsArgs) -> Selection {
+    if args.all_hosts {
+        Selection::All
+    } else {
+        Selection::Named(args.hosts.clone())
+    }
+}
+
+/// The exit status of a lab view: 1 when a host could not be shown.
+pub fn lab_exit_status(hosts: &[HostState]) -> i32 {
+    if hosts.iter().all(|host| host.outcome.is_ok()) {
+        0
+    } else {
+        EXIT_FAILURE
+    }
+}
+
+fn lab_status(ctx: &Context, args: &StatusArgs, gpus: Gpus, threshold: u64) -> Result<i32> {
+    let hosts = lab::read(ctx, &selection(&args.hosts), (gpus, threshold), None)?;
+    let shown: Vec<&HostState> = match args.free {
+        // The hosts that could not be read stay in the answer: the best host may be
+        // among them.
+        Some(wanted) => lab::rank_free(&hosts, wanted as usize)
+            .into_iter()
+            .map(|index| &hosts[index])
+            .chain(hosts.iter().filter(|host| host.outcome.is_err()))
+            .collect(),
+        None => hosts.iter().collect(),
+    };
+    if args.verbose {
+        for host in &hosts {
+            eprintln!("Store of {}: {}", host.name, host.store);
+        }
+    }
+    if args.json {
+        let views: Vec<HostView> = shown.iter().map(|host| host.view()).collect();
+        let text = serde_json::to_string(&views)
+            .map_err(|e| Error::failure(format!("cannot encode the status as JSON: {e}")))?;
+        output::println(&text)?;
+        return Ok(lab_exit_status(&hosts));
+    }
+    let mut sections: Vec<String> = Vec::new();
+    if let Some(wanted) = args.free
+        && shown.iter().all(|host| host.outcome.is_err())
+    {
+        sections.push(format!("No host has {wanted} GPU(s) free now\n"));
+    }
+    for host in shown {
+        let mut section = host_header(host);
+        section.push('\n');
+        if let Ok(pool) = &host.outcome {
+            section.push_str(&gpu_lines(
+                &pool.pool,
+                pool.now,
+                &pool.gpus,
+                pool.threshold_mib,
+            ));
+        }
+        sections.push(section);
+    }
+    output::print(&sections.join("\n"))?;
+    Ok(lab_exit_status(&hosts))
+}
+
+/// `== gpu7 (this host) == 8 GPUs: 3 free, 4 reserved, ...; last write 0h 0m 12s ago`,
+/// or the one line saying why the host could not be shown.
+pub fn host_header(host: &HostState) -> String {
+    let this = if host.this_host { " (this host)" } else { "" };
+    let title = format!("== {}{this} ==", host.name);
+    let pool = match &host.outcome {
+        Ok(pool) => pool,
+        Err(problem) => return format!("{title} {}", problem.message),
+    };
+    let view = host.view();
+    let Some(summary) = view.summary else {
+        return title;
+    };
+    let mut line = format!(
+        "{title} {} GPUs: {} free, {} reserved, {} in use without reservation, {} waiting",
+        summary.gpus,
+        summary.available,
+        summary.in_use,
+        summary.in_use_without_reservation,
+        summary.waiting
+    );
+    if let Some(t) = pool.last_write {
+        line.push_str(&format!("; last write {} ago", format_hms(pool.now - t)));
+    }
+    if let Some(t) = pool.nvml_at {
+        line.push_str(&format!("; NVML asked {} ago", format_hms(pool.now - t)));
+    }
+    line
 }
 
 fn describe_nvml(gpus: &Gpus, pool_size: usize, threshold: u64) -> String {

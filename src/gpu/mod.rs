@@ -28,7 +28,7 @@ mod tests;
 use std::path::Path;
 
 /// A process holding a compute context on a GPU.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GpuProcess {
     /// As NVML reports it, i.e. in the host's PID namespace; inside a
     /// container it may not exist in our `/proc`, or be another process.
@@ -41,8 +41,9 @@ pub struct GpuProcess {
     pub user: Option<String>,
 }
 
-/// One GPU as NVML enumerates it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One GPU as NVML enumerates it. Serialisable because a named host publishes what its
+/// NVML says for the lab views of other hosts (see `crate::host::PublishedGpus`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GpuInfo {
     /// NVML's index (PCI bus order); CUDA numbers GPUs the same way only
     /// under `CUDA_DEVICE_ORDER=PCI_BUS_ID`.

@@ -1,0 +1,244 @@
+//! The pools of a lab as one list of hosts: what `status`, `queue` and `report` show with
+//! `--host NAME` or `--all-hosts`, and what the web dashboard shows. The hosts are this
+//! one, every host registered in this host's store (a shared Redis), and every store the
+//! configuration's `[hosts]` names.
+//!
+//! Reading never writes: each pool is judged in memory (what a sweep would free) and only
+//! a host's own commands change its pool; another host's owners are judged by heartbeats
+//! and expiry alone, since only the host that runs a process can tell it is dead. Stores
+//! are read in parallel, each in a few pipelined round trips, under one deadline.
+
+mod judge;
+mod plan;
+mod read;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::commands::Context;
+use crate::commands::gpus::Gpus;
+use crate::error::{Error, Result};
+use crate::host::{HostName, Keyspace, PoolRead, Registration};
+use crate::liveness::{InvisibleView, ProcessView};
+use crate::model::{Timestamp, local_now};
+use crate::store::Store;
+use crate::views::HostView;
+
+pub use judge::{HostState, Problem, rank_free};
+pub use plan::Selection;
+use plan::{OwnHost, Registered, StoreJob};
+use read::{Opener, PoolReader, StoreOutcome, Target};
+
+/// How long a view waits for all its stores together: a store's own connect and read
+/// timeouts are 2 s, and the extra half second lets their message arrive instead of a
+/// bare "no answer".
+pub const DEADLINE: Duration = Duration::from_millis(2500);
+
+/// This host's name as the views show it: config `host`, else the machine's host name.
+pub fn this_host_name(ctx: &Context) -> String {
+    match &ctx.config.host {
+        Some(name) => name.to_string(),
+        None => crate::host::local_hostname().unwrap_or_else(|| "localhost".to_string()),
+    }
+}
+
+/// The hosts of `selection`, this host first, then by name. `local_gpus` is what this
+/// command's NVML probe found, with the threshold in force. An unknown `--host` name is
+/// a usage error; a host that cannot be read is listed with the reason.
+pub fn read(
+    ctx: &Context,
+    selection: &Selection,
+    local_gpus: (Gpus, u64),
+    history_since: Option<Timestamp>,
+) -> Result<Vec<HostState>> {
+    let own = OwnHost {
+        name: this_host_name(ctx),
+        keyspace: ctx
+            .config
+            .host
+            .clone()
+            .map_or(Keyspace::Upstream, Keyspace::Named),
+        url: ctx.store_url.clone(),
+    };
+    let jobs = plan::plan(&own, &ctx.config.hosts, selection);
+    let outcomes = read::read_all(&jobs, &opener(ctx), history_since, DEADLINE);
+    let default_threshold_mib = local_gpus.1;
+    let mut local_gpus = Some(local_gpus);
+    let mut hosts = Vec::new();
+    let mut unknown = Vec::new();
+    let now = local_now();
+    for (job, outcome) in jobs.iter().zip(outcomes) {
+        let outcome = outcome.unwrap_or_else(|| did_not_answer(job));
+        unknown.extend(outcome.unknown.iter().cloned());
+        if let Some(why) = &outcome.failure {
+            // Only a `[hosts]` URL can fail to open: this host's store is open already.
+            let why = if outcome.store.is_empty() {
+                format!(
+                    "its store URL in `[hosts]` of {} is not usable: {why}",
+                    config_path(ctx)
+                )
+            } else {
+                why.clone()
+            };
+            hosts.extend(planned(job).into_iter().map(|target| HostState {
+                name: target_name(&target, &own.name),
+                store: store_name(&outcome.store, &job.url),
+                this_host: target == Target::ThisHost,
+                outcome: Err(Problem::unreachable(why.clone())),
+            }));
+            continue;
+        }
+        for (target, read) in outcome.reads {
+            let this_host = target == Target::ThisHost;
+            let judge = judge::Judge {
+                now,
+                rules: &ctx.rules(),
+                view: if this_host {
+                    &ctx.view as &dyn ProcessView
+                } else {
+                    &InvisibleView
+                },
+                local_gpus: if this_host { local_gpus.take() } else { None },
+                default_threshold_mib,
+            };
+            hosts.push(HostState {
+                name: target_name(&target, &own.name),
+                store: outcome.store.clone(),
+                this_host,
+                outcome: read
+                    .map_err(Problem::answered)
+                    .and_then(|read| judge.judge(read)),
+            });
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(unknown_hosts(ctx, &own, &unknown));
+    }
+    hosts.sort_by(|a, b| {
+        b.this_host
+            .cmp(&a.this_host)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    Ok(hosts)
+}
+
+/// [`read`] as the JSON views, for the web dashboard.
+#[allow(dead_code)] // Its caller, the dashboard (issue 12), has not landed yet.
+pub fn read_hosts(
+    ctx: &Context,
+    selection: &Selection,
+    local_gpus: (Gpus, u64),
+) -> Result<Vec<HostView>> {
+    let hosts = read(ctx, selection, local_gpus, None)?;
+    Ok(hosts.iter().map(HostState::view).collect())
+}
+
+/// The hosts a job was to read, as far as they are known without the store's answer.
+fn planned(job: &StoreJob) -> Vec<Target> {
+    let mut targets = Vec::new();
+    if job.own.is_some() {
+        targets.push(Target::ThisHost);
+    }
+    targets.extend(job.entries.iter().cloned().map(Target::Entry));
+    if let Registered::Only(names) = &job.registered {
+        targets.extend(names.iter().cloned().map(Target::Registered));
+    }
+    targets
+}
+
+fn did_not_answer(job: &StoreJob) -> StoreOutcome {
+    let store = printable_url(&job.url);
+    StoreOutcome {
+        failure: Some(format!(
+            "no answer from {store} within {:.1} s; check that the server is up and \
+             reachable from this host (network, firewall, its bind address)",
+            DEADLINE.as_secs_f64()
+        )),
+        store,
+        reads: Vec::new(),
+        unknown: Vec::new(),
+    }
+}
+
+fn store_name(described: &str, url: &str) -> String {
+    if described.is_empty() {
+        printable_url(url)
+    } else {
+        described.to_string()
+    }
+}
+
+fn target_name(target: &Target, own: &str) -> String {
+    match target {
+        Target::ThisHost => own.to_string(),
+        Target::Entry(name) | Target::Registered(name) => name.to_string(),
+    }
+}
+
+fn unknown_hosts(ctx: &Context, own: &OwnHost, unknown: &[HostName]) -> Error {
+    let names: Vec<&str> = unknown.iter().map(HostName::as_str).collect();
+    let config = config_path(ctx);
+    Error::usage(format!(
+        "unknown host {}: not this host ({}), not registered in the {}, and not in `[hosts]` \
+         of {config}; `canhazgpu status --all-hosts` lists the hosts there are",
+        names.join(", "),
+        own.name,
+        ctx.store.describe(),
+    ))
+}
+
+/// The configuration file in force, for messages about its `[hosts]`.
+fn config_path(ctx: &Context) -> String {
+    ctx.config.path.as_deref().map_or_else(
+        || crate::config::DEFAULT_CONFIG_PATH.to_string(),
+        |path| path.display().to_string(),
+    )
+}
+
+/// Opens stores for the reading threads, with this host's TLS settings.
+fn opener(_ctx: &Context) -> Opener {
+    Arc::new(move |url: &str| {
+        let store = Store::open(url)?;
+        Ok(Box::new(store) as Box<dyn PoolReader>)
+    })
+}
+
+// TEMPORARY (until the store work of issue 11 lands on top of issue 15): upstream keys
+// only, through the existing snapshot.
+impl PoolReader for Store {
+    fn describe(&self) -> String {
+        Store::describe(self)
+    }
+
+    fn registry(&self) -> Result<std::collections::BTreeMap<HostName, Registration>> {
+        Ok(std::collections::BTreeMap::new())
+    }
+
+    fn read(
+        &self,
+        keyspaces: &[Keyspace],
+        history_since: Option<Timestamp>,
+    ) -> Result<Vec<Result<PoolRead>>> {
+        Ok(keyspaces
+            .iter()
+            .map(|_| {
+                let snapshot = self.snapshot()?;
+                let history = match history_since {
+                    Some(since) => Some(self.history(since)?),
+                    None => None,
+                };
+                Ok(PoolRead {
+                    pool: snapshot.pool,
+                    last_write: None,
+                    published: None,
+                    history,
+                })
+            })
+            .collect())
+    }
+}
+
+/// TEMPORARY: the store's URL without a password.
+pub fn printable_url(url: &str) -> String {
+    url.to_string()
+}
