@@ -13,6 +13,7 @@ mod completions;
 mod concurrency;
 mod core;
 mod faults;
+mod lab;
 mod man_pages;
 mod multi_user;
 mod nvml;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod shell;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Stdio};
@@ -31,19 +32,51 @@ pub fn wait_for<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Op
     }
 }
 
+/// How a test's redis-server listens besides its unix socket (which redis-cli always
+/// uses, as the unrestricted default user).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    UnixOnly,
+    /// Plain TCP on 127.0.0.1.
+    Tcp,
+    /// TLS on 127.0.0.1 with the server certificate in this directory (see [`tls`]).
+    Tls(PathBuf),
+}
+
 /// A redis-server on a unix socket in its own temp dir, stopped on drop.
 pub struct RedisServer {
     child: Child,
     pub dir: TempDir,
+    listen: Listen,
+    port: Option<u16>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        let dir = tempfile::tempdir().expect("temp dir for redis");
-        let child = Self::spawn(dir.path());
-        let server = RedisServer { child, dir };
-        server.wait_until_listening();
-        server
+        RedisServer::start_listening(Listen::UnixOnly)
+    }
+
+    /// A server that also listens on a loopback TCP port, plain or TLS. The port is one
+    /// the kernel just called free; should someone take it first, the server fails to
+    /// start and another port is tried.
+    pub fn start_listening(listen: Listen) -> RedisServer {
+        let mut dir = tempfile::tempdir().expect("temp dir for redis");
+        for _ in 0..5 {
+            let port = (listen != Listen::UnixOnly).then(free_port);
+            let child = Self::spawn(dir.path(), &listen, port);
+            let mut server = RedisServer {
+                child,
+                dir,
+                listen: listen.clone(),
+                port,
+            };
+            if server.wait_until_listening() {
+                return server;
+            }
+            let _ = server.child.wait();
+            dir = std::mem::replace(&mut server.dir, tempfile::tempdir().expect("temp dir"));
+        }
+        panic!("redis-server would not start on a free port");
     }
 
     /// Stops the server; its data is gone (it runs without persistence).
@@ -53,28 +86,70 @@ impl RedisServer {
         let _ = std::fs::remove_file(self.socket());
     }
 
-    /// Starts it again, empty, on the same socket.
+    /// Starts it again, empty, on the same socket (and port).
     pub fn start_again(&mut self) {
-        self.child = Self::spawn(self.dir.path());
-        self.wait_until_listening();
+        self.child = Self::spawn(self.dir.path(), &self.listen, self.port);
+        assert!(self.wait_until_listening(), "redis-server did not restart");
     }
 
-    fn wait_until_listening(&self) {
+    /// Freezes the server (SIGSTOP): connections are accepted by the kernel, but nothing
+    /// answers, as with a hung or overloaded server. [`RedisServer::resume`] undoes it.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let status = StdCommand::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Whether it listens; `false` when the server exited (its port was taken).
+    fn wait_until_listening(&mut self) -> bool {
         let socket = self.socket();
-        wait_for(Duration::from_secs(10), "redis-server to listen", || {
-            std::os::unix::net::UnixStream::connect(&socket).ok()
-        });
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+                return true;
+            }
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("timed out after 10s waiting for redis-server to listen");
     }
 
-    fn spawn(dir: &Path) -> Child {
+    fn spawn(dir: &Path, listen: &Listen, port: Option<u16>) -> Child {
         let socket = dir.join("redis.sock");
-        StdCommand::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+        let mut cmd = StdCommand::new("redis-server");
+        cmd.args(["--save", "", "--appendonly", "no"])
             .arg("--unixsocket")
             .arg(&socket)
             .args(["--unixsocketperm", "777", "--dir"])
-            .arg(dir)
-            .stdout(Stdio::null())
+            .arg(dir);
+        let port = port.map(|port| port.to_string()).unwrap_or_default();
+        match listen {
+            Listen::UnixOnly => cmd.args(["--port", "0"]),
+            Listen::Tcp => cmd.args(["--bind", "127.0.0.1", "--port", &port]),
+            Listen::Tls(certs) => cmd
+                .args(["--bind", "127.0.0.1", "--port", "0", "--tls-port", &port])
+                .arg("--tls-cert-file")
+                .arg(certs.join(tls::SERVER_CERT))
+                .arg("--tls-key-file")
+                .arg(certs.join(tls::SERVER_KEY))
+                .arg("--tls-ca-cert-file")
+                .arg(certs.join(tls::CA_CERT))
+                .args(["--tls-auth-clients", "no"]),
+        };
+        cmd.stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed for the tests (apt-get install redis-server)")
@@ -88,6 +163,18 @@ impl RedisServer {
         format!("redis+unix://{}", self.socket().display())
     }
 
+    /// `redis://[USERINFO@]127.0.0.1:PORT/0` (`rediss://` with TLS); `userinfo` is
+    /// `user:password`, or empty.
+    pub fn tcp_url(&self, userinfo: &str) -> String {
+        let port = self.port.expect("a server listening on TCP");
+        let scheme = match self.listen {
+            Listen::Tls(_) => "rediss",
+            _ => "redis",
+        };
+        let at = if userinfo.is_empty() { "" } else { "@" };
+        format!("{scheme}://{userinfo}{at}127.0.0.1:{port}/0")
+    }
+
     /// Runs redis-cli against this server and returns its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = StdCommand::new("redis-cli")
@@ -98,6 +185,14 @@ impl RedisServer {
             .expect("redis-cli");
         String::from_utf8_lossy(&out.stdout).trim_end().to_string()
     }
+}
+
+/// A loopback TCP port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
 }
 
 impl Drop for RedisServer {
