@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every speed figure the issues ask for, measured side by side in one run, as one table
 # (docs/PERFORMANCE.md holds the latest). Runs bench/core.sh, bench/queue.sh,
-# bench/shell.sh and bench/nvml.sh on the same binary.
+# bench/shell.sh, bench/nvml.sh and bench/lab.sh on the same binary.
 # Needs hyperfine, redis-server, zsh, strace and gcc (Debian packages).
 # Usage: bench/all.sh [path/to/canhazgpu]   (default: builds and uses target/release)
 set -euo pipefail
@@ -18,6 +18,7 @@ trap 'rm -rf "$BENCH_JSON_DIR"' EXIT
 
 core=$(bench/core.sh "$bin")
 queue=$(bench/queue.sh "$bin")
+lab=$(bench/lab.sh "$bin")
 bench/shell.sh "$bin" >/dev/null 2>&1
 bench/nvml.sh "$bin" >/dev/null 2>&1
 
@@ -53,3 +54,4 @@ for line in queue.splitlines()[2:]:
     print(f"| {cells[0]}, embedded store | {cells[1]} | |")
     print(f"| {cells[0]}, Redis | {cells[2]} | |")
 PY
+grep "^| " <<<"$lab" | tail -n +3
