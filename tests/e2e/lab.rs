@@ -65,7 +65,10 @@ impl Lab {
     }
 
     fn run(&self, host: Option<&str>, args: &[&str]) -> Output {
-        self.command(host).args(args).output().expect("run canhazgpu")
+        self.command(host)
+            .args(args)
+            .output()
+            .expect("run canhazgpu")
     }
 
     /// Runs and requires success; returns stdout.
@@ -119,14 +122,14 @@ fn json_of(out: &Output) -> Vec<Value> {
 
 /// This machine's host name, which names an unnamed pool in the views.
 fn hostname() -> String {
-    nix::unistd::gethostname()
-        .unwrap()
-        .into_string()
-        .unwrap()
+    nix::unistd::gethostname().unwrap().into_string().unwrap()
 }
 
 fn reserve_manual(lab: &Lab, host: &str, gpus: u32) {
-    lab.ok(Some(host), &["reserve", "--gpus", &gpus.to_string(), "-d", "1h"]);
+    lab.ok(
+        Some(host),
+        &["reserve", "--gpus", &gpus.to_string(), "-d", "1h"],
+    );
 }
 
 #[test]
@@ -143,7 +146,10 @@ fn named_hosts_keep_independent_pools_under_their_own_keys() {
     let b = lab.ok(Some("b"), &["status"]);
     assert_eq!(common::parse_busy(&b).len(), 1, "{b}");
     assert_eq!(b.lines().count(), 3, "{b}");
-    assert_eq!(common::parse_busy(&lab.ok(Some("c"), &["status"])), Vec::<u32>::new());
+    assert_eq!(
+        common::parse_busy(&lab.ok(Some("c"), &["status"])),
+        Vec::<u32>::new()
+    );
     lab.ok(Some("b"), &["release"]);
     assert_eq!(common::parse_busy(&lab.ok(Some("a"), &["status"])), [0, 1]);
 
@@ -152,15 +158,23 @@ fn named_hosts_keep_independent_pools_under_their_own_keys() {
         let known = ["canhazgpu:{a}:", "canhazgpu:{b}:", "canhazgpu:{c}:"]
             .iter()
             .any(|prefix| key.starts_with(prefix));
-        assert!(known || key == "canhazgpu:hosts", "stray key {key}: {keys:?}");
+        assert!(
+            known || key == "canhazgpu:hosts",
+            "stray key {key}: {keys:?}"
+        );
     }
-    for key in ["canhazgpu:{a}:gpu_count", "canhazgpu:{b}:gpu:2", "canhazgpu:{b}:usage_history_sorted"] {
+    for key in [
+        "canhazgpu:{a}:gpu_count",
+        "canhazgpu:{b}:gpu:2",
+        "canhazgpu:{b}:usage_history_sorted",
+    ] {
         assert!(keys.contains(key), "{key} missing: {keys:?}");
     }
     let registry = lab.redis.cli(&["HGETALL", "canhazgpu:hosts"]);
     let entries: Vec<&str> = registry.lines().collect();
     assert_eq!(entries.len(), 6, "{registry}");
-    let b_entry: Value = serde_json::from_str(entries[entries.iter().position(|l| *l == "b").unwrap() + 1]).unwrap();
+    let b_entry: Value =
+        serde_json::from_str(entries[entries.iter().position(|l| *l == "b").unwrap() + 1]).unwrap();
     assert_eq!(b_entry["gpu_count"], 3);
     let machine_id = std::fs::read_to_string("/etc/machine-id").map(|id| id.trim().to_string());
     if let Ok(id) = machine_id {
@@ -183,7 +197,11 @@ fn upstream_keys_stay_exactly_as_they_are_when_host_is_unset() {
     ]
     .map(String::from)
     .into();
-    assert_eq!(lab.keys(), upstream, "no registry, no NVML facts, no new keys");
+    assert_eq!(
+        lab.keys(),
+        upstream,
+        "no registry, no NVML facts, no new keys"
+    );
     let before = lab.dump();
 
     // Named hosts join the same Redis; the unnamed pool is not touched.
@@ -201,7 +219,13 @@ fn upstream_keys_stay_exactly_as_they_are_when_host_is_unset() {
 
     // The unnamed host sees itself under its machine's name, and the named ones.
     let all = lab.ok(None, &["status", "--all-hosts"]);
-    assert!(all.starts_with(&format!("== {} (this host) == 2 GPUs: 1 free, 1 reserved", hostname())), "{all}");
+    assert!(
+        all.starts_with(&format!(
+            "== {} (this host) == 2 GPUs: 1 free, 1 reserved",
+            hostname()
+        )),
+        "{all}"
+    );
     assert!(all.contains("== a == 1 GPUs: 0 free, 1 reserved"), "{all}");
 }
 
@@ -215,7 +239,12 @@ fn racing_runs_on_each_host_never_share_a_gpu() {
     for host in ["a", "b"] {
         lab.ok(Some(host), &["admin", "--gpus", "2"]);
     }
-    let nanos = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    };
     let holds: Vec<(String, String, u128, u128)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..2 * WORKERS)
             .map(|worker| {
@@ -244,19 +273,32 @@ fn racing_runs_on_each_host_never_share_a_gpu() {
                         .lines()
                         .map(|line| {
                             let f: Vec<&str> = line.split(' ').collect();
-                            (host.to_string(), f[0].to_string(), f[1].parse().unwrap(), f[2].parse().unwrap())
+                            (
+                                host.to_string(),
+                                f[0].to_string(),
+                                f[1].parse().unwrap(),
+                                f[2].parse().unwrap(),
+                            )
                         })
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
     });
     assert_eq!(holds.len(), 2 * WORKERS * CYCLES);
     for (i, a) in holds.iter().enumerate() {
         for b in &holds[i + 1..] {
             if a.0 == b.0 && a.1 == b.1 {
-                assert!(a.3 <= b.2 || b.3 <= a.2, "GPU {} of host {} held twice: {a:?} {b:?}", a.1, a.0);
+                assert!(
+                    a.3 <= b.2 || b.3 <= a.2,
+                    "GPU {} of host {} held twice: {a:?} {b:?}",
+                    a.1,
+                    a.0
+                );
             }
         }
     }
@@ -303,9 +345,13 @@ fn sorted(keys: &[&str]) -> Vec<String> {
 #[test]
 fn all_hosts_lists_every_host_in_the_documented_json() {
     let documented =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/status-json.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/status-json.md"))
+            .unwrap();
     for key in HOST_KEYS.iter().chain(&SUMMARY_KEYS) {
-        assert!(documented.contains(&format!("| `{key}` |")), "{key} is not documented");
+        assert!(
+            documented.contains(&format!("| `{key}` |")),
+            "{key} is not documented"
+        );
     }
     let lab = Lab::new();
     for (host, gpus) in [("a", "2"), ("b", "3"), ("c", "4")] {
@@ -326,12 +372,19 @@ fn all_hosts_lists_every_host_in_the_documented_json() {
         assert_eq!(host["store"], format!("Redis at {}", lab.url));
         assert!(host["last_write"].as_i64().unwrap() > unix_now() - 60);
         for gpu in host["gpus"].as_array().unwrap() {
-            assert_eq!(gpu.as_object().unwrap().len(), 11, "status --json's objects: {gpu}");
+            assert_eq!(
+                gpu.as_object().unwrap().len(),
+                11,
+                "status --json's objects: {gpu}"
+            );
         }
     }
     assert_eq!(hosts[0]["this_host"], true);
     assert_eq!(hosts[1]["this_host"], false);
-    assert_eq!(hosts[1]["summary"], json!({"gpus": 3, "available": 1, "in_use": 2, "in_use_without_reservation": 0, "waiting": 0, "free_now": 1}));
+    assert_eq!(
+        hosts[1]["summary"],
+        json!({"gpus": 3, "available": 1, "in_use": 2, "in_use_without_reservation": 0, "waiting": 0, "free_now": 1})
+    );
     assert_eq!(hosts[1]["gpus"][0]["user"], hosts[1]["gpus"][1]["user"]);
 
     let text = lab.ok(Some("b"), &["status", "--all-hosts"]);
@@ -339,26 +392,48 @@ fn all_hosts_lists_every_host_in_the_documented_json() {
     assert_eq!(headers.len(), 3, "{text}");
     assert!(headers[0].starts_with("== b (this host) == 3 GPUs: 1 free, 2 reserved, 0 in use without reservation, 0 waiting; last write 0h 0m"), "{text}");
     assert!(headers[1].starts_with("== a == 2 GPUs: 2 free"), "{text}");
-    assert_eq!(text.lines().filter(|l| l.starts_with("GPU ")).count(), 9, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("GPU ")).count(),
+        9,
+        "{text}"
+    );
 
     // Where can I get 2 GPUs now? c (3 free), then a (2); b has only 1.
-    let free = lab.run(Some("b"), &["status", "--all-hosts", "--free", "2", "--json"]);
-    let names: Vec<String> = json_of(&free).iter().map(|h| h["host"].as_str().unwrap().to_string()).collect();
+    let free = lab.run(
+        Some("b"),
+        &["status", "--all-hosts", "--free", "2", "--json"],
+    );
+    let names: Vec<String> = json_of(&free)
+        .iter()
+        .map(|h| h["host"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(names, ["c", "a"]);
     let none = lab.ok(Some("b"), &["status", "--all-hosts", "--free", "4"]);
     assert_eq!(none, "No host has 4 GPU(s) free now\n");
 
-    let picked = lab.run(Some("a"), &["status", "--host", "c", "--host", "b", "--json"]);
-    let names: Vec<String> = json_of(&picked).iter().map(|h| h["host"].as_str().unwrap().to_string()).collect();
+    let picked = lab.run(
+        Some("a"),
+        &["status", "--host", "c", "--host", "b", "--json"],
+    );
+    let names: Vec<String> = json_of(&picked)
+        .iter()
+        .map(|h| h["host"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(names, ["b", "c"]);
 
     let queue = lab.run(Some("a"), &["queue", "--all-hosts", "--json"]);
     assert_eq!(json_of(&queue).len(), 3);
     let report = lab.ok(Some("a"), &["report", "--all-hosts"]);
     assert!(report.contains("on 3 host(s)"), "{report}");
-    let per_host: Vec<&str> = report.lines().skip_while(|l| !l.starts_with("Host ")).collect();
+    let per_host: Vec<&str> = report
+        .lines()
+        .skip_while(|l| !l.starts_with("Host "))
+        .collect();
     assert_eq!(per_host.len(), 5, "header, a, b, c, total: {report}");
-    assert!(per_host[2].starts_with("b ") && per_host[2].trim_end().ends_with(" 2"), "{report}");
+    assert!(
+        per_host[2].starts_with("b ") && per_host[2].trim_end().ends_with(" 2"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -375,13 +450,31 @@ fn views_of_other_hosts_never_write() {
         }
         value.to_string()
     };
-    lab.redis.cli(&["SET", "canhazgpu:{b}:gpu:0", &slot("old", "manual", now - 3600, Some(now - 60))]);
-    lab.redis.cli(&["SET", "canhazgpu:{b}:gpu:1", &slot("gone", "run", now - 600, None)]);
-    lab.redis.cli(&["SET", "canhazgpu:{b}:gpu:2", &slot("busy", "run", now - 5, None)]);
+    lab.redis.cli(&[
+        "SET",
+        "canhazgpu:{b}:gpu:0",
+        &slot("old", "manual", now - 3600, Some(now - 60)),
+    ]);
+    lab.redis.cli(&[
+        "SET",
+        "canhazgpu:{b}:gpu:1",
+        &slot("gone", "run", now - 600, None),
+    ]);
+    lab.redis.cli(&[
+        "SET",
+        "canhazgpu:{b}:gpu:2",
+        &slot("busy", "run", now - 5, None),
+    ]);
     let before = lab.dump();
     let view = lab.ok(Some("a"), &["status", "--host", "b"]);
-    assert!(view.contains("GPU 0: AVAILABLE"), "expired, in the view: {view}");
-    assert!(view.contains("GPU 1: AVAILABLE"), "silent too long, in the view: {view}");
+    assert!(
+        view.contains("GPU 0: AVAILABLE"),
+        "expired, in the view: {view}"
+    );
+    assert!(
+        view.contains("GPU 1: AVAILABLE"),
+        "silent too long, in the view: {view}"
+    );
     assert!(view.contains("GPU 2: IN USE by busy"), "{view}");
     lab.ok(Some("a"), &["status", "--all-hosts", "--json"]);
     lab.ok(Some("a"), &["queue", "--all-hosts"]);
@@ -399,26 +492,43 @@ fn a_store_in_hosts_that_dies_or_hangs_does_not_hold_the_others() {
     // solo keeps a Redis of its own, in upstream's layout.
     let mut solo = RedisServer::start();
     let solo_store = |args: &[&str]| {
-        let out = lab.command(None).env("CANHAZGPU_STORE", solo.url()).args(args).output().unwrap();
+        let out = lab
+            .command(None)
+            .env("CANHAZGPU_STORE", solo.url())
+            .args(args)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
     };
     solo_store(&["admin", "--gpus", "4"]);
     solo_store(&["reserve", "--gpus", "3", "-d", "1h"]);
     lab.configure(&format!("[hosts]\nsolo = \"{}\"\n", solo.url()));
     let all = lab.ok(Some("a"), &["status", "--all-hosts"]);
-    assert!(all.contains("== solo == 4 GPUs: 1 free, 3 reserved"), "{all}");
+    assert!(
+        all.contains("== solo == 4 GPUs: 1 free, 3 reserved"),
+        "{all}"
+    );
 
     solo.pause();
     let started = Instant::now();
     let out = lab.run(Some("a"), &["status", "--all-hosts"]);
     let took = started.elapsed();
     solo.resume();
-    assert!(took < Duration::from_secs(4), "a hung store held the view for {took:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "a hung store held the view for {took:?}"
+    );
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    assert!(text.contains("== a (this host) == 2 GPUs: 2 free"), "{text}");
+    assert!(
+        text.contains("== a (this host) == 2 GPUs: 2 free"),
+        "{text}"
+    );
     let line = text.lines().find(|l| l.starts_with("== solo ==")).unwrap();
-    assert!(line.contains(&solo.url()) && line.contains("check"), "{line}");
+    assert!(
+        line.contains(&solo.url()) && line.contains("check"),
+        "{line}"
+    );
 
     solo.stop();
     let out = lab.run(Some("a"), &["status", "--all-hosts", "--json"]);
@@ -433,7 +543,11 @@ fn a_store_in_hosts_that_dies_or_hangs_does_not_hold_the_others() {
     assert!(why.contains("check"), "says what to check: {why}");
     let text = lab.run(Some("a"), &["status", "--all-hosts"]);
     assert_eq!(text.status.code(), Some(1));
-    let lines: Vec<String> = stdout(&text).lines().filter(|l| l.contains("solo")).map(String::from).collect();
+    let lines: Vec<String> = stdout(&text)
+        .lines()
+        .filter(|l| l.contains("solo"))
+        .map(String::from)
+        .collect();
     assert_eq!(lines.len(), 1, "one line for the dead host: {lines:?}");
 }
 
@@ -446,7 +560,10 @@ fn tls_with_a_private_certificate_authority() {
     let out = lab.run(Some("a"), &["admin", "--gpus", "2"]);
     assert!(!out.status.success());
     let message = stderr(&out);
-    assert!(message.contains("certificate") && message.contains("tls_ca_file"), "{message}");
+    assert!(
+        message.contains("certificate") && message.contains("tls_ca_file"),
+        "{message}"
+    );
 
     lab.configure(&format!("tls_ca_file = \"{}\"\n", certs.ca().display()));
     lab.ok(Some("a"), &["admin", "--gpus", "2"]);
@@ -454,13 +571,16 @@ fn tls_with_a_private_certificate_authority() {
     reserve_manual(&lab, "a", 1);
     let all = lab.ok(Some("b"), &["status", "--all-hosts"]);
     assert!(all.contains("== a == 2 GPUs: 1 free, 1 reserved"), "{all}");
-    assert!(all.contains("this host) == its pool is not initialized"), "{all}");
+    assert!(
+        all.contains("this host) == its pool is not initialized"),
+        "{all}"
+    );
 }
 
 /// The ACL lines of docs/multi-host.md, exactly as written there.
 fn documented_acl_lines() -> Vec<Vec<String>> {
-    let doc =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/multi-host.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/multi-host.md"))
+        .unwrap();
     let lines: Vec<Vec<String>> = doc
         .lines()
         .filter(|line| line.starts_with("ACL SETUSER "))
@@ -472,7 +592,10 @@ fn documented_acl_lines() -> Vec<Vec<String>> {
 
 /// `>password` of an ACL line.
 fn password_of(line: &[String]) -> String {
-    line.iter().find_map(|word| word.strip_prefix('>')).unwrap().to_string()
+    line.iter()
+        .find_map(|word| word.strip_prefix('>'))
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -488,7 +611,11 @@ fn acl_users_from_the_docs_work_and_passwords_never_show() {
     let as_user = |user: &str, password: &str| lab.redis.tcp_url(&format!("{user}:{password}"));
     let writer_url = as_user(writer, &writer_pass);
     let with = |url: &str, host: &str, args: &[&str]| {
-        lab.command(Some(host)).env("CANHAZGPU_STORE", url).args(args).output().unwrap()
+        lab.command(Some(host))
+            .env("CANHAZGPU_STORE", url)
+            .args(args)
+            .output()
+            .unwrap()
     };
     for host in ["a", "b"] {
         let out = with(&writer_url, host, &["admin", "--gpus", "1"]);
@@ -505,12 +632,18 @@ fn acl_users_from_the_docs_work_and_passwords_never_show() {
         .spawn()
         .unwrap();
     common::wait_for(Duration::from_secs(10), "the waiter to queue", || {
-        lab.redis.cli(&["GET", "canhazgpu:{a}:fifo"]).contains("run").then_some(())
+        lab.redis
+            .cli(&["GET", "canhazgpu:{a}:fifo"])
+            .contains("run")
+            .then_some(())
     });
     let released = Instant::now();
     assert!(with(&writer_url, "a", &["release"]).status.success());
     assert!(waiter.wait().unwrap().success());
-    assert!(released.elapsed() < Duration::from_secs(2), "woken, not polled");
+    assert!(
+        released.elapsed() < Duration::from_secs(2),
+        "woken, not polled"
+    );
 
     // The read-only user sees every view.
     let viewer_url = as_user(viewer, &viewer_pass);
@@ -525,20 +658,47 @@ fn acl_users_from_the_docs_work_and_passwords_never_show() {
         &["report", "--host", "b", "--json"],
     ] {
         let out = with(&viewer_url, "a", args);
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {}{}", stdout(&out), stderr(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
         assert!(!stdout(&out).contains(&viewer_pass));
     }
     let out = with(&viewer_url, "a", &["status", "--all-hosts", "--json"]);
-    assert_eq!(json_of(&out)[0]["store"], format!("Redis at redis://{viewer}@127.0.0.1:{}/0", lab.redis.tcp_url("").rsplit(':').next().unwrap().trim_end_matches("/0")));
+    assert_eq!(
+        json_of(&out)[0]["store"],
+        format!(
+            "Redis at redis://{viewer}@127.0.0.1:{}/0",
+            lab.redis
+                .tcp_url("")
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .trim_end_matches("/0")
+        )
+    );
 
     // A wrong password: a clear error, and no password in it.
     let wrong = as_user(writer, "not-the-password");
-    for (host, args) in [("a", &["status"][..]), ("a", &["status", "--all-hosts"]), ("a", &["reserve"])] {
+    for (host, args) in [
+        ("a", &["status"][..]),
+        ("a", &["status", "--all-hosts"]),
+        ("a", &["reserve"]),
+    ] {
         let out = with(&wrong, host, args);
         assert!(!out.status.success());
         let all = format!("{}{}", stdout(&out), stderr(&out));
-        assert!(all.contains("authentication") || all.contains("password"), "{all}");
-        assert!(!all.contains("not-the-password"), "the password leaked: {all}");
+        assert!(
+            all.contains("authentication") || all.contains("password"),
+            "{all}"
+        );
+        assert!(
+            !all.contains("not-the-password"),
+            "the password leaked: {all}"
+        );
         assert!(!all.contains(&writer_pass), "{all}");
     }
 }
@@ -550,15 +710,26 @@ fn bad_names_urls_and_unknown_hosts_are_clear_errors() {
         let out = lab.run(Some(bad), &["status"]);
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
         let message = stderr(&out);
-        assert!(message.contains("CANHAZGPU_HOST") && message.contains("not a valid host name"), "{message}");
+        assert!(
+            message.contains("CANHAZGPU_HOST") && message.contains("not a valid host name"),
+            "{message}"
+        );
         let out = lab.run(Some("a"), &["status", "--host", bad]);
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
-        assert!(stderr(&out).contains("not a valid host name"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not a valid host name"),
+            "{}",
+            stderr(&out)
+        );
     }
     lab.configure("host = \"a b\"\n");
     let out = lab.run(None, &["status"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("`host`: \"a b\" is not a valid host name"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`host`: \"a b\" is not a valid host name"),
+        "{}",
+        stderr(&out)
+    );
 
     lab.configure("[hosts]\nbroken = \"redis://:secret@[::1/0\"\nodd = \"ftp://x\"\n");
     lab.ok(Some("a"), &["admin", "--gpus", "1"]);
@@ -567,42 +738,67 @@ fn bad_names_urls_and_unknown_hosts_are_clear_errors() {
     let out = lab.run(Some("a"), &["status", "--all-hosts"]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    assert!(text.contains("== a (this host) == 1 GPUs: 1 free"), "{text}");
+    assert!(
+        text.contains("== a (this host) == 1 GPUs: 1 free"),
+        "{text}"
+    );
     for name in ["broken", "odd"] {
-        let line = text.lines().find(|l| l.starts_with(&format!("== {name} =="))).unwrap();
-        assert!(line.contains("`[hosts]`") && line.contains("config.toml"), "{line}");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("== {name} ==")))
+            .unwrap();
+        assert!(
+            line.contains("`[hosts]`") && line.contains("config.toml"),
+            "{line}"
+        );
     }
     assert!(!text.contains("secret"), "{text}");
 
     let out = lab.run(Some("a"), &["status", "--host", "nosuch"]);
     assert_eq!(out.status.code(), Some(2));
     let message = stderr(&out);
-    assert!(message.contains("unknown host nosuch") && message.contains("--all-hosts"), "{message}");
+    assert!(
+        message.contains("unknown host nosuch") && message.contains("--all-hosts"),
+        "{message}"
+    );
     let out = lab.run(Some("a"), &["status", "--free", "1"]);
-    assert_eq!(out.status.code(), Some(2), "--free needs --host or --all-hosts");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--free needs --host or --all-hosts"
+    );
 }
 
 #[test]
 fn a_second_machine_cannot_take_a_registered_name_by_mistake() {
     let lab = Lab::new();
-    let other = json!({"machine_id": "0123456789abcdef", "hostname": "old-gpu7", "gpu_count": 4}).to_string();
+    let other = json!({"machine_id": "0123456789abcdef", "hostname": "old-gpu7", "gpu_count": 4})
+        .to_string();
     lab.redis.cli(&["HSET", "canhazgpu:hosts", "gpu7", &other]);
     for args in [&["admin", "--gpus", "2"][..], &["status"], &["reserve"]] {
         let out = lab.run(Some("gpu7"), args);
         assert!(!out.status.success(), "{args:?}");
         let message = stderr(&out);
         assert!(
-            message.contains("gpu7") && message.contains("0123456789abcdef (old-gpu7)") && message.contains(&hostname()) && message.contains("--take-over-host"),
+            message.contains("gpu7")
+                && message.contains("0123456789abcdef (old-gpu7)")
+                && message.contains(&hostname())
+                && message.contains("--take-over-host"),
             "{message}"
         );
     }
-    assert_eq!(lab.keys(), BTreeSet::from(["canhazgpu:hosts".to_string()]), "refused before writing");
+    assert_eq!(
+        lab.keys(),
+        BTreeSet::from(["canhazgpu:hosts".to_string()]),
+        "refused before writing"
+    );
     if !nix::unistd::getuid().is_root() {
         eprintln!("taking a name over needs an administrator; skipped without root");
         return;
     }
     lab.ok(Some("gpu7"), &["admin", "--take-over-host"]);
-    let entry: Value = serde_json::from_str(&lab.redis.cli(&["HGET", "canhazgpu:hosts", "gpu7"])).unwrap();
+    let entry: Value =
+        serde_json::from_str(&lab.redis.cli(&["HGET", "canhazgpu:hosts", "gpu7"])).unwrap();
     assert_ne!(entry["machine_id"], "0123456789abcdef");
     lab.ok(Some("gpu7"), &["admin", "--gpus", "2"]);
     reserve_manual(&lab, "gpu7", 1);
@@ -622,7 +818,10 @@ fn other_hosts_see_what_a_host_published_of_its_gpus() {
     let with_gpus = |args: &[&str]| {
         let out = lab
             .command(Some("a"))
-            .env("LD_LIBRARY_PATH", nvml::stub_library_dir(nvml::Variant::Current))
+            .env(
+                "LD_LIBRARY_PATH",
+                nvml::stub_library_dir(nvml::Variant::Current),
+            )
             .env(nvml::CONFIG_ENV, &stub_config)
             .args(args)
             .output()
@@ -630,7 +829,11 @@ fn other_hosts_see_what_a_host_published_of_its_gpus() {
         assert!(out.status.success(), "{}", stderr(&out));
     };
     with_gpus(&["admin"]);
-    assert!(lab.keys().contains("canhazgpu:{a}:gpus"), "{:?}", lab.keys());
+    assert!(
+        lab.keys().contains("canhazgpu:{a}:gpus"),
+        "{:?}",
+        lab.keys()
+    );
     // Published at most every 30 s: a second probe right away writes nothing.
     let published = lab.redis.cli(&["GET", "canhazgpu:{a}:gpus"]);
     with_gpus(&["status"]);
@@ -639,7 +842,10 @@ fn other_hosts_see_what_a_host_published_of_its_gpus() {
     lab.ok(Some("b"), &["admin", "--gpus", "1"]);
     let view = lab.ok(Some("b"), &["status", "--host", "a"]);
     assert!(view.contains("; NVML asked 0h 0m"), "{view}");
-    assert!(view.contains("GPU 0: AVAILABLE") && view.contains("NVIDIA H100 80GB HBM3, 10/81559 MiB"), "{view}");
+    assert!(
+        view.contains("GPU 0: AVAILABLE") && view.contains("NVIDIA H100 80GB HBM3, 10/81559 MiB"),
+        "{view}"
+    );
     assert!(view.contains("GPU 1: IN USE WITHOUT RESERVATION"), "{view}");
     let json = json_of(&lab.run(Some("b"), &["status", "--host", "a", "--json"]));
     assert_eq!(json[0]["gpus"][1]["state"], "in_use_without_reservation");

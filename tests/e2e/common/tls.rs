@@ -27,16 +27,44 @@ impl TestCerts {
              extendedKeyUsage=serverAuth\n",
         )
         .expect("write server.ext");
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        openssl(path, &["req", "-x509", "-days", "2", "-subj", "/CN=canhazgpu test CA"], &ec, &[
-            "-keyout", "ca.key", "-out", CA_CERT,
-        ]);
-        openssl(path, &["req", "-subj", "/CN=localhost"], &ec, &[
-            "-keyout", SERVER_KEY, "-out", "server.csr",
-        ]);
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
         openssl(
             path,
-            &["x509", "-req", "-in", "server.csr", "-CA", CA_CERT, "-CAkey", "ca.key"],
+            &[
+                "req",
+                "-x509",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=canhazgpu test CA",
+            ],
+            &ec,
+            &["-keyout", "ca.key", "-out", CA_CERT],
+        );
+        openssl(
+            path,
+            &["req", "-subj", "/CN=localhost"],
+            &ec,
+            &["-keyout", SERVER_KEY, "-out", "server.csr"],
+        );
+        openssl(
+            path,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                CA_CERT,
+                "-CAkey",
+                "ca.key",
+            ],
             &["-CAcreateserial", "-days", "2", "-extfile", "server.ext"],
             &["-out", SERVER_CERT],
         );
