@@ -44,6 +44,7 @@ complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand admin" -l nvml-libra
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand admin" -l store -d 'Where the pool lives: file:///dir (embedded, default file:///var/lib/canhazgpu), redis://host:port/db or redis+unix:///path/to/redis.sock' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand admin" -l config -d 'Configuration file [default: /etc/canhazgpu/config.toml]' -r -F
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand admin" -l force -d 'Reinitialize an existing pool, dropping every reservation'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand admin" -l take-over-host -d 'Make this machine the owner of its host name (config `host`) in the shared Redis, when another machine registered it (a replaced or renamed server). The pool and its reservations stay; with --gpus, the pool is (re)initialized too'
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand admin" -s h -l help -d 'Print help'
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand release" -s G -l gpu-ids -d 'Release exactly these GPUs, which must be yours; `run` reservations too (for a job whose wrapper died while its command lives on)' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand release" -l store -d 'Where the pool lives: file:///dir (embedded, default file:///var/lib/canhazgpu), redis://host:port/db or redis+unix:///path/to/redis.sock' -r
@@ -87,21 +88,28 @@ complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand run" -l store -d 'Wh
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand run" -l config -d 'Configuration file [default: /etc/canhazgpu/config.toml]' -r -F
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand run" -l force -d 'Also hand out GPUs that are in use without a reservation'
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -l host -d 'Show the pool of host NAME (repeatable): this host, a host registered in the same Redis, or one named in the config\'s [hosts]. Reads only; never changes that pool' -r
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -l free -d 'With --all-hosts or --host: only the hosts where a request for N GPUs would be served now (free, not in use without reservation, not wanted by the queue), the most free first' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -l nvml-library -d 'NVML library to load: the file, or a directory holding libnvidia-ml.so.1 [default: the config\'s nvml_library, else the dynamic loader\'s search path]' -r -F
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -l memory-threshold -d 'A GPU without reservation with more than this many MiB of memory in use is "in use without reservation" [default: 1024, or the config\'s memory_threshold]' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -l store -d 'Where the pool lives: file:///dir (embedded, default file:///var/lib/canhazgpu), redis://host:port/db or redis+unix:///path/to/redis.sock' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -l config -d 'Configuration file [default: /etc/canhazgpu/config.toml]' -r -F
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -s v -l verbose -d 'Also say which store was read and what NVML reported'
-complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -l json -d 'Print a JSON array, one object per GPU (schema: docs/status-json.md)'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -l json -d 'Print a JSON array, one object per GPU (schema: docs/status-json.md); with --host or --all-hosts, one object per host (docs/status-json.md)'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -l all-hosts -d 'Show every host: this one, every host registered in the same Redis, and every host in the config\'s [hosts], each under its name. Reads only'
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -s h -l help -d 'Print help'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand queue" -l host -d 'Show the pool of host NAME (repeatable): this host, a host registered in the same Redis, or one named in the config\'s [hosts]. Reads only; never changes that pool' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand queue" -l store -d 'Where the pool lives: file:///dir (embedded, default file:///var/lib/canhazgpu), redis://host:port/db or redis+unix:///path/to/redis.sock' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand queue" -l config -d 'Configuration file [default: /etc/canhazgpu/config.toml]' -r -F
-complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand queue" -l json -d 'Print a JSON array (position, user, actual_user, gpus, gpu_ids, kind, since, deadline)'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand queue" -l json -d 'Print a JSON array (position, user, actual_user, gpus, gpu_ids, kind, since, deadline); with --host or --all-hosts, one object per host (docs/status-json.md)'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand queue" -l all-hosts -d 'Show every host: this one, every host registered in the same Redis, and every host in the config\'s [hosts], each under its name. Reads only'
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand queue" -s h -l help -d 'Print help'
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand report" -l days -d 'How many days back to count' -r
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand report" -l host -d 'Show the pool of host NAME (repeatable): this host, a host registered in the same Redis, or one named in the config\'s [hosts]. Reads only; never changes that pool' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand report" -l store -d 'Where the pool lives: file:///dir (embedded, default file:///var/lib/canhazgpu), redis://host:port/db or redis+unix:///path/to/redis.sock' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand report" -l config -d 'Configuration file [default: /etc/canhazgpu/config.toml]' -r -F
-complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand report" -l json -d 'Print JSON instead of a table'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand report" -l json -d 'Print JSON instead of a table; with --host or --all-hosts, an array of one object per host (docs/status-json.md)'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand report" -l all-hosts -d 'Show every host: this one, every host registered in the same Redis, and every host in the config\'s [hosts], each under its name. Reads only'
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand report" -s h -l help -d 'Print help'
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand init" -l store -d 'Where the pool lives: file:///dir (embedded, default file:///var/lib/canhazgpu), redis://host:port/db or redis+unix:///path/to/redis.sock' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand init" -l config -d 'Configuration file [default: /etc/canhazgpu/config.toml]' -r -F
