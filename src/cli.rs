@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::model::MAX_GPUS;
 use crate::shell::Shell;
 
 #[derive(Parser, Debug)]
@@ -60,7 +61,12 @@ pub enum Command {
     with mode 0777 so that every local user can reserve.")]
 pub struct AdminArgs {
     /// Number of GPUs in the pool (IDs 0 to N-1) [default: the number NVML reports]
-    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_GPUS))
+    )]
     pub gpus: Option<u32>,
 
     /// Reinitialize an existing pool, dropping every reservation
@@ -128,7 +134,13 @@ pub struct ReleaseArgs {
     GPUs to the ones the shell holds.")]
 pub struct ReserveArgs {
     /// Number of GPUs to reserve
-    #[arg(long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_GPUS))
+    )]
     pub gpus: u32,
 
     /// How long to hold them [default: 8h, or the config's default_duration]
@@ -161,7 +173,13 @@ pub struct ReserveArgs {
     interrupted. run exits with the command's status (128+N if it died of signal N).")]
 pub struct RunArgs {
     /// Number of GPUs to reserve
-    #[arg(long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_GPUS))
+    )]
     pub gpus: u32,
 
     /// Seconds between heartbeats while the command runs [default: 60s, or the config]

@@ -156,6 +156,7 @@ mod tests {
             expiry_time: Some(100),
             note: Some("<b>".into()),
             owner: None,
+            request_id: None,
         });
         let views = gpu_views(&pool, &Gpus::none(), 1024);
         let json = serde_json::to_value(&views).unwrap();

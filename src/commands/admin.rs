@@ -1,28 +1,43 @@
 //! `canhazgpu admin`: create or recreate the pool.
 
 use crate::cli::AdminArgs;
+use crate::commands::Context;
 use crate::commands::gpus::Gpus;
-use crate::commands::{Context, now};
 use crate::error::{Error, Result};
-use crate::model::Pool;
+use crate::model::{MAX_GPUS, Pool};
 
-/// The most GPUs a pool may have, as `--gpus` accepts.
-const MAX_GPUS: usize = 1024;
+/// What reinitializing does to the reservations of the pool it replaces, as every
+/// message that offers or reports it says.
+const WHAT_FORCE_DOES: &str = "every reservation is dropped: manual ones are gone for \
+     good, and each running `canhazgpu run` job reserves its GPUs again at its next \
+     heartbeat (within a minute) if they are still free";
+
+/// What stood in the store before a reinitialization.
+enum Replaced {
+    Nothing,
+    Pool { gpus: usize, reservations: usize },
+    Corrupt,
+}
 
 pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
     let count = pool_size(ctx, args)?;
     ctx.store.prepare_for_admin()?;
     let previous = ctx.store.transact(|pool, now| {
-        let previous = pool.as_ref().map(|p| p.gpus.len());
-        if let Some(current) = previous
-            && !args.force
-        {
+        let previous = match pool.as_ref() {
+            Some(pool) => Replaced::Pool {
+                gpus: pool.gpus.len(),
+                reservations: pool.gpus.len() - pool.free_count(),
+            },
+            None => Replaced::Nothing,
+        };
+        if let (Replaced::Pool { gpus, .. }, false) = (&previous, args.force) {
             let again = match args.gpus {
                 Some(n) => format!("canhazgpu admin --gpus {n} --force"),
                 None => "canhazgpu admin --force".to_string(),
             };
             return Err(Error::failure(format!(
-                "the pool is already initialized with {current} GPUs; use `{again}` to reinitialize it (this drops every current reservation)"
+                "the pool is already initialized with {gpus} GPUs; use `{again}` to \
+                 reinitialize it ({WHAT_FORCE_DOES})"
             )));
         }
         *pool = Some(Pool::new(count, now));
@@ -33,18 +48,26 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
         // A corrupt store cannot be read, but --force must still be able to start over.
         Err(e) if args.force && e.corrupt_store => {
             eprintln!("canhazgpu: warning: {e}");
-            ctx.store.overwrite(&Pool::new(count, now()))?;
-            Some(0)
+            ctx.store.overwrite(|now| Pool::new(count, now))?;
+            Replaced::Corrupt
         }
         Err(e) => return Err(e),
     };
     let last = count - 1;
     match previous {
-        Some(current) => {
-            println!("Force reinitializing: clearing {current} existing GPUs...");
+        Replaced::Pool { gpus, reservations } => {
+            println!("Force reinitializing: clearing {gpus} existing GPUs...");
             println!("Reinitialized {count} GPUs (IDs 0 to {last})");
+            if reservations > 0 {
+                eprintln!("canhazgpu: {reservations} GPU(s) were reserved: {WHAT_FORCE_DOES}");
+            }
         }
-        None => println!("Initialized {count} GPUs (IDs 0 to {last})"),
+        Replaced::Corrupt => {
+            println!("Force reinitializing: clearing a pool the store could not read...");
+            println!("Reinitialized {count} GPUs (IDs 0 to {last})");
+            eprintln!("canhazgpu: whatever it held: {WHAT_FORCE_DOES}");
+        }
+        Replaced::Nothing => println!("Initialized {count} GPUs (IDs 0 to {last})"),
     }
     Ok(())
 }
@@ -90,7 +113,7 @@ fn detected(gpus: &Gpus) -> Result<u32> {
             "NVML reports no GPUs on this host; pass --gpus N to initialize a pool of N GPUs anyway",
         ));
     }
-    if devices.len() > MAX_GPUS {
+    if devices.len() > MAX_GPUS as usize {
         return Err(Error::usage(format!(
             "NVML reports {} GPUs, more than the {MAX_GPUS} a pool may have; pass --gpus N",
             devices.len()

@@ -3,9 +3,11 @@
 
 pub mod acquire;
 pub mod admin;
+pub mod asked;
 pub mod completions;
 pub mod gpus;
 pub mod init;
+pub mod progress;
 pub mod prompt;
 pub mod queue;
 pub mod release;
@@ -30,6 +32,7 @@ impl Context {
     pub fn rules(&self) -> Rules {
         Rules {
             heartbeat_timeout: self.config.heartbeat_timeout(),
+            repair_clock_steps: self.store.clock_is_shared(),
         }
     }
 
@@ -65,6 +68,15 @@ impl Context {
 
 pub use crate::model::local_now as now;
 
+/// How far this process's clock runs ahead of the store's (negative: behind), counting
+/// only what one second of reading apart cannot explain. What goes into a shell is moved
+/// by it ([`Pool::shifted`]): the prompt hook compares `CANHAZGPU_EXPIRES` with the
+/// shell's own clock, which is this process's.
+pub fn clock_offset(store_now: Timestamp) -> i64 {
+    let offset = now() - store_now;
+    if offset.abs() <= 2 { 0 } else { offset }
+}
+
 /// The account of the real uid, from the password database: `$USER` can be set to anything.
 pub fn current_user() -> String {
     let uid = nix::unistd::getuid();
@@ -75,10 +87,7 @@ pub fn current_user() -> String {
     }
 }
 
-pub fn format_ids(ids: &[u32]) -> String {
-    let list: Vec<String> = ids.iter().map(u32::to_string).collect();
-    format!("[{}]", list.join(", "))
-}
+pub use crate::admission::format_ids;
 
 pub fn cuda_list(ids: &[u32]) -> String {
     let list: Vec<String> = ids.iter().map(u32::to_string).collect();

@@ -6,7 +6,7 @@
 //! `--sync` and `--inherited` release nothing; they serve the prompt hook and shell start.
 
 use crate::cli::ReleaseArgs;
-use crate::commands::{Context, current_user, format_ids, now};
+use crate::commands::{Context, clock_offset, current_user, format_ids, now};
 use crate::error::{Error, Result};
 use crate::liveness::ProcView;
 use crate::model::{Kind, Owner, Reservation};
@@ -82,6 +82,9 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
     let (Some(shell), Some(vars)) = (args.shell, vars) else {
         return Ok(());
     };
+    // From here on, this process's clock: the shell's prompt hook reads it.
+    let offset = clock_offset(now);
+    let (pool, now) = (pool.map(|pool| pool.shifted(offset)), now + offset);
     let truth = Truth::Store(pool.as_ref());
     let (after, dropped) = session.settle(&vars, truth, now, &ctx.rules(), &ctx.view);
     // What this shell released itself needs no story; anything else that went is news.
@@ -124,10 +127,18 @@ fn sync(ctx: &Context, args: &ReleaseArgs, session: Option<Session>) -> Result<(
     } else {
         None
     };
-    let now = snapshot.as_ref().map_or_else(now, |snapshot| snapshot.now);
-    let (mut after, dropped) = match &snapshot {
+    // On this process's clock, which the shell's prompt hook reads.
+    let (pool, now) = match snapshot {
         Some(snapshot) => {
-            let truth = Truth::Store(snapshot.pool.as_ref());
+            let offset = clock_offset(snapshot.now);
+            let pool = snapshot.pool.map(|pool| pool.shifted(offset));
+            (Some(pool), snapshot.now + offset)
+        }
+        None => (None, now()),
+    };
+    let (mut after, dropped) = match &pool {
+        Some(pool) => {
+            let truth = Truth::Store(pool.as_ref());
             session.settle(&vars, truth, now, &ctx.rules(), &ctx.view)
         }
         None => (vars.clone(), Vec::new()),
@@ -152,6 +163,7 @@ pub fn inherited(args: &ReleaseArgs) -> Result<i32> {
     let now = now();
     let rules = crate::liveness::Rules {
         heartbeat_timeout: crate::liveness::DEFAULT_HEARTBEAT_TIMEOUT,
+        repair_clock_steps: false,
     };
     let (after, dropped) = session.settle(&vars, Truth::ProcessTree, now, &rules, &view);
     session.report(&dropped);

@@ -6,7 +6,7 @@
 use crate::cli::ReserveArgs;
 use crate::commands::acquire::{Asked, acquire};
 use crate::commands::gpus::Allocation;
-use crate::commands::{Context, current_user, export_line, format_ids};
+use crate::commands::{Context, clock_offset, current_user, export_line, format_ids};
 use crate::duration::{self, format_hms};
 use crate::error::Result;
 use crate::model::{Kind, Reservation};
@@ -48,6 +48,7 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
                     expiry_time: Some(now + length.as_secs() as i64),
                     note: asked.note.clone(),
                     owner: owner.clone(),
+                    request_id: None,
                 });
             }
         }
@@ -71,6 +72,9 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
         return Ok(());
     };
 
+    // From here on, this process's clock: the shell's prompt hook reads it.
+    let offset = clock_offset(now);
+    let (pool, now) = (pool.shifted(offset), now + offset);
     let rules = ctx.rules();
     // Stale layers (an inherited reservation that ended) go first, so that the new layer
     // does not save them as the environment to come back to.

@@ -505,9 +505,9 @@ fn a_dead_owner_on_this_host_frees_at_once_and_pid_reuse_does_not_fool_it() {
         );
         assert!(store.busy_ids().is_empty());
         let history_has_it = match store.backend {
-            Backend::File => std::fs::read_to_string(store.state_dir().join("history.jsonl"))
-                .unwrap()
-                .contains("\"user\":\"x\""),
+            Backend::File => common::history_files(&store.state_dir())
+                .iter()
+                .any(|text| text.contains("\"user\":\"x\"")),
             Backend::Redis => store
                 .redis()
                 .cli(&["ZRANGE", "canhazgpu:usage_history_sorted", "0", "-1"])

@@ -8,6 +8,7 @@ mod common;
 mod nvml_stub;
 
 mod bad_input;
+mod clocks;
 mod completions;
 mod concurrency;
 mod core;
@@ -16,6 +17,7 @@ mod nvml;
 mod nvml_probe;
 mod queue;
 mod real_driver;
+mod redis_faults;
 mod reporting;
 mod shell_sessions;
 mod shell_tmux;
