@@ -112,7 +112,7 @@ struct Held {
 }
 
 /// Beyond one heartbeat interval, for a heartbeat that is late (a slow or paused store).
-const REBUILD_SLACK: Duration = Duration::from_secs(10);
+const REBUILD_SLACK: Duration = Duration::from_secs(5);
 
 /// Runs the command to its end, forwarding signals and heartbeating meanwhile.
 fn supervise(

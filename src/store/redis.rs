@@ -538,64 +538,10 @@ fn info_field(info: &str, field: &str) -> Option<String> {
 /// See [`RedisStore::explain`]. `shown` is the printable URL.
 fn explain(shown: &str, e: &RedisError) -> Error {
     let store = format!("Redis at {shown}");
-    let elsewhere = "or choose another store with --store or CANHAZGPU_STORE";
-    // A transaction refused as a whole says why in the errors of its commands.
-    let code = e
-        .clone()
-        .into_server_errors()
-        .and_then(|errors| errors.first().map(|(_, error)| error.code().to_string()))
-        .or_else(|| e.code().map(str::to_string))
-        .unwrap_or_default();
-    let transient = Error::transient;
-    match code.as_str() {
-        "OOM" => {
-            return Error::failure(format!(
-                "{store} refused the write: it is out of memory (above its `maxmemory`); \
-                 nothing was changed. Free memory there or raise `maxmemory`"
-            ));
-        }
-        "READONLY" => {
-            return Error::failure(format!(
-                "{store} is a read-only replica (READONLY): it cannot take reservations; \
-                 point the store URL at the primary server, {elsewhere}"
-            ));
-        }
-        "NOAUTH" => {
-            return Error::failure(format!(
-                "{store} requires a password (NOAUTH); put it in the store URL: \
-                 redis://:PASSWORD@host:port/db, or redis+unix:///path/to/redis.sock?pass=PASSWORD"
-            ));
-        }
-        "WRONGPASS" => {
-            return Error::failure(format!(
-                "{store} refused the user name or password in the store URL (WRONGPASS); \
-                 ask its administrator for the right ones"
-            ));
-        }
-        "NOPERM" => {
-            return Error::failure(format!(
-                "{store} does not let this user run what canhazgpu needs (NOPERM: {e}); \
-                 its administrator must allow the canhazgpu:* keys and commands"
-            ));
-        }
-        "MISCONF" => {
-            return Error::failure(format!(
-                "{store} refuses writes because it cannot save its data to disk (MISCONF); \
-                 its administrator must fix its disk or `save` setting"
-            ));
-        }
-        "LOADING" => {
-            return transient(format!(
-                "{store} is loading its data after a restart (LOADING); try again in a moment"
-            ));
-        }
-        "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN" | "BUSY" => {
-            return transient(format!(
-                "{store} cannot answer now ({e}); try again in a moment"
-            ));
-        }
-        _ => {}
+    if let Some(error) = explain_refusal(&store, e) {
+        return error;
     }
+    let elsewhere = "or choose another store with --store or CANHAZGPU_STORE";
     if e.kind() == ErrorKind::AuthenticationFailed {
         return Error::failure(format!(
             "{store} refused the user name or password in the store URL ({e}); ask its \
@@ -603,24 +549,89 @@ fn explain(shown: &str, e: &RedisError) -> Error {
         ));
     }
     if e.is_timeout() {
-        return transient(format!(
+        return Error::transient(format!(
             "{store} did not answer: timed out after {} s (is the server paused, \
              overloaded or far away?); try again, {elsewhere}",
             TIMEOUT.as_secs()
         ));
     }
     if e.is_connection_refusal() {
-        return transient(format!(
+        return Error::transient(format!(
             "cannot connect to {store} ({e}); check that redis-server is running there, \
              {elsewhere}"
         ));
     }
     if e.is_io_error() {
-        return transient(format!(
+        return Error::transient(format!(
             "lost the connection to {store} ({e}); try again, {elsewhere}"
         ));
     }
     Error::failure(format!("{store} failed: {e}"))
+}
+
+/// What the server said no with, by its error code. A transaction refused as a whole
+/// says why in the errors of its commands.
+fn explain_refusal(store: &str, e: &RedisError) -> Option<Error> {
+    let code = e
+        .clone()
+        .into_server_errors()
+        .and_then(|errors| errors.first().map(|(_, error)| error.code().to_string()))
+        .or_else(|| e.code().map(str::to_string))?;
+    let (message, transient) = match code.as_str() {
+        "OOM" => (
+            "refused the write: it is out of memory (above its `maxmemory`); nothing was \
+             changed. Free memory there or raise `maxmemory`"
+                .to_string(),
+            false,
+        ),
+        "READONLY" => (
+            "is a read-only replica (READONLY): it cannot take reservations; point the store \
+             URL at the primary server, or choose another store with --store or \
+             CANHAZGPU_STORE"
+                .to_string(),
+            false,
+        ),
+        "NOAUTH" => (
+            "requires a password (NOAUTH); put it in the store URL: \
+             redis://:PASSWORD@host:port/db, or redis+unix:///path/to/redis.sock?pass=PASSWORD"
+                .to_string(),
+            false,
+        ),
+        "WRONGPASS" => (
+            "refused the user name or password in the store URL (WRONGPASS); ask its \
+             administrator for the right ones"
+                .to_string(),
+            false,
+        ),
+        "NOPERM" => (
+            format!(
+                "does not let this user run what canhazgpu needs (NOPERM: {e}); its \
+                 administrator must allow the canhazgpu:* keys and their commands"
+            ),
+            false,
+        ),
+        "MISCONF" => (
+            "refuses writes because it cannot save its data to disk (MISCONF); its \
+             administrator must fix its disk or `save` setting"
+                .to_string(),
+            false,
+        ),
+        "LOADING" => (
+            "is loading its data after a restart (LOADING); try again in a moment".to_string(),
+            true,
+        ),
+        "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN" | "BUSY" => (
+            format!("cannot answer now ({e}); try again in a moment"),
+            true,
+        ),
+        _ => return None,
+    };
+    let message = format!("{store} {message}");
+    Some(if transient {
+        Error::transient(message)
+    } else {
+        Error::failure(message)
+    })
 }
 
 /// The MULTI/EXEC block that turns `before` into `after`, or `None` when nothing changed;

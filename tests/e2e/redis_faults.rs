@@ -487,10 +487,18 @@ fn a_password_set_mid_run_is_named_and_never_printed() {
         stderr(&out)
     );
 
+    let unparsable = at(&store, "redis://alice:s3cret-pw@db.lab:no-port/0", &["status"]);
+    assert_eq!(unparsable.status.code(), Some(2));
+    assert!(
+        stderr(&unparsable).contains("invalid Redis URL 'redis://db.lab:no-port/0'"),
+        "{}",
+        stderr(&unparsable)
+    );
+
     // The run, connected before, keeps its reservation and ends cleanly.
     std::fs::write(&gate, "").unwrap();
     assert!(run.wait().unwrap().success());
-    for text in [stderr(&out), run_lines.all()] {
+    for text in [stderr(&out), stderr(&unparsable), run_lines.all()] {
         assert!(
             !text.contains("s3cret") && !text.contains("wr0ng"),
             "{text}"
