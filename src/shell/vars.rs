@@ -434,6 +434,7 @@ mod tests {
     use super::*;
     use crate::gpu_env::PCI_BUS_ID;
     use crate::gpu_env::{CUDA_DEVICE_ORDER, CUDA_VISIBLE_DEVICES, NVIDIA_VISIBLE_DEVICES};
+    use crate::gpu_env::{HIP_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES, Scheme};
 
     fn vars(pairs: &[(&'static str, &str)]) -> Vars {
         let mut vars = Vars::default();
@@ -457,8 +458,8 @@ mod tests {
 
     fn uuid(id: u32) -> Device {
         Device {
-            id,
             name: format!("GPU-{id}"),
+            ..Device::by_index(id)
         }
     }
 
@@ -517,9 +518,11 @@ mod tests {
         let mut script = Script::new(Shell::Bash);
         layer.write_changes(&before, &[], &mut script);
         let text = script.finish();
-        for name in managed() {
+        for name in managed().filter(|name| layer.get(name).is_some()) {
             assert!(text.contains(&format!("unset {name}\n")), "{text}");
         }
+        // An NVIDIA layer leaves AMD's variables alone.
+        assert_eq!(layer.get(ROCR_VISIBLE_DEVICES), None);
     }
 
     #[test]
@@ -551,6 +554,29 @@ mod tests {
         assert_eq!(layer.get(NVIDIA_VISIBLE_DEVICES), Some("1,5,0"));
         assert_eq!(layer.get(GPUS), Some("5,1,0"));
         assert_eq!(layer.get(EXPIRES), Some("50"));
+    }
+
+    #[test]
+    fn an_amd_layer_names_rocr_and_counts_for_hip_until_released() {
+        let amd = |id: u32| Device {
+            scheme: Scheme::Rocm,
+            ..Device::by_index(id)
+        };
+        let before = vars(&[(HIP_VISIBLE_DEVICES, "3")]);
+        let mut layer = before.push_layer(7, None);
+        layer.hold(&holding(&[2, 5], 100), &amd);
+        assert_eq!(layer.get(ROCR_VISIBLE_DEVICES), Some("2,5"));
+        assert_eq!(layer.get(HIP_VISIBLE_DEVICES), Some("0,1"));
+        assert_eq!(layer.get(CUDA_VISIBLE_DEVICES), Some("0,1"));
+        assert_eq!(layer.get(CUDA_DEVICE_ORDER), None);
+        assert_eq!(layer.get(DEVICES), Some("rocm:2,5"));
+        // The user keeps only GPU 5 for HIP; GPU 2 ends: HIP still means GPU 5.
+        layer.set(HIP_VISIBLE_DEVICES, "1");
+        layer.hold(&holding(&[5], 100), &|_| panic!("no new GPU"));
+        assert_eq!(layer.get(ROCR_VISIBLE_DEVICES), Some("5"));
+        assert_eq!(layer.get(HIP_VISIBLE_DEVICES), Some("0"));
+        assert_eq!(layer.get(DEVICES), Some("rocm:5"));
+        assert_eq!(layer.pop(), (before, true));
     }
 
     #[test]
