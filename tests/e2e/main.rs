@@ -19,6 +19,7 @@ mod concurrency;
 mod core;
 mod faults;
 mod man_pages;
+mod mig;
 mod multi_user;
 mod nvml;
 mod nvml_probe;
