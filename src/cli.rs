@@ -142,7 +142,9 @@ pub struct ReleaseArgs {
     everything else to stderr.\n\n\
     In a shell set up with `canhazgpu init`, reserve exports CUDA_VISIBLE_DEVICES into that\n\
     shell by itself (the eval form above does the same there), the GPUs are released when\n\
-    the shell exits, and a second reserve adds GPUs to the ones the shell holds.")]
+    the shell exits, and a second reserve adds GPUs to the ones the shell holds.\n\n\
+    On AMD GPUs the export line sets ROCR_VISIBLE_DEVICES, HIP_VISIBLE_DEVICES and\n\
+    CUDA_VISIBLE_DEVICES instead (see docs/gpus.md).")]
 pub struct ReserveArgs {
     /// Number of GPUs to reserve
     #[arg(short, long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -180,7 +182,10 @@ pub struct ReserveArgs {
     canhazgpu run --gpus 2 -- torchrun --nproc-per-node 2 train.py\n  \
     canhazgpu run -- nvidia-smi\n\n\
     The GPUs are released when the command ends, fails, is killed, or when run itself is\n\
-    interrupted. run exits with the command's status (128+N if it died of signal N).")]
+    interrupted. run exits with the command's status (128+N if it died of signal N).\n\n\
+    On AMD GPUs, ROCR_VISIBLE_DEVICES names them and HIP_VISIBLE_DEVICES and\n\
+    CUDA_VISIBLE_DEVICES count from 0 within them; a MIG instance (mig = true) goes by its\n\
+    MIG UUID. See docs/gpus.md.")]
 pub struct RunArgs {
     /// Number of GPUs to reserve
     #[arg(short, long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -258,7 +263,7 @@ pub enum OnLost {
     canhazgpu status\n  \
     canhazgpu status --verbose     # also say which store was read")]
 pub struct StatusArgs {
-    /// Also say which store was read and what NVML reported
+    /// Also say which store was read and what the GPU library (NVML, AMD SMI) reported
     #[arg(long, short)]
     pub verbose: bool,
 
