@@ -20,8 +20,9 @@ pub(super) fn surely_not_installed(name: &str) -> bool {
     let Some(cache) = CACHE.get_or_init(|| std::fs::read("/etc/ld.so.cache").ok()) else {
         return false;
     };
-    let needle = name.as_bytes();
-    if cache.windows(needle.len()).any(|window| window == needle) {
+    // A plain byte-by-byte scan of the 30-100 KB cache costs about 20 µs per name;
+    // memmem's vectorised search about 1 µs.
+    if memchr::memmem::find(cache, name.as_bytes()).is_some() {
         return false;
     }
     // glibc also looks in its trusted directories for names ldconfig has not cached.
