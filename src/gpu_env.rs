@@ -737,20 +737,29 @@ mod tests {
         ) {
             let held: Vec<u32> = held.into_iter().collect();
             let rocr = id_list(&held);
-            let hip: Vec<String> = picks.iter().filter(|&&p| p < held.len()).map(usize::to_string).collect();
+            let hip: Vec<String> = picks
+                .iter()
+                .filter(|&&p| p < held.len())
+                .map(usize::to_string)
+                .collect();
             let hip = hip.join(",");
             let current = |name: &str| match name {
                 ROCR_VISIBLE_DEVICES => Some(rocr.as_str()),
                 HIP_VISIBLE_DEVICES => Some(hip.as_str()),
                 _ => None,
             };
-            let kept: Vec<Device> = held.iter().filter(|id| !ended.contains(id)).map(|&id| amd(id)).collect();
-            let removed: Vec<Device> = held.iter().filter(|id| ended.contains(id)).map(|&id| amd(id)).collect();
+            let (gone, kept): (Vec<u32>, Vec<u32>) = held.iter().partition(|id| ended.contains(id));
+            let kept: Vec<Device> = kept.into_iter().map(amd).collect();
+            let removed: Vec<Device> = gone.into_iter().map(amd).collect();
             let added: Vec<Device> = added.into_iter().map(amd).collect();
             let update = shell_update(current, &kept, &removed, &added);
-            let rocr_after: Vec<String> = entries(value(&update, ROCR_VISIBLE_DEVICES).flatten().unwrap_or(""));
+            let rocr_after = value(&update, ROCR_VISIBLE_DEVICES).flatten().unwrap_or("");
+            let rocr_after: Vec<String> = entries(rocr_after);
             let hip_after = value(&update, HIP_VISIBLE_DEVICES).flatten().unwrap_or("");
-            let selected: Vec<String> = entries(hip_after).iter().map(|p| rocr_after[p.parse::<usize>().unwrap()].clone()).collect();
+            let selected: Vec<String> = entries(hip_after)
+                .iter()
+                .map(|p| rocr_after[p.parse::<usize>().unwrap()].clone())
+                .collect();
             let mut expected: Vec<String> = Vec::new();
             for p in entries(&hip) {
                 let name = held[p.parse::<usize>().unwrap()].to_string();

@@ -84,12 +84,14 @@ fn pool_size(ctx: &Context, args: &AdminArgs) -> Result<u32> {
     // An admin may hold GPUs back, or the library may miss some: say so and go on.
     if wanted < found {
         eprintln!(
-            "canhazgpu: warning: {library} reports {found} GPUs but --gpus is {n}, so the pool leaves out {}",
+            "canhazgpu: warning: {library} reports {found} GPUs but --gpus is {n}, so the pool \
+             leaves out {}",
             gpu_range(wanted, found)
         );
     } else if wanted > found {
         eprintln!(
-            "canhazgpu: warning: --gpus is {n} but {library} reports only {found} GPU(s): the driver knows no {}, and jobs handed those ids will find no GPU",
+            "canhazgpu: warning: --gpus is {n} but {library} reports only {found} GPU(s): the \
+             driver knows no {}, and jobs handed those ids will find no GPU",
             gpu_range(found, wanted)
         );
     }
@@ -111,7 +113,8 @@ fn detected(gpus: &Gpus) -> Result<u32> {
     let library = gpus.library();
     if devices.is_empty() {
         return Err(Error::usage(format!(
-            "{library} reports no GPUs on this host; pass --gpus N to initialize a pool of N GPUs anyway"
+            "{library} reports no GPUs on this host; pass --gpus N to initialize a pool of N \
+             GPUs anyway"
         )));
     }
     if devices.len() > MAX_POOL as usize {

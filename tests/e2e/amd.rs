@@ -168,7 +168,8 @@ fn the_shell_integration_exports_amd_gpus_and_restores_hip() {
 export HIP_VISIBLE_DEVICES=7
 INIT
 canhazgpu reserve --gpus 2
-echo "two=$ROCR_VISIBLE_DEVICES|$HIP_VISIBLE_DEVICES|$CUDA_VISIBLE_DEVICES|${CUDA_DEVICE_ORDER-unset}"
+order=${CUDA_DEVICE_ORDER-unset}
+echo "two=$ROCR_VISIBLE_DEVICES|$HIP_VISIBLE_DEVICES|$CUDA_VISIBLE_DEVICES|$order"
 export HIP_VISIBLE_DEVICES=1
 canhazgpu release --gpu-ids 1
 echo "one=$ROCR_VISIBLE_DEVICES|$HIP_VISIBLE_DEVICES|$CUDA_VISIBLE_DEVICES|$CANHAZGPU_GPUS"

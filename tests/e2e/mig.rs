@@ -96,7 +96,8 @@ fn mig_instances_are_handed_out_by_mig_uuid_and_whole_gpus_by_nvml_index() {
         let status = stub.run(store, &["status"]).ok();
         assert!(
             status.line(1).starts_with(&format!(
-                "GPU 1: IN USE WITHOUT RESERVATION by {} (pid {}, 7900 MiB) — GPU 0/MIG 3g.40gb #2",
+                "GPU 1: IN USE WITHOUT RESERVATION by {} (pid {}, 7900 MiB) — GPU 0/MIG \
+                 3g.40gb #2",
                 other.user,
                 other.pid()
             )),

@@ -117,14 +117,20 @@ mod tests {
         /// Whatever the processes, each layout reads back as itself.
         #[test]
         fn the_layout_is_never_mistaken(
-            records in proptest::collection::vec((1u32..PID_MAX, 0u64..(80 * GIB), "[a-z]{1,15}"), 0..12),
+            records in proptest::collection::vec(
+                (1u32..PID_MAX, 0u64..(80 * GIB), "[a-z]{1,15}"),
+                0..12,
+            ),
             long in any::<bool>(),
         ) {
             let layout = if long { LONG } else { SHORT };
-            let records: Vec<(u32, u64, &str)> =
-                records.iter().map(|(pid, vram, name)| (*pid, *vram, name.as_str())).collect();
+            let records: Vec<(u32, u64, &str)> = records
+                .iter()
+                .map(|(pid, vram, name)| (*pid, *vram, name.as_str()))
+                .collect();
             let buffer = written(layout, &records, records.len() + 2);
-            let expected: Vec<(u32, u64)> = records.iter().map(|&(pid, vram, _)| (pid, vram)).collect();
+            let expected: Vec<(u32, u64)> =
+                records.iter().map(|&(pid, vram, _)| (pid, vram)).collect();
             prop_assert_eq!(parse(&buffer, records.len(), 80 * GIB), Some(expected));
         }
     }
