@@ -227,11 +227,8 @@ impl Vars {
             Some(url) => layer.set(STORE, url),
             None => layer.remove(STORE),
         }
-        // `hold` sets every device variable afresh for a layer that has none.
-        for name in gpu_env::VARIABLES
-            .into_iter()
-            .chain([GPUS, DEVICES, EXPIRES])
-        {
+        // `hold` sets the device variables afresh for a layer that holds nothing yet.
+        for name in [GPUS, DEVICES, EXPIRES] {
             layer.remove(name);
         }
         layer
@@ -253,6 +250,13 @@ impl Vars {
             .collect();
         added.sort_by_key(|device| device.id);
         added.dedup_by_key(|device| device.id);
+        // A new layer: the lists the user had are not this layer's to edit (they come back
+        // at release), but only the variables of the vendor it holds are touched.
+        if self.gpus().is_empty() {
+            for name in gpu_env::variables_of(&added) {
+                self.remove(name);
+            }
+        }
         let update = gpu_env::shell_update(|n| self.get(n), &kept, &removed, &added);
         for (variable, value) in update {
             match value {
@@ -577,6 +581,27 @@ mod tests {
         assert_eq!(layer.get(HIP_VISIBLE_DEVICES), Some("0"));
         assert_eq!(layer.get(DEVICES), Some("rocm:5"));
         assert_eq!(layer.pop(), (before, true));
+    }
+
+    #[test]
+    fn a_layer_leaves_the_other_vendors_variables_alone() {
+        let before = vars(&[
+            (ROCR_VISIBLE_DEVICES, "3"),
+            (CUDA_DEVICE_ORDER, "FASTEST_FIRST"),
+        ]);
+        let mut nvidia = before.push_layer(7, None);
+        nvidia.hold(&holding(&[1], 100), &index);
+        assert_eq!(nvidia.get(ROCR_VISIBLE_DEVICES), Some("3"));
+        assert_eq!(nvidia.get(CUDA_DEVICE_ORDER), Some(PCI_BUS_ID));
+        let amd = |id: u32| Device {
+            scheme: Scheme::Rocm,
+            ..Device::by_index(id)
+        };
+        let mut rocm = before.push_layer(7, None);
+        rocm.hold(&holding(&[1], 100), &amd);
+        assert_eq!(rocm.get(ROCR_VISIBLE_DEVICES), Some("1"));
+        assert_eq!(rocm.get(CUDA_DEVICE_ORDER), Some("FASTEST_FIRST"));
+        assert_eq!(rocm.pop(), (before, true));
     }
 
     #[test]
