@@ -40,7 +40,7 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     let owner = session.as_ref().map(|s| s.owner.clone());
     // While waiting in the queue, this process is what must stay alive.
     let me = ctx.own_identity()?;
-    let gpus = Allocation::probe(&ctx.config, &args.alloc);
+    let gpus = Allocation::probe(&ctx.config, &args.alloc)?;
     let unusable = gpus.unusable();
     let request = asked.request(args.gpus, Kind::Manual, &unusable);
     let mut started = 0;

@@ -50,7 +50,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
         None => None,
     };
     let asked = Asked::from_args(&args.request, &ctx.config, current_user())?;
-    let gpus = Allocation::probe(&ctx.config, &args.alloc);
+    let gpus = Allocation::probe(&ctx.config, &args.alloc)?;
     let unusable = gpus.unusable();
     let request = asked.request(args.gpus, Kind::Run, &unusable);
     let mut reservation = Reservation {

@@ -3,10 +3,15 @@
 //!
 //! Run one area with a filter, e.g. `cargo test --test e2e shell_sessions::`.
 
+#[path = "../support/amd_smi.rs"]
+mod amd_smi_stub;
+#[path = "../support/build_stub.rs"]
+mod build_stub;
 mod common;
 #[path = "../support/nvml.rs"]
 mod nvml_stub;
 
+mod amd;
 mod bad_input;
 mod closed_stdout;
 mod completions;
@@ -14,6 +19,7 @@ mod concurrency;
 mod core;
 mod faults;
 mod man_pages;
+mod mig;
 mod multi_user;
 mod nvml;
 mod nvml_probe;
