@@ -111,7 +111,7 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__admin)
-            opts="-h --gpus --force --nvml-library --store --config --help"
+            opts="-g -h --gpus --force --nvml-library --amd-smi-library --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -121,7 +121,15 @@ _canhazgpu() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                -g)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --nvml-library)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --amd-smi-library)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -397,13 +405,17 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__release)
-            opts="-h --all --gpu-ids --store --config --help"
+            opts="-G -h --all --gpu-ids --force --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --gpu-ids)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -G)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -449,7 +461,7 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__reserve)
-            opts="-h --gpus --duration --gpu-ids --wait --note --user --policy --nvml-library --memory-threshold --force --visible-devices --store --config --help"
+            opts="-g -d -G -w -n -u -h --gpus --duration --gpu-ids --wait --note --user --policy --nvml-library --amd-smi-library --memory-threshold --force --visible-devices --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -459,7 +471,15 @@ _canhazgpu() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                -g)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -467,7 +487,15 @@ _canhazgpu() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                -G)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -w)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -475,7 +503,15 @@ _canhazgpu() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -u)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -484,6 +520,10 @@ _canhazgpu() {
                     return 0
                     ;;
                 --nvml-library)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --amd-smi-library)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -511,13 +551,17 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__run)
-            opts="-h --gpus --heartbeat-interval --gpu-ids --wait --note --user --policy --timeout --timeout-grace --on-lost --nvml-library --memory-threshold --force --visible-devices --store --config --help"
+            opts="-g -G -w -n -u -t -h --gpus --heartbeat-interval --gpu-ids --wait --note --user --policy --timeout --timeout-grace --on-lost --nvml-library --amd-smi-library --memory-threshold --force --visible-devices --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --gpus)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -g)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -529,7 +573,15 @@ _canhazgpu() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                -G)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -w)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -537,7 +589,15 @@ _canhazgpu() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -u)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -546,6 +606,10 @@ _canhazgpu() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -t)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -558,6 +622,10 @@ _canhazgpu() {
                     return 0
                     ;;
                 --nvml-library)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --amd-smi-library)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -585,13 +653,17 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__status)
-            opts="-v -h --verbose --json --nvml-library --memory-threshold --store --config --help"
+            opts="-v -h --verbose --json --nvml-library --amd-smi-library --memory-threshold --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --nvml-library)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --amd-smi-library)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

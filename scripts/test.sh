@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs (Debian packages) and runs every test.
-# The tests start their own redis-server on unix sockets and drive real bash, zsh and fish.
+# Installs what the test suite needs (Debian packages) and runs every test: the cargo
+# suite (it starts its own redis-server on unix sockets and drives real bash, zsh and fish),
+# then the Debian package test (scripts/package-test.sh: builds the .deb, installs it on
+# this machine, tries it as a fresh account and purges it; it needs root or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +21,4 @@ if ((${#missing[@]})); then
 fi
 
 cargo test --locked "$@"
+bash scripts/package-test.sh

@@ -21,7 +21,8 @@ pub struct Request<'a> {
     pub user: &'a str,
     pub actual_user: Option<&'a str>,
     pub policy: Policy,
-    /// GPUs free in the pool but in use without a reservation.
+    /// GPUs NVML found in use (more memory than the threshold), reserved or not, just
+    /// before the request's first transaction.
     pub unusable: &'a BTreeSet<u32>,
 }
 
@@ -44,8 +45,44 @@ impl Request<'_> {
 pub enum NotYet {
     /// Waiting may help.
     Busy(String),
-    /// Waiting cannot help (a GPU id outside the pool, more GPUs than the pool has).
+    /// Waiting cannot help (a GPU id outside the pool, more GPUs than the pool has, or
+    /// than it has without the GPUs in use outside the tool).
     Never(String),
+}
+
+/// When a request is judged: the store's time now, and of its first transaction, just
+/// after NVML was asked which GPUs are in use.
+#[derive(Clone, Copy, Debug)]
+pub struct At {
+    pub now: Timestamp,
+    pub probed_at: Timestamp,
+}
+
+/// The GPUs of `request.unusable` that are free in the pool: in use outside the tool.
+/// One released since the request's first transaction (`probed_at`, in the store's
+/// clock, just after NVML was asked) is not among them: NVML saw its holder's job on it,
+/// which has ended or is the holder's to answer for now; without this a waiter would
+/// never get a GPU whose holder was using it when the waiter asked.
+fn busy_outside(pool: &Pool, request: &Request, probed_at: Timestamp) -> BTreeSet<u32> {
+    request
+        .unusable
+        .iter()
+        .copied()
+        .filter(|&id| {
+            pool.gpus.get(id as usize).is_some_and(|slot| {
+                slot.reservation.is_none() && slot.last_released.is_none_or(|t| t < probed_at)
+            })
+        })
+        .collect()
+}
+
+/// Free GPUs that `request` may be handed: not reserved, not in use outside the tool.
+pub fn usable_free(pool: &Pool, request: &Request, probed_at: Timestamp) -> usize {
+    let outside = busy_outside(pool, request, probed_at);
+    pool.gpus
+        .iter()
+        .filter(|slot| slot.reservation.is_none() && !outside.contains(&slot.id))
+        .count()
 }
 
 /// The GPUs `request` gets from `pool` now, as the waiter at `position` (`None`: not
@@ -54,8 +91,9 @@ pub fn admit(
     pool: &Pool,
     request: &Request,
     position: Option<usize>,
-    now: Timestamp,
+    at: At,
 ) -> Result<Vec<u32>, NotYet> {
+    let At { now, probed_at } = at;
     let total = pool.gpus.len();
     let wanted = request.wanted() as usize;
     if wanted > total {
@@ -73,11 +111,8 @@ pub fn admit(
         )));
     }
     let ahead = pool.wanted_ahead(position);
-    let usable_free = pool
-        .gpus
-        .iter()
-        .filter(|slot| slot.reservation.is_none() && !request.unusable.contains(&slot.id))
-        .count();
+    let outside = busy_outside(pool, request, probed_at);
+    let usable_free = usable_free(pool, request, probed_at);
     let waiting_ahead = || {
         let waiting = position.unwrap_or(pool.queue.len());
         NotYet::Busy(format!(
@@ -93,7 +128,7 @@ pub fn admit(
     let claimed = pool.ids_wanted_ahead(position);
     let ids = match request.gpu_ids {
         Some(ids) => {
-            alloc::check_ids(pool, ids, request.unusable)
+            alloc::check_ids(pool, ids, &outside)
                 .map_err(|refusals| explain_refusals(&refusals, total))?;
             let taken: Vec<String> = ids
                 .iter()
@@ -108,8 +143,18 @@ pub fn admit(
             }
             ids.to_vec()
         }
+        // The tool does not watch GPUs in use outside it while a request waits: only
+        // GPUs that reservations hold can come back.
+        None if wanted > total - outside.len() => {
+            return Err(NotYet::Never(explain_shortage(
+                pool,
+                &outside,
+                wanted,
+                usable_free,
+            )));
+        }
         None => {
-            let excluded: BTreeSet<u32> = request.unusable.union(&claimed).copied().collect();
+            let excluded: BTreeSet<u32> = outside.union(&claimed).copied().collect();
             match alloc::choose(pool, wanted, &excluded, request.policy, request.user) {
                 Ok(ids) => ids,
                 // Short only of GPUs others wait for: say so rather than "0 available"
@@ -120,7 +165,8 @@ pub fn admit(
                 Err(shortage) => {
                     return Err(NotYet::Busy(explain_shortage(
                         pool,
-                        request,
+                        &outside,
+                        wanted,
                         shortage.available,
                     )));
                 }
@@ -147,10 +193,14 @@ fn explain_refusals(refusals: &[Refusal], total: usize) -> NotYet {
                 )
             }
             Refusal::HeldBy(id, user) => format!("GPU {id} is reserved by {user}"),
-            Refusal::InUseWithoutReservation(id) => format!(
-                "GPU {id} is in use without a reservation (see `canhazgpu status`; --force \
-                 takes it anyway)"
-            ),
+            // The tool does not watch such use end while a request waits.
+            Refusal::InUseWithoutReservation(id) => {
+                never = true;
+                format!(
+                    "GPU {id} is in use without a reservation (see `canhazgpu status`; \
+                     --force takes it anyway)"
+                )
+            }
         })
         .collect();
     let message = format!("cannot have the GPUs asked for: {}", reasons.join("; "));
@@ -161,27 +211,32 @@ fn explain_refusals(refusals: &[Refusal], total: usize) -> NotYet {
     }
 }
 
-fn explain_shortage(pool: &Pool, request: &Request, available: usize) -> String {
+fn explain_shortage(
+    pool: &Pool,
+    outside: &BTreeSet<u32>,
+    wanted: usize,
+    available: usize,
+) -> String {
     let total = pool.gpus.len();
-    let blocked =
-        pool.ids_where(|slot| slot.reservation.is_none() && request.unusable.contains(&slot.id));
-    let hint = if blocked.is_empty() {
+    let hint = if outside.is_empty() {
         "see `canhazgpu status` for who holds them".to_string()
     } else {
-        let force = if available + blocked.len() >= request.wanted() as usize {
+        let force = if available + outside.len() >= wanted {
             "`--force` hands them out anyway"
-        } else {
+        } else if wanted <= total - outside.len() {
             "the others are reserved"
+        } else {
+            "waiting cannot free enough while they are; `--force` hands them out anyway"
         };
+        let ids: Vec<u32> = outside.iter().copied().collect();
         format!(
             "GPU(s) {} have no reservation but are in use (see `canhazgpu status` for \
              whose processes); {force}",
-            format_ids(&blocked)
+            format_ids(&ids)
         )
     };
     format!(
-        "Not enough GPUs available: requested {}, {available} available of {total}; {hint}",
-        request.wanted()
+        "Not enough GPUs available: requested {wanted}, {available} available of {total}; {hint}"
     )
 }
 
@@ -195,6 +250,11 @@ pub fn format_ids(ids: &[u32]) -> String {
 mod tests {
     use super::*;
     use crate::model::{Reservation, Waiter};
+
+    /// Judged at `now`, NVML asked at the start of time.
+    fn at(now: Timestamp) -> At {
+        At { now, probed_at: 0 }
+    }
 
     fn held() -> Option<Reservation> {
         Some(Reservation {
@@ -256,20 +316,23 @@ mod tests {
         let none = BTreeSet::new();
         // 2 of 4 free; the head waits for 3.
         let pool = pool(4, &[0, 1], vec![waiter(3, None)]);
-        let refused = admit(&pool, &request(1, None, &none), None, 0).unwrap_err();
+        let refused = admit(&pool, &request(1, None, &none), None, at(0)).unwrap_err();
         assert!(
             matches!(&refused, NotYet::Busy(m) if m.contains("1 request(s) waiting ahead want 3")),
             "{refused:?}"
         );
         // The head itself is short too, and says so plainly.
-        let head = admit(&pool, &request(3, None, &none), Some(0), 0).unwrap_err();
+        let head = admit(&pool, &request(3, None, &none), Some(0), at(0)).unwrap_err();
         assert!(
             matches!(&head, NotYet::Busy(m) if m.contains("2 available of 4")),
             "{head:?}"
         );
         // A small one behind a small head fits beside it.
         let pool = self::pool(4, &[0, 1], vec![waiter(1, None)]);
-        assert_eq!(admit(&pool, &request(1, None, &none), None, 0), Ok(vec![2]));
+        assert_eq!(
+            admit(&pool, &request(1, None, &none), None, at(0)),
+            Ok(vec![2])
+        );
     }
 
     #[test]
@@ -278,11 +341,11 @@ mod tests {
         let pool = pool(4, &[], vec![waiter(0, Some(vec![0, 1]))]);
         let ids: &[u32] = &[1];
         assert!(matches!(
-            admit(&pool, &request(1, Some(ids), &none), None, 0),
+            admit(&pool, &request(1, Some(ids), &none), None, at(0)),
             Err(NotYet::Busy(m)) if m.contains("GPU 1 is wanted by a request waiting ahead")
         ));
         assert_eq!(
-            admit(&pool, &request(2, None, &none), None, 0),
+            admit(&pool, &request(2, None, &none), None, at(0)),
             Ok(vec![2, 3])
         );
     }
@@ -292,21 +355,21 @@ mod tests {
         let none = BTreeSet::new();
         let mut pool = pool(2, &[], vec![]);
         assert!(matches!(
-            admit(&pool, &request(3, None, &none), None, 0),
+            admit(&pool, &request(3, None, &none), None, at(0)),
             Err(NotYet::Never(_))
         ));
         let ids: &[u32] = &[5];
         assert!(matches!(
-            admit(&pool, &request(1, Some(ids), &none), None, 0),
+            admit(&pool, &request(1, Some(ids), &none), None, at(0)),
             Err(NotYet::Never(m)) if m.contains("GPUs 0 to 1")
         ));
         pool.rebuilding_until = Some(100);
         assert!(matches!(
-            admit(&pool, &request(1, None, &none), Some(0), 40),
+            admit(&pool, &request(1, None, &none), Some(0), at(40)),
             Err(NotYet::Busy(m)) if m.contains("rebuilt") && m.contains("0h 1m 0s")
         ));
         assert_eq!(
-            admit(&pool, &request(1, None, &none), Some(0), 100),
+            admit(&pool, &request(1, None, &none), Some(0), at(100)),
             Ok(vec![0])
         );
     }
@@ -371,7 +434,7 @@ mod tests {
                     Some(p) => as_request(&pool.queue[p], &unusable),
                     None => super::request(count, ids.as_deref(), &unusable),
                 };
-                let Ok(granted) = admit(&pool, &request, position, 0) else { return Ok(()) };
+                let Ok(granted) = admit(&pool, &request, position, at(0)) else { return Ok(()) };
                 prop_assert_eq!(granted.len(), request.wanted() as usize);
                 for id in &granted {
                     prop_assert!(pool.gpus[*id as usize].reservation.is_none());
@@ -381,9 +444,9 @@ mod tests {
                 let ahead = position.unwrap_or(pool.queue.len());
                 for earlier in 0..ahead {
                     let theirs = as_request(&pool.queue[earlier], &unusable);
-                    if admit(&pool, &theirs, Some(earlier), 0).is_ok() {
+                    if admit(&pool, &theirs, Some(earlier), at(0)).is_ok() {
                         prop_assert!(
-                            admit(&after, &theirs, Some(earlier), 0).is_ok(),
+                            admit(&after, &theirs, Some(earlier), at(0)).is_ok(),
                             "serving {:?} at {:?} took what waiter {} needed",
                             granted, position, earlier
                         );
@@ -403,7 +466,7 @@ mod tests {
                     Some(ids) => ids.iter().all(usable),
                     None => free >= head.count as usize,
                 };
-                let served = admit(&pool, &as_request(head, &unusable), Some(0), 0).is_ok();
+                let served = admit(&pool, &as_request(head, &unusable), Some(0), at(0)).is_ok();
                 prop_assert_eq!(served, fits);
             }
         }

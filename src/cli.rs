@@ -50,6 +50,8 @@ pub enum Command {
     Init(InitArgs),
     Prompt(PromptArgs),
     Completions(CompletionsArgs),
+    #[command(hide = true)]
+    GenerateMan(GenerateManArgs),
 }
 
 /// Initialize GPU pool for this machine
@@ -58,10 +60,13 @@ pub enum Command {
     canhazgpu admin --gpus 8            # a new pool of GPUs 0 to 7\n  \
     canhazgpu admin --gpus 4 --force    # start over with 4 GPUs, dropping all reservations\n\n\
     With the embedded store, admin creates the state directory (default /var/lib/canhazgpu)\n\
-    with mode 0777 so that every local user can reserve.")]
+    with mode 0777 so that every local user can reserve; on an existing one it repairs the\n\
+    modes of the directory and its files.")]
 pub struct AdminArgs {
-    /// Number of GPUs in the pool (IDs 0 to N-1) [default: the number NVML reports]
+    /// Number of GPUs in the pool (IDs 0 to N-1) [default: the number NVML or AMD SMI
+    /// reports, MIG instances counted with mig = true]
     #[arg(
+        short,
         long,
         value_name = "N",
         allow_negative_numbers = true,
@@ -74,7 +79,7 @@ pub struct AdminArgs {
     pub force: bool,
 
     #[command(flatten)]
-    pub nvml: NvmlArgs,
+    pub libraries: GpuLibraryArgs,
 }
 
 /// Release all manually reserved GPUs held by the current user
@@ -82,7 +87,8 @@ pub struct AdminArgs {
 #[command(after_help = "Examples:\n  \
     canhazgpu release         # give back every manual reservation you hold\n  \
     canhazgpu release --all   # the same, also in a shell set up with `canhazgpu init`\n  \
-    canhazgpu release --gpu-ids 3   # GPU 3 only, even a run's (its wrapper died)\n\n\
+    canhazgpu release --gpu-ids 3   # GPU 3 only, even a run's (its wrapper died)\n  \
+    canhazgpu release --gpu-ids 3 --force   # an admin takes GPU 3 back from its holder\n\n\
     In a shell set up with `canhazgpu init`, release gives back only what that shell\n\
     reserved and restores its CUDA_VISIBLE_DEVICES. GPUs held by `canhazgpu run` are\n\
     released when the command ends; they are not touched.")]
@@ -94,12 +100,19 @@ pub struct ReleaseArgs {
     /// Release exactly these GPUs, which must be yours; `run` reservations too (for a job
     /// whose wrapper died while its command lives on)
     #[arg(
+        short = 'G',
         long,
         value_name = "IDS",
         value_delimiter = ',',
         conflicts_with = "all"
     )]
     pub gpu_ids: Option<Vec<u32>>,
+
+    /// With --gpu-ids: also GPUs that others hold, a `run`'s too (admins only: root, the
+    /// config's `admins`, or the owner of the store's directory). The holder's shell says
+    /// so at its next prompt, and the history records the end.
+    #[arg(long, requires = "gpu_ids")]
+    pub force: bool,
 
     /// Print shell code for this shell on stdout (used by the function from `init`)
     #[arg(long, hide = true, value_enum, requires = "owner_pid")]
@@ -118,6 +131,11 @@ pub struct ReleaseArgs {
     /// not an ancestor (used by the script from `init` at shell start)
     #[arg(long, hide = true, requires = "shell", conflicts_with_all = ["all", "gpu_ids"])]
     pub inherited: bool,
+
+    /// The shell function runs in a subshell: print the shell code only if it goes back
+    /// to the shell for `eval "$(...)"` (used by the function from `init`)
+    #[arg(long, hide = true, requires = "shell")]
+    pub subshell: bool,
 }
 
 /// Reserve GPUs manually for a specified duration
@@ -130,11 +148,14 @@ pub struct ReleaseArgs {
     Durations: 30m, 2h, 1d, 0.5h, 1h30m (at most 30d). The export line goes to stdout,\n\
     everything else to stderr.\n\n\
     In a shell set up with `canhazgpu init`, reserve exports CUDA_VISIBLE_DEVICES into that\n\
-    shell by itself, the GPUs are released when the shell exits, and a second reserve adds\n\
-    GPUs to the ones the shell holds.")]
+    shell by itself (the eval form above does the same there), the GPUs are released when\n\
+    the shell exits, and a second reserve adds GPUs to the ones the shell holds.\n\n\
+    On AMD GPUs the export line sets ROCR_VISIBLE_DEVICES, HIP_VISIBLE_DEVICES and\n\
+    CUDA_VISIBLE_DEVICES instead (see docs/gpus.md).")]
 pub struct ReserveArgs {
     /// Number of GPUs to reserve
     #[arg(
+        short,
         long,
         default_value_t = 1,
         value_name = "N",
@@ -143,8 +164,8 @@ pub struct ReserveArgs {
     )]
     pub gpus: u32,
 
-    /// How long to hold them [default: 8h, or the config's default_duration]
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    /// How long to hold them (at least 1s) [default: 8h, or the config's default_duration]
+    #[arg(short, long, value_name = "DURATION", allow_hyphen_values = true)]
     pub duration: Option<String>,
 
     #[command(flatten)]
@@ -158,6 +179,11 @@ pub struct ReserveArgs {
     #[arg(long, hide = true, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
     pub owner_pid: Option<u32>,
 
+    /// The shell function runs in a subshell: print the shell code only if it goes back
+    /// to the shell for `eval "$(...)"` (used by the function from `init`)
+    #[arg(long, hide = true, requires = "shell")]
+    pub subshell: bool,
+
     // Last, because its help heading applies to every argument after it.
     #[command(flatten)]
     pub alloc: AllocationArgs,
@@ -170,10 +196,14 @@ pub struct ReserveArgs {
     canhazgpu run --gpus 2 -- torchrun --nproc-per-node 2 train.py\n  \
     canhazgpu run -- nvidia-smi\n\n\
     The GPUs are released when the command ends, fails, is killed, or when run itself is\n\
-    interrupted. run exits with the command's status (128+N if it died of signal N).")]
+    interrupted. run exits with the command's status (128+N if it died of signal N).\n\n\
+    On AMD GPUs, ROCR_VISIBLE_DEVICES names them and HIP_VISIBLE_DEVICES and\n\
+    CUDA_VISIBLE_DEVICES count from 0 within them; a MIG instance (mig = true) goes by its\n\
+    MIG UUID. See docs/gpus.md.")]
 pub struct RunArgs {
     /// Number of GPUs to reserve
     #[arg(
+        short,
         long,
         default_value_t = 1,
         value_name = "N",
@@ -182,7 +212,8 @@ pub struct RunArgs {
     )]
     pub gpus: u32,
 
-    /// Seconds between heartbeats while the command runs [default: 60s, or the config]
+    /// Time between heartbeats while the command runs (at least 1s) [default: 60s, or the
+    /// config]
     #[arg(long, value_name = "DURATION")]
     pub heartbeat_interval: Option<String>,
 
@@ -190,7 +221,7 @@ pub struct RunArgs {
     pub request: RequestArgs,
 
     /// Stop the command after DURATION: SIGINT first, SIGKILL after --timeout-grace
-    #[arg(long, value_name = "DURATION")]
+    #[arg(short, long, value_name = "DURATION")]
     pub timeout: Option<String>,
 
     /// How long the command may take to exit after the --timeout SIGINT
@@ -253,7 +284,7 @@ pub enum OnLost {
     canhazgpu status\n  \
     canhazgpu status --verbose     # also say which store was read")]
 pub struct StatusArgs {
-    /// Also say which store was read and what NVML reported
+    /// Also say which store was read and what the GPU library (NVML, AMD SMI) reported
     #[arg(long, short)]
     pub verbose: bool,
 
@@ -265,22 +296,29 @@ pub struct StatusArgs {
     pub usage: UsageArgs,
 }
 
-/// Where NVML (the NVIDIA driver's libnvidia-ml.so.1) is, for the commands that ask it.
+/// Where the GPU vendors' libraries are, for the commands that ask them: NVML (the
+/// NVIDIA driver's libnvidia-ml.so.1) and AMD SMI (ROCm's libamd_smi.so).
 #[derive(Args, Debug)]
-#[command(next_help_heading = "GPU detection (NVML)")]
-pub struct NvmlArgs {
+#[command(next_help_heading = "GPU detection (NVML, AMD SMI)")]
+pub struct GpuLibraryArgs {
     /// NVML library to load: the file, or a directory holding libnvidia-ml.so.1
     /// [default: the config's nvml_library, else the dynamic loader's search path]
     #[arg(long, env = "CANHAZGPU_NVML_LIBRARY", value_name = "PATH")]
     pub nvml_library: Option<PathBuf>,
+
+    /// AMD SMI library to load: the file, or a directory holding libamd_smi.so
+    /// [default: the config's amd_smi_library, else the dynamic loader's search path,
+    /// else $ROCM_PATH/lib and /opt/rocm/lib]
+    #[arg(long, env = "CANHAZGPU_AMD_SMI_LIBRARY", value_name = "PATH")]
+    pub amd_smi_library: Option<PathBuf>,
 }
 
 /// How much GPU memory in use makes a GPU without reservation busy.
 #[derive(Args, Debug)]
-#[command(next_help_heading = "GPU detection (NVML)")]
+#[command(next_help_heading = "GPU detection (NVML, AMD SMI)")]
 pub struct UsageArgs {
     #[command(flatten)]
-    pub nvml: NvmlArgs,
+    pub libraries: GpuLibraryArgs,
 
     /// A GPU without reservation with more than this many MiB of memory in use is
     /// "in use without reservation" [default: 1024, or the config's memory_threshold]
@@ -293,6 +331,7 @@ pub struct UsageArgs {
 pub struct RequestArgs {
     /// Exactly these GPUs, all or nothing (instead of --gpus)
     #[arg(
+        short = 'G',
         long,
         value_name = "IDS",
         value_delimiter = ',',
@@ -300,18 +339,24 @@ pub struct RequestArgs {
     )]
     pub gpu_ids: Option<Vec<u32>>,
 
-    /// Wait in the queue when the GPUs are busy, for at most TIMEOUT if given (--wait=2h);
-    /// first come, first served
-    #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, require_equals = true)]
+    /// Wait in the queue when the GPUs are busy, for at most TIMEOUT if given (--wait=2h or
+    /// -w=2h, with the '='); first come, first served
+    #[arg(
+        short,
+        long,
+        value_name = "TIMEOUT",
+        num_args = 0..=1,
+        require_equals = true
+    )]
     pub wait: Option<Option<String>>,
 
     /// A note shown in status (what this is for)
-    #[arg(long, value_name = "TEXT")]
+    #[arg(short, long, value_name = "TEXT")]
     pub note: Option<String>,
 
     /// Show the reservation as held by NAME (shared accounts); your own account is
     /// recorded too and can always release it
-    #[arg(long, value_name = "NAME")]
+    #[arg(short, long, value_name = "NAME")]
     pub user: Option<String>,
 
     /// How free GPUs are ranked [default: lru, or the config's allocation_policy]
@@ -321,7 +366,7 @@ pub struct RequestArgs {
 
 /// What `run` and `reserve` share: which GPUs they may hand out and how they name them.
 #[derive(Args, Debug)]
-#[command(next_help_heading = "GPU detection (NVML)")]
+#[command(next_help_heading = "GPU detection (NVML, AMD SMI)")]
 pub struct AllocationArgs {
     #[command(flatten)]
     pub usage: UsageArgs,
@@ -330,9 +375,10 @@ pub struct AllocationArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// What CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES list: GPU indices (in PCI
-    /// order, as nvidia-smi numbers them) or GPU UUIDs (needs NVML)
-    /// [default: index, or the config's visible_devices]
+    /// What CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES list on NVIDIA GPUs: GPU
+    /// indices (in PCI order, as nvidia-smi numbers them) or GPU UUIDs (needs NVML); MIG
+    /// instances always go by UUID, AMD GPUs by index [default: index, or the config's
+    /// visible_devices]
     #[arg(long, value_enum, value_name = "MODE")]
     pub visible_devices: Option<VisibleDevices>,
 }
@@ -352,7 +398,11 @@ pub enum VisibleDevices {
     canhazgpu init fish | source           # ~/.config/fish/config.fish\n\n\
     Then `canhazgpu reserve` exports CUDA_VISIBLE_DEVICES into the shell, `canhazgpu release`\n\
     restores what was there before, the shell's exit releases, and `canhazgpu_prompt` prints\n\
-    a prompt segment such as `gpu:1,5 3h59m`. See docs/shell.md.")]
+    a prompt segment such as `gpu:1,5 3h59m`. See docs/shell.md.\n\n\
+    The Debian package also installs these scripts as /usr/share/canhazgpu/init.bash,\n\
+    init.zsh and init.fish; `source` one instead, and shells start without running\n\
+    canhazgpu:\n  \
+    source /usr/share/canhazgpu/init.bash   # ~/.bashrc (init.zsh: ~/.zshrc, init.fish)")]
 pub struct InitArgs {
     #[arg(value_enum)]
     pub shell: Shell,
@@ -378,4 +428,13 @@ pub struct PromptArgs {}
 pub struct CompletionsArgs {
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// Write the manual pages (canhazgpu.1 and one per subcommand) into DIR; hidden, for
+/// packaging (scripts/package.sh) and for the committed man/ (a test keeps it fresh)
+#[derive(Args, Debug)]
+pub struct GenerateManArgs {
+    /// Directory to write the pages to (created if missing)
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }

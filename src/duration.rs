@@ -8,7 +8,23 @@ use crate::error::{Error, Result};
 /// Nobody reserves a GPU for longer than this on a shared host; a bigger value is a typo.
 pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// The store counts reservation times and heartbeats in whole seconds: a reservation, a
+/// heartbeat interval or a heartbeat timeout shorter than this cannot be honoured.
+pub const WHOLE_SECOND: Duration = Duration::from_secs(1);
+
 const EXAMPLES: &str = "use a number with a unit, e.g. 30m, 2h, 1d, 0.5h or 1h30m (at most 30d)";
+
+/// [`parse`] for what the store keeps in whole seconds (reservation lengths, heartbeat
+/// intervals and timeouts): at least [`WHOLE_SECOND`].
+pub fn parse_whole_seconds(text: &str) -> Result<Duration> {
+    let duration = parse(text)?;
+    if duration < WHOLE_SECOND {
+        return Err(Error::usage(format!(
+            "invalid duration '{text}': it is shorter than a second, and reservations and heartbeats are counted in whole seconds; use at least 1s"
+        )));
+    }
+    Ok(duration)
+}
 
 pub fn parse(text: &str) -> Result<Duration> {
     let trimmed = text.trim();
@@ -103,6 +119,21 @@ mod tests {
             assert!(err.message.contains("e.g. 30m"), "{bad}: {err}");
             assert_eq!(err.exit_code, 2);
         }
+    }
+
+    #[test]
+    fn whole_second_settings_refuse_less_than_a_second() {
+        assert_eq!(parse_whole_seconds("1s").unwrap(), WHOLE_SECOND);
+        assert_eq!(
+            parse_whole_seconds("0.5h").unwrap(),
+            Duration::from_secs(1800)
+        );
+        for short in ["500ms", "1ms", "0.9s", "999ms"] {
+            let err = parse_whole_seconds(short).unwrap_err();
+            assert!(err.message.contains("at least 1s"), "{short}: {err}");
+            assert_eq!(err.exit_code, 2);
+        }
+        assert!(parse("500ms").is_ok(), "waits and timeouts may be shorter");
     }
 
     #[test]

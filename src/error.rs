@@ -12,6 +12,9 @@ pub struct Error {
     pub exit_code: i32,
     /// The store holds something it cannot read; only a reinitialization gets past it.
     pub corrupt_store: bool,
+    /// Stdout's reader has gone (a closed pipe); nobody is left to tell, so the command
+    /// ends quietly.
+    pub closed_stdout: bool,
     /// The store could not be reached or asked to wait (a timeout, a dropped connection,
     /// a server loading its data): trying again later may well succeed, so callers that
     /// have time left (a `--wait` waiter, a heartbeat) retry rather than give up.
@@ -28,6 +31,7 @@ impl Error {
             message: message.into(),
             exit_code: EXIT_FAILURE,
             corrupt_store: false,
+            closed_stdout: false,
             transient: false,
             no_pool: false,
         }
@@ -44,6 +48,16 @@ impl Error {
         Error {
             corrupt_store: true,
             ..Error::failure(message)
+        }
+    }
+
+    /// Like ripgrep, a reader that stopped reading (`| head -1`) is not a failure of
+    /// the command: exit 0, as if it had read everything.
+    pub fn closed_stdout() -> Self {
+        Error {
+            exit_code: 0,
+            closed_stdout: true,
+            ..Error::failure("standard output was closed by its reader")
         }
     }
 

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::model::{Kind, Owner, Pool, Reservation, Timestamp};
+use crate::process::ProcessFacts;
 
 /// Upstream's rule: a run without a visible owner is dead after 5 minutes of silence.
 pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -16,7 +17,8 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);
 pub trait ProcessView {
     fn boot_id(&self) -> &str;
     fn pid_ns(&self) -> u64;
-    /// Start time in clock ticks of a live process, `None` if there is no such process.
+    /// Start time in clock ticks of a running process, `None` if there is no such process
+    /// or it has exited.
     fn start_ticks(&self, pid: u32) -> Option<u64>;
 }
 
@@ -62,18 +64,13 @@ impl ProcessView for ProcView {
         self.pid_ns
     }
 
+    /// A zombie counts as gone: killed but not yet reaped by its parent, it still has
+    /// its pid and start time, and nothing to hold GPUs for.
     fn start_ticks(&self, pid: u32) -> Option<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        parse_start_ticks(&stat)
+        ProcessFacts::read(pid)
+            .filter(|facts| !facts.has_exited())
+            .map(|facts| facts.start_ticks)
     }
-}
-
-/// Field 22 of `/proc/<pid>/stat`. The command name (field 2) may hold spaces and
-/// parentheses, so fields are counted after its last `)`.
-fn parse_start_ticks(stat: &str) -> Option<u64> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    // After the name come field 3 (state) onwards; start time is field 22.
-    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn pid_namespace(pid: &str) -> Option<u64> {
@@ -416,10 +413,7 @@ mod tests {
     }
 
     #[test]
-    fn stat_parsing_survives_odd_names() {
-        let stat =
-            "123 (a) b (c) S 1 123 123 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10";
-        assert_eq!(parse_start_ticks(stat), Some(987654));
+    fn this_process_is_alive_and_has_an_identity() {
         let me = ProcView::new();
         assert!(me.start_ticks(std::process::id()).is_some());
         assert!(me.owner(std::process::id()).is_some());

@@ -90,6 +90,9 @@ pub struct GpuSlot {
     pub last_released: Option<Timestamp>,
     /// The account that released it last, for the sticky allocation policy.
     pub last_user: Option<String>,
+    /// The admin who took it back from `last_user` (`release --force`), until its next
+    /// ordinary release; for the holder's shell to say why its GPU went.
+    pub reclaimed_by: Option<String>,
     /// Fields written by other clients that this version does not know; kept on
     /// in-place updates (heartbeats) so that we do not destroy what they rely on.
     pub extra: Map<String, Value>,
@@ -102,8 +105,15 @@ impl GpuSlot {
             reservation: None,
             last_released: None,
             last_user: None,
+            reclaimed_by: None,
             extra: Map::new(),
         }
+    }
+
+    /// Who took this GPU back from its last holder (`release --gpu-ids N --force`), if
+    /// that is how its last reservation ended.
+    pub fn reclaimed_by(&self) -> Option<&str> {
+        self.reclaimed_by.as_deref()
     }
 }
 
@@ -245,8 +255,19 @@ impl Pool {
                 .clone()
                 .unwrap_or_else(|| reservation.user.clone()),
         );
+        slot.reclaimed_by = None;
         // What other clients attached to the reservation ends with it.
         slot.extra.clear();
+        Some(reservation)
+    }
+
+    /// Frees a GPU for an admin who takes it back from its holder: a release that the
+    /// slot remembers, for the holder's shell and for `status`.
+    pub fn reclaim(&mut self, id: u32, at: Timestamp, admin: &str) -> Option<Reservation> {
+        let reservation = self.release(id, at)?;
+        if let Some(slot) = self.gpus.get_mut(id as usize) {
+            slot.reclaimed_by = Some(admin.to_string());
+        }
         Some(reservation)
     }
 
@@ -427,12 +448,15 @@ mod field {
     pub const LAST_RELEASED: &str = "last_released";
     /// Ours, for the sticky policy.
     pub const LAST_USER: &str = "last_user";
+    /// Ours: the admin who took the GPU back (`release --force`).
+    pub const RECLAIMED_BY: &str = "reclaimed_by";
     /// Ours: upstream ignores it, and it is what lets us free a crashed job at once.
     pub const OWNER: &str = "owner_process";
     /// Ours: which request made the reservation (see `Reservation::request_id`).
     pub const REQUEST: &str = "request_id";
-    pub const KNOWN: [&str; 11] = [
+    pub const KNOWN: [&str; 12] = [
         LAST_USER,
+        RECLAIMED_BY,
         USER,
         ACTUAL_USER,
         START,
@@ -503,6 +527,7 @@ pub fn decode_slot_value(id: u32, value: Value, what: &str) -> Result<GpuSlot> {
     };
     slot.last_released = object.get(field::LAST_RELEASED).and_then(decode_time);
     slot.last_user = non_empty_string(object.get(field::LAST_USER));
+    slot.reclaimed_by = non_empty_string(object.get(field::RECLAIMED_BY));
     if let Some(user) = decode_user(id, &object, what)? {
         slot.reservation = Some(decode_reservation(id, &object, what, user)?);
     }
@@ -587,6 +612,9 @@ pub fn encode_slot_value(slot: &GpuSlot) -> Value {
     }
     if let Some(user) = &slot.last_user {
         object.insert(field::LAST_USER.into(), user.clone().into());
+    }
+    if let Some(admin) = &slot.reclaimed_by {
+        object.insert(field::RECLAIMED_BY.into(), admin.clone().into());
     }
     if let Some(r) = &slot.reservation {
         object.insert(field::USER.into(), r.user.clone().into());
@@ -679,6 +707,26 @@ mod tests {
         let ended = ended_between(Some(&before), Some(&pool), 999);
         assert_eq!(ended.len(), 1);
         assert_eq!((ended[0].end_time, ended[0].duration_seconds), (200, 100.0));
+    }
+
+    #[test]
+    fn a_reclaim_is_remembered_until_the_next_ordinary_release() {
+        let mut pool = Pool::new(1, 0);
+        pool.gpus[0].reservation = Some(held("alice", 100));
+        let reserved = pool.gpus[0].clone();
+        pool.reclaim(0, 300, "root");
+        let text = encode_slot(&pool.gpus[0]);
+        assert_eq!(
+            text,
+            r#"{"last_released":300,"last_user":"alice","reclaimed_by":"root"}"#
+        );
+        assert_eq!(decode_slot(0, Some(&text), "t").unwrap(), pool.gpus[0]);
+        assert_eq!(pool.gpus[0].reclaimed_by(), Some("root"));
+        // Reserved again: still the story of the last release.
+        pool.gpus[0].reservation = reserved.reservation;
+        assert_eq!(pool.gpus[0].reclaimed_by(), Some("root"));
+        pool.release(0, 400);
+        assert_eq!(pool.gpus[0].reclaimed_by(), None);
     }
 
     fn held(user: &str, start: Timestamp) -> Reservation {

@@ -18,7 +18,7 @@ pub enum GpuState {
     Available,
     /// Reserved.
     InUse,
-    /// Free in the pool, but NVML shows more memory in use than the threshold.
+    /// Free in the pool, but the GPU library shows more memory in use than the threshold.
     InUseWithoutReservation,
 }
 
@@ -36,10 +36,15 @@ pub struct GpuView {
     pub expires: Option<Timestamp>,
     pub note: Option<String>,
     pub last_released: Option<Timestamp>,
+    /// What the GPU library (NVML or AMD SMI) says; the key predates AMD support.
     pub nvml: Option<NvmlView>,
+    /// `"nvidia"` or `"amd"`: whose library answered; `null` without one.
+    pub vendor: Option<&'static str>,
+    /// Set when this pool GPU is a MIG instance.
+    pub mig: Option<MigView>,
 }
 
-/// What NVML says about one GPU.
+/// What the GPU library says about one GPU.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct NvmlView {
     pub name: String,
@@ -47,6 +52,19 @@ pub struct NvmlView {
     pub memory_used_mib: u64,
     pub memory_total_mib: u64,
     pub processes: Vec<GpuProcessView>,
+    /// What `status` notes about the GPU, e.g. MIG mode without instances.
+    pub note: Option<String>,
+}
+
+/// Where a MIG instance lives.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MigView {
+    /// NVML's index of its GPU.
+    pub gpu: u32,
+    pub gpu_uuid: String,
+    /// Its index among the GPU's MIG devices.
+    pub index: u32,
+    pub profile: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -70,7 +88,51 @@ pub struct WaiterView {
     pub deadline: Option<Timestamp>,
 }
 
-/// The state of `slot` given what NVML reports about it (`info`).
+// HostView and HostSummary: scaffolding until the lab views (issues 11, 12) use them.
+#[allow(dead_code)]
+/// One host's pool as the lab views show it (`status --all-hosts --json`, the web API):
+/// a host that could not be read is still listed, with `reachable: false` and why.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HostView {
+    /// The host's name (config `host`), or this machine's hostname for an unnamed pool.
+    pub host: String,
+    /// Where the pool lives, without credentials.
+    pub store: String,
+    pub reachable: bool,
+    /// Why the host could not be read; `null` when it was.
+    pub error: Option<String>,
+    /// The time the view was computed at, by the clock the host's pool is judged with.
+    pub now: Option<Timestamp>,
+    /// Counts of `gpus` by state, and of `queue`; `null` when unreachable.
+    pub summary: Option<HostSummary>,
+    pub gpus: Vec<GpuView>,
+    pub queue: Vec<WaiterView>,
+}
+
+#[allow(dead_code)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HostSummary {
+    pub gpus: usize,
+    pub available: usize,
+    pub in_use: usize,
+    pub in_use_without_reservation: usize,
+    pub waiting: usize,
+}
+
+impl HostSummary {
+    pub fn of(gpus: &[GpuView], queue: &[WaiterView]) -> HostSummary {
+        let count = |state| gpus.iter().filter(|gpu| gpu.state == state).count();
+        HostSummary {
+            gpus: gpus.len(),
+            available: count(GpuState::Available),
+            in_use: count(GpuState::InUse),
+            in_use_without_reservation: count(GpuState::InUseWithoutReservation),
+            waiting: queue.len(),
+        }
+    }
+}
+
+/// The state of `slot` given what the GPU library reports about it (`info`).
 pub fn gpu_state(slot: &GpuSlot, info: Option<&GpuInfo>, threshold_mib: u64) -> GpuState {
     match (&slot.reservation, info) {
         (Some(_), _) => GpuState::InUse,
@@ -94,6 +156,13 @@ pub fn gpu_view(slot: &GpuSlot, gpus: &Gpus, threshold_mib: u64) -> GpuView {
         note: r.and_then(|r| r.note.clone()),
         last_released: slot.last_released,
         nvml: info.map(nvml_view),
+        vendor: info.and(gpus.vendor()).map(|vendor| vendor.as_str()),
+        mig: info.and_then(|gpu| gpu.mig.as_ref()).map(|mig| MigView {
+            gpu: mig.gpu,
+            gpu_uuid: mig.gpu_uuid.clone(),
+            index: mig.index,
+            profile: mig.profile.clone(),
+        }),
     }
 }
 
@@ -112,6 +181,7 @@ fn nvml_view(gpu: &GpuInfo) -> NvmlView {
                 used_mib: p.used_mib,
             })
             .collect(),
+        note: gpu.note.clone(),
     }
 }
 
@@ -145,6 +215,33 @@ mod tests {
     use crate::model::Reservation;
 
     #[test]
+    fn a_summary_counts_each_state() {
+        let mut pool = Pool::new(3, 0);
+        pool.gpus[2].reservation = Some(Reservation {
+            user: "bob".into(),
+            actual_user: None,
+            kind: Kind::Run,
+            start_time: 1,
+            last_heartbeat: 1,
+            expiry_time: None,
+            note: None,
+            owner: None,
+            request_id: None,
+        });
+        let gpus = gpu_views(&pool, &Gpus::none(), 1024);
+        let summary = HostSummary::of(&gpus, &[]);
+        assert_eq!(
+            (
+                summary.gpus,
+                summary.available,
+                summary.in_use,
+                summary.waiting
+            ),
+            (3, 2, 1, 0)
+        );
+    }
+
+    #[test]
     fn every_key_is_present_and_states_are_snake_case() {
         let mut pool = Pool::new(2, 0);
         pool.gpus[1].reservation = Some(Reservation {
@@ -172,6 +269,8 @@ mod tests {
             "note",
             "last_released",
             "nvml",
+            "vendor",
+            "mig",
         ];
         for entry in json.as_array().unwrap() {
             let object = entry.as_object().unwrap();

@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use crate::admission::{NotYet, Request, admit};
+use crate::admission::{At, NotYet, Request, admit, usable_free};
 use crate::commands::Context;
 pub use crate::commands::asked::{Asked, Wait};
 use crate::commands::progress::Progress;
 use crate::duration::format_hms;
 use crate::error::{Error, Result};
 use crate::model::{Owner, Pool, Timestamp, Waiter};
+use crate::signals;
 
 /// Waiters renew their queue entry this often, well inside the heartbeat timeout that
 /// drops entries of processes the checker cannot see.
@@ -52,18 +53,14 @@ pub fn acquire(
         ctx,
         request,
         me,
-        id: format!(
-            "{}-{}-{}",
-            me.boot_id.get(..8).unwrap_or(&me.boot_id),
-            me.pid,
-            me.start_ticks
-        ),
+        id: request_id(me),
         wait,
         give_up: match wait {
             Wait::For(limit) => Some(Instant::now() + limit),
             _ => None,
         },
         entry: None,
+        probed_at: 0,
         assign: &mut assign,
     };
     match wait {
@@ -72,6 +69,17 @@ pub fn acquire(
             .ok_or_else(|| Error::failure("not served and not queued")),
         _ => wait_in_queue(&mut line),
     }
+}
+
+/// The id of the request this process makes (one per process): its waiter's id in the
+/// queue and the `request_id` of the reservations it gets. Unique while the process lives.
+pub fn request_id(me: &Owner) -> String {
+    format!(
+        "{}-{}-{}",
+        me.boot_id.get(..8).unwrap_or(&me.boot_id),
+        me.pid,
+        me.start_ticks
+    )
 }
 
 /// One request on its way through the queue.
@@ -87,6 +95,9 @@ struct Line<'a> {
     give_up: Option<Instant>,
     /// Its queue entry once it has one, to go back in line with if the queue was lost.
     entry: Option<Waiter>,
+    /// The store's time of its first transaction, just after NVML was asked which GPUs
+    /// are in use (see [`crate::admission::At`]).
+    probed_at: Timestamp,
     assign: &'a mut dyn FnMut(&mut Pool, &[u32], Timestamp),
 }
 
@@ -106,6 +117,7 @@ impl Line<'_> {
         let ctx = self.ctx;
         let joined = ctx.store.update(|pool, now| {
             ctx.sweep(pool, now);
+            self.probed_at = now;
             if let Some(ids) = self.served_already(pool) {
                 return Ok(Ok(ids));
             }
@@ -113,7 +125,7 @@ impl Line<'_> {
             if let Some(position) = pool.queue_position(&self.id) {
                 return Ok(Err(pool.queue[position].clone()));
             }
-            match admit(pool, self.request, None, now) {
+            match admit(pool, self.request, None, self.at(now)) {
                 Ok(ids) => Ok(Ok(self.take(pool, &ids, now))),
                 Err(NotYet::Never(message)) => Err(Error::failure(message)),
                 Err(NotYet::Busy(message)) if self.wait == Wait::No => Err(Error::failure(
@@ -141,7 +153,7 @@ impl Line<'_> {
         let (mut pool, now) = self.ctx.store.snapshot_pool()?;
         self.ctx.sweep(&mut pool, now);
         let position = pool.queue_position(&self.id);
-        let may_serve = admit(&pool, self.request, position, now).is_ok()
+        let may_serve = admit(&pool, self.request, position, self.at(now)).is_ok()
             || !pool.ids_of_request(&self.id).is_empty();
         Ok((pool, position, may_serve))
     }
@@ -168,7 +180,7 @@ impl Line<'_> {
                     })
                 }
             };
-            match admit(pool, self.request, Some(position), now) {
+            match admit(pool, self.request, Some(position), self.at(now)) {
                 Ok(ids) => {
                     let ids = self.take(pool, &ids, now);
                     pool.queue.remove(position);
@@ -183,11 +195,18 @@ impl Line<'_> {
                     Ok(Turn::Waiting {
                         position,
                         queued: pool.queue.len(),
-                        free: pool.free_count(),
+                        free: usable_free(pool, self.request, self.probed_at),
                     })
                 }
             }
         })
+    }
+
+    fn at(&self, now: Timestamp) -> At {
+        At {
+            now,
+            probed_at: self.probed_at,
+        }
     }
 
     /// What an earlier attempt of this request took, where its commit reply was lost;
@@ -356,12 +375,8 @@ fn wait_in_queue(line: &mut Line) -> Result<Vec<u32>> {
                     Err(e) => return Err(line.left_after(e)),
                 }
             } else if let Some(position) = position {
-                progress.show(
-                    position,
-                    pool.queue.len(),
-                    pool.free_count(),
-                    pool.gpus.len(),
-                );
+                let free = usable_free(&pool, line.request, line.probed_at);
+                progress.show(position, pool.queue.len(), free, pool.gpus.len());
             }
             // A request with more wanted ahead of it than the pool holds cannot be served
             // before the queue moves. Such waiters poll slowly and let wake-ups pass: every
@@ -477,9 +492,11 @@ struct Stop {
 }
 
 impl Stop {
+    /// Not a signal the caller ignored: `nohup canhazgpu reserve --wait` must outlive
+    /// SIGHUP.
     fn catch() -> Stop {
         let caught = Arc::new(AtomicUsize::new(0));
-        let handlers = [SIGINT, SIGTERM, SIGHUP]
+        let handlers = signals::not_ignored(&[SIGINT, SIGTERM, SIGHUP])
             .iter()
             .filter_map(|&sig| {
                 signal_hook::flag::register_usize(sig, caught.clone(), sig as usize).ok()

@@ -2,9 +2,11 @@
 
 use crate::cli::AdminArgs;
 use crate::commands::Context;
-use crate::commands::gpus::Gpus;
+use crate::commands::gpus::{Gpus, MAX_POOL};
 use crate::error::{Error, Result};
-use crate::model::{MAX_GPUS, Pool};
+use crate::model::Pool;
+use crate::output;
+use crate::powers;
 
 /// What reinitializing does to the reservations of the pool it replaces, as every
 /// message that offers or reports it says.
@@ -20,6 +22,11 @@ enum Replaced {
 }
 
 pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
+    powers::require_admin(
+        &ctx.config,
+        &ctx.store,
+        "initialize or reinitialize the pool",
+    )?;
     let count = pool_size(ctx, args)?;
     ctx.store.prepare_for_admin()?;
     let previous = ctx.store.transact(|pool, now| {
@@ -36,8 +43,9 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
                 None => "canhazgpu admin --force".to_string(),
             };
             return Err(Error::failure(format!(
-                "the pool is already initialized with {gpus} GPUs; use `{again}` to \
-                 reinitialize it ({WHAT_FORCE_DOES})"
+                "the pool is already initialized with {}; use `{again}` to reinitialize it \
+                 ({WHAT_FORCE_DOES})",
+                gpus_counted(*gpus as u32, "")
             )));
         }
         *pool = Some(Pool::new(count, now));
@@ -53,28 +61,46 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
         }
         Err(e) => return Err(e),
     };
-    let last = count - 1;
     match previous {
         Replaced::Pool { gpus, reservations } => {
-            println!("Force reinitializing: clearing {gpus} existing GPUs...");
-            println!("Reinitialized {count} GPUs (IDs 0 to {last})");
             if reservations > 0 {
                 eprintln!("canhazgpu: {reservations} GPU(s) were reserved: {WHAT_FORCE_DOES}");
             }
+            output::print(&format!(
+                "Force reinitializing: clearing {}...\nReinitialized {}\n",
+                gpus_counted(gpus as u32, "existing "),
+                describe_pool(count)
+            ))
         }
         Replaced::Corrupt => {
-            println!("Force reinitializing: clearing a pool the store could not read...");
-            println!("Reinitialized {count} GPUs (IDs 0 to {last})");
-            eprintln!("canhazgpu: whatever it held: {WHAT_FORCE_DOES}");
+            eprintln!("canhazgpu: whatever the unreadable pool held: {WHAT_FORCE_DOES}");
+            output::print(&format!(
+                "Force reinitializing: clearing a pool the store could not read...\n\
+                 Reinitialized {}\n",
+                describe_pool(count)
+            ))
         }
-        Replaced::Nothing => println!("Initialized {count} GPUs (IDs 0 to {last})"),
+        Replaced::Nothing => output::println(&format!("Initialized {}", describe_pool(count))),
     }
-    Ok(())
 }
 
-/// `--gpus`, checked against what NVML reports; or NVML's count when not given.
+/// `8 GPUs (IDs 0 to 7)`, `1 GPU (ID 0)`.
+fn describe_pool(count: u32) -> String {
+    match count {
+        1 => "1 GPU (ID 0)".to_string(),
+        _ => format!("{count} GPUs (IDs 0 to {})", count - 1),
+    }
+}
+
+/// `1 existing GPU`, `8 existing GPUs`.
+fn gpus_counted(count: u32, adjective: &str) -> String {
+    let plural = if count == 1 { "" } else { "s" };
+    format!("{count} {adjective}GPU{plural}")
+}
+
+/// `--gpus`, checked against what the GPU library reports; or its count when not given.
 fn pool_size(ctx: &Context, args: &AdminArgs) -> Result<u32> {
-    let gpus = Gpus::probe(&ctx.config, &args.nvml);
+    let gpus = Gpus::probe(&ctx.config, &args.libraries);
     let Some(n) = args.gpus else {
         return detected(&gpus);
     };
@@ -82,17 +108,21 @@ fn pool_size(ctx: &Context, args: &AdminArgs) -> Result<u32> {
         gpus.warn(&format!("cannot check --gpus {n} against this host's GPUs"));
         return Ok(n);
     };
+    gpus.warn_notes();
     let found = devices.len();
     let wanted = n as usize;
-    // An admin may hold GPUs back, or NVML may miss some: say so and go on.
+    let library = gpus.library();
+    // An admin may hold GPUs back, or the library may miss some: say so and go on.
     if wanted < found {
         eprintln!(
-            "canhazgpu: warning: NVML reports {found} GPUs but --gpus is {n}, so the pool leaves out {}",
+            "canhazgpu: warning: {library} reports {found} GPUs but --gpus is {n}, so the pool \
+             leaves out {}",
             gpu_range(wanted, found)
         );
     } else if wanted > found {
         eprintln!(
-            "canhazgpu: warning: --gpus is {n} but NVML reports only {found} GPU(s): the driver knows no {}, and jobs handed those ids will find no GPU",
+            "canhazgpu: warning: --gpus is {n} but {library} reports only {found} GPU(s): the \
+             driver knows no {}, and jobs handed those ids will find no GPU",
             gpu_range(found, wanted)
         );
     }
@@ -102,20 +132,25 @@ fn pool_size(ctx: &Context, args: &AdminArgs) -> Result<u32> {
 fn detected(gpus: &Gpus) -> Result<u32> {
     let Some(devices) = gpus.devices() else {
         let why = gpus.problem().unwrap_or(
-            "no NVIDIA library (libnvidia-ml.so.1) was found to count them (use --nvml-library PATH if it is installed outside the loader's search path)",
+            "no GPU library was found to count them, neither NVIDIA's libnvidia-ml.so.1 nor \
+             AMD's libamd_smi.so (use --nvml-library PATH or --amd-smi-library PATH if one \
+             is installed outside the loader's search path)",
         );
         return Err(Error::usage(format!(
             "cannot detect this host's GPUs: {why}; pass the pool size as --gpus N"
         )));
     };
+    gpus.warn_notes();
+    let library = gpus.library();
     if devices.is_empty() {
-        return Err(Error::usage(
-            "NVML reports no GPUs on this host; pass --gpus N to initialize a pool of N GPUs anyway",
-        ));
-    }
-    if devices.len() > MAX_GPUS as usize {
         return Err(Error::usage(format!(
-            "NVML reports {} GPUs, more than the {MAX_GPUS} a pool may have; pass --gpus N",
+            "{library} reports no GPUs on this host; pass --gpus N to initialize a pool of N \
+             GPUs anyway"
+        )));
+    }
+    if devices.len() > MAX_POOL as usize {
+        return Err(Error::usage(format!(
+            "{library} reports {} GPUs, more than the {MAX_POOL} a pool may have; pass --gpus N",
             devices.len()
         )));
     }
@@ -123,7 +158,16 @@ fn detected(gpus: &Gpus) -> Result<u32> {
         .driver_version()
         .map(|version| format!(" (driver {version})"))
         .unwrap_or_default();
-    println!("Detected {} GPUs through NVML{driver}", devices.len());
+    let instances = devices.iter().filter(|gpu| gpu.mig.is_some()).count();
+    let of_them = match instances {
+        0 => String::new(),
+        1 => ", 1 of them a MIG instance".to_string(),
+        n => format!(", {n} of them MIG instances"),
+    };
+    output::println(&format!(
+        "Detected {} through {library}{driver}{of_them}",
+        gpus_counted(devices.len() as u32, "")
+    ))?;
     Ok(devices.len() as u32)
 }
 

@@ -93,7 +93,7 @@ impl Asked {
         })
     }
 
-    /// The request as `acquire` takes it.
+    /// The request as `acquire` takes it; `unusable` is what NVML said just now.
     pub fn request<'a>(
         &'a self,
         count: u32,

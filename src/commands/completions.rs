@@ -5,16 +5,18 @@
 use clap::{Command, CommandFactory};
 
 use crate::cli::{Cli, CompletionsArgs};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::output;
 
 pub fn completions(args: &CompletionsArgs) -> Result<i32> {
     let mut command = visible(&Cli::command());
-    clap_complete::generate(
-        args.shell,
-        &mut command,
-        "canhazgpu",
-        &mut std::io::stdout(),
-    );
+    // Generated into memory: clap_complete panics when its writer fails, and stdout
+    // fails whenever the reader has gone.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "canhazgpu", &mut script);
+    let script = String::from_utf8(script)
+        .map_err(|e| Error::failure(format!("the generated completions are not UTF-8: {e}")))?;
+    output::print(&script)?;
     Ok(0)
 }
 

@@ -4,6 +4,43 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
+/// How waiting is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Display {
+    /// A line whenever the position changes: for pipes, logs and terminals that cannot
+    /// move the cursor.
+    Lines,
+    /// A spinner redrawn in place; ASCII where the locale is not UTF-8.
+    Spinner { ascii: bool },
+}
+
+/// The display for stderr: a spinner needs a terminal that can redraw a line (not
+/// `TERM=dumb`, which indicatif leaves blank) and, for its braille, a UTF-8 locale.
+/// `locale` is the first of LC_ALL, LC_CTYPE and LANG that is set.
+fn display_for(terminal: bool, term: Option<&str>, locale: Option<&str>) -> Display {
+    let can_redraw = terminal && !matches!(term, None | Some("" | "dumb"));
+    if !can_redraw {
+        return Display::Lines;
+    }
+    let utf8 = locale.is_some_and(|locale| {
+        let locale = locale.to_ascii_lowercase();
+        locale.contains("utf-8") || locale.contains("utf8")
+    });
+    Display::Spinner { ascii: !utf8 }
+}
+
+fn stderr_display() -> Display {
+    let term = std::env::var("TERM").ok();
+    let locale = ["LC_ALL", "LC_CTYPE", "LANG"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()));
+    display_for(
+        std::io::stderr().is_terminal(),
+        term.as_deref(),
+        locale.as_deref(),
+    )
+}
+
 pub struct Progress {
     what: String,
     spinner: Option<indicatif::ProgressBar>,
@@ -15,11 +52,18 @@ pub struct Progress {
 impl Progress {
     /// `what` names the request, e.g. "2 GPU(s)".
     pub fn new(what: String) -> Progress {
-        let spinner = std::io::stderr().is_terminal().then(|| {
-            let spinner = indicatif::ProgressBar::new_spinner();
-            spinner.enable_steady_tick(Duration::from_millis(120));
-            spinner
-        });
+        let spinner = match stderr_display() {
+            Display::Lines => None,
+            Display::Spinner { ascii } => {
+                let spinner = indicatif::ProgressBar::new_spinner();
+                if ascii {
+                    let style = indicatif::ProgressStyle::default_spinner().tick_chars("|/-\\ ");
+                    spinner.set_style(style);
+                }
+                spinner.enable_steady_tick(Duration::from_millis(120));
+                Some(spinner)
+            }
+        };
         Progress {
             what,
             spinner,
@@ -77,5 +121,26 @@ impl Progress {
         if let Some(spinner) = &self.spinner {
             spinner.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spinners_only_where_the_terminal_can_draw_them() {
+        let utf8 = Some("en_US.UTF-8");
+        assert_eq!(display_for(false, Some("xterm"), utf8), Display::Lines);
+        assert_eq!(display_for(true, Some("dumb"), utf8), Display::Lines);
+        assert_eq!(display_for(true, None, utf8), Display::Lines);
+        assert_eq!(display_for(true, Some(""), utf8), Display::Lines);
+        let fancy = Display::Spinner { ascii: false };
+        assert_eq!(display_for(true, Some("xterm-256color"), utf8), fancy);
+        assert_eq!(display_for(true, Some("screen"), Some("C.utf8")), fancy);
+        let ascii = Display::Spinner { ascii: true };
+        assert_eq!(display_for(true, Some("xterm"), Some("C")), ascii);
+        assert_eq!(display_for(true, Some("xterm"), Some("POSIX")), ascii);
+        assert_eq!(display_for(true, Some("xterm"), None), ascii);
     }
 }

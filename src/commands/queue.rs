@@ -4,6 +4,7 @@ use crate::cli::QueueArgs;
 use crate::commands::{Context, format_ids};
 use crate::duration::format_hms;
 use crate::error::{Error, Result};
+use crate::output;
 use crate::views;
 
 pub fn queue(ctx: &Context, args: &QueueArgs) -> Result<()> {
@@ -11,13 +12,12 @@ pub fn queue(ctx: &Context, args: &QueueArgs) -> Result<()> {
     if args.json {
         let text = serde_json::to_string(&views::waiter_views(&pool.queue))
             .map_err(|e| Error::failure(format!("cannot encode the queue as JSON: {e}")))?;
-        println!("{text}");
-        return Ok(());
+        return output::println(&text);
     }
     if pool.queue.is_empty() {
-        println!("Nobody is waiting for GPUs");
-        return Ok(());
+        return output::println("Nobody is waiting for GPUs");
     }
+    let mut text = String::new();
     for (index, waiter) in pool.queue.iter().enumerate() {
         let wants = match &waiter.gpu_ids {
             Some(ids) => format!("GPU(s) {}", format_ids(ids)),
@@ -27,13 +27,13 @@ pub fn queue(ctx: &Context, args: &QueueArgs) -> Result<()> {
             .deadline
             .map(|deadline| format!(", gives up in {}", format_hms(deadline - now)))
             .unwrap_or_default();
-        println!(
-            "{}. {} wants {wants} ({}), waiting for {}{until}",
+        text.push_str(&format!(
+            "{}. {} wants {wants} ({}), waiting for {}{until}\n",
             index + 1,
             waiter.user,
             waiter.kind,
             format_hms(now - waiter.enqueued_at)
-        );
+        ));
     }
-    Ok(())
+    output::print(&text)
 }

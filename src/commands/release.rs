@@ -8,36 +8,163 @@
 use crate::cli::ReleaseArgs;
 use crate::commands::{Context, clock_offset, current_user, format_ids, now};
 use crate::error::{Error, Result};
+use crate::gpu_env::Device;
 use crate::liveness::ProcView;
-use crate::model::{Kind, Owner, Reservation};
+use crate::model::{Kind, Owner, Pool, Reservation, Timestamp};
+use crate::output;
+use crate::powers;
+use crate::shell::Shell;
 use crate::shell::lease;
-use crate::shell::session::{self, Session, Truth};
-use crate::shell::vars::Vars;
+use crate::shell::session::{self, Clock, Pools, Session, Truth};
+use crate::shell::vars::{Lost, Unwritable, Vars};
+
+/// What a release did.
+struct Released {
+    ids: Vec<u32>,
+    /// The processes that held them, whose shells' markers go.
+    owners: Vec<Owner>,
+    /// Manual reservations of the user left elsewhere, for the hint when none was this
+    /// shell's.
+    others: Vec<u32>,
+    /// GPUs an administrator took back, and from whom.
+    reclaimed: Vec<(u32, String)>,
+    pool: Pool,
+    /// The store's time of the commit.
+    now: Timestamp,
+}
 
 pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
     let session = args
         .owner_pid
         .map(|pid| Session::attach(&ctx.view, pid))
         .transpose()?;
+    if let Some(session) = session.as_ref().filter(|_| args.subshell) {
+        session.check_output_returns("release")?;
+    }
     if args.sync {
         return sync(ctx, args, session);
     }
-    if let Some(ids) = &args.gpu_ids {
-        return release_ids(ctx, ids, args.shell.is_some());
-    }
-    let vars = args.shell.map(|_| Vars::from_env()).transpose()?;
-    let only = match (&session, args.all) {
-        (Some(session), false) => Some(session.owner.clone()),
-        _ => None,
+    let (vars, unwritable) = match args.shell {
+        Some(shell) => Vars::from_env(Some(shell))?,
+        None => (Vars::default(), Vec::new()),
     };
     let user = current_user();
-    let (released, owners, others, pool, now) = ctx.store.update(|pool, now| {
+    let done = match &args.gpu_ids {
+        Some(ids) => release_ids(ctx, ids, &user, args.force)?,
+        None => {
+            let only = match (&session, args.all) {
+                (Some(session), false) => Some(session.owner.clone()),
+                _ => None,
+            };
+            release_manual(ctx, only.as_ref(), &user)?
+        }
+    };
+    // The shells that held them look at their markers at the next prompt.
+    for owner in &done.owners {
+        lease::remove(owner);
+    }
+    let message = match done.ids.len() {
+        0 if args.gpu_ids.is_none() => None,
+        n => {
+            let mut message = format!("Released {n} GPU(s): {}", format_ids(&done.ids));
+            for (id, holder) in &done.reclaimed {
+                message.push_str(&format!("\nTook GPU {id} back from {holder}"));
+            }
+            Some(message)
+        }
+    };
+    let Some(session) = session else {
+        let message = message.as_deref();
+        return output::println(message.unwrap_or("No manually reserved GPUs to release"));
+    };
+    // Shell mode: stdout is for shell code only.
+    let Some(shell) = args.shell else {
+        // The exit hook: whatever this shell held is over, its marker too.
+        lease::remove(&session.owner);
+        if let Some(message) = message {
+            eprintln!("{message}");
+        }
+        return Ok(());
+    };
+    match message {
+        Some(message) => eprintln!("{message}"),
+        None => explain_nothing_released(&session, &vars, &done, args.all, &user),
+    }
+    restore_shell(ctx, shell, &session, (&vars, &unwritable), done)
+}
+
+/// After a release in shell mode: the shell code that brings its variables in line
+/// with what it still holds, and news of what else ended.
+fn restore_shell(
+    ctx: &Context,
+    shell: Shell,
+    session: &Session,
+    (vars, unwritable): (&Vars, &[Unwritable]),
+    done: Released,
+) -> Result<()> {
+    // On this process's clock, which the shell's prompt hook reads.
+    let offset = clock_offset(done.now);
+    let now = done.now + offset;
+    let (pools, unread) = Pools::read(
+        vars,
+        Some((ctx.store_key.clone(), Some(done.pool.shifted(offset)))),
+        |store| ctx.snapshot_of(store),
+    );
+    for problem in unread {
+        eprintln!("canhazgpu: warning: {problem}");
+    }
+    let truth = Truth::Store(&pools);
+    let (mut after, lost) =
+        session.settle(vars, truth, now, &ctx.rules(), &ctx.view, &Device::by_index);
+    // What this command released needs no story; anything else that went is news.
+    session.report(&news(&lost, &done.ids));
+    session.forget(&lost, &ctx.view);
+    if after.has_layer() {
+        session.refresh_lease(&mut after, &ctx.view);
+    }
+    Session::warn_unwritable(shell, unwritable, vars, &after);
+    output::print(&session::script(
+        shell,
+        vars,
+        &after,
+        unwritable,
+        Clock::at(now),
+    ))
+}
+
+/// `lost` without the GPUs in `released`.
+fn news(lost: &[Lost], released: &[u32]) -> Vec<Lost> {
+    lost.iter()
+        .filter_map(|layer| {
+            let ended: Vec<_> = layer
+                .ended
+                .iter()
+                .filter_map(|(why, ids)| {
+                    let ids: Vec<u32> = ids
+                        .iter()
+                        .copied()
+                        .filter(|id| !released.contains(id))
+                        .collect();
+                    (!ids.is_empty()).then(|| (why.clone(), ids))
+                })
+                .collect();
+            (!ended.is_empty()).then(|| Lost {
+                ended,
+                ..layer.clone()
+            })
+        })
+        .collect()
+}
+
+/// The manual reservations of `user`; only those of `only` when given (a shell's own).
+fn release_manual(ctx: &Context, only: Option<&Owner>, user: &str) -> Result<Released> {
+    ctx.store.update(|pool, now| {
         ctx.sweep(pool, now);
-        let mine = |r: &Reservation| r.kind == Kind::Manual && r.held_by(&user);
+        let mine = |r: &Reservation| r.kind == Kind::Manual && r.held_by(user);
         let chosen = pool.ids_where(|slot| {
             slot.reservation
                 .as_ref()
-                .is_some_and(|r| mine(r) && (only.is_none() || r.owner == only))
+                .is_some_and(|r| mine(r) && (only.is_none() || r.owner.as_ref() == only))
         });
         let mut owners: Vec<Owner> = Vec::new();
         for &id in &chosen {
@@ -47,108 +174,105 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
                 owners.push(owner);
             }
         }
-        // What the user still holds elsewhere, for the hint when this shell held nothing.
         let others = pool.ids_where(|slot| slot.reservation.as_ref().is_some_and(mine));
-        let after = vars.is_some().then(|| pool.clone());
-        Ok((chosen, owners, others, after, now))
-    })?;
-    // The shells that held them look at their markers at the next prompt.
-    for owner in &owners {
-        lease::remove(owner);
-    }
-
-    let Some(session) = session else {
-        if released.is_empty() {
-            println!("No manually reserved GPUs to release");
-        } else {
-            println!(
-                "Released {} GPU(s): {}",
-                released.len(),
-                format_ids(&released)
-            );
-        }
-        return Ok(());
-    };
-    // Shell mode: stdout is for shell code only.
-    if !released.is_empty() {
-        eprintln!(
-            "Released {} GPU(s): {}",
-            released.len(),
-            format_ids(&released)
-        );
-    } else if args.shell.is_some() {
-        explain_nothing_released(&session, vars.as_ref(), &others);
-    }
-    let (Some(shell), Some(vars)) = (args.shell, vars) else {
-        return Ok(());
-    };
-    // From here on, this process's clock: the shell's prompt hook reads it.
-    let offset = clock_offset(now);
-    let (pool, now) = (pool.map(|pool| pool.shifted(offset)), now + offset);
-    let truth = Truth::Store(pool.as_ref());
-    let (after, dropped) = session.settle(&vars, truth, now, &ctx.rules(), &ctx.view);
-    // What this shell released itself needs no story; anything else that went is news.
-    let news: Vec<_> = dropped
-        .into_iter()
-        .filter(|d| !d.ids.iter().all(|id| released.contains(id)))
-        .collect();
-    session.report(&news);
-    print!("{}", session::script(shell, &vars, &after, now));
-    Ok(())
+        Ok(Released {
+            ids: chosen,
+            owners,
+            others,
+            reclaimed: Vec::new(),
+            pool: pool.clone(),
+            now,
+        })
+    })
 }
 
-fn explain_nothing_released(session: &Session, vars: Option<&Vars>, others: &[u32]) {
+/// Why nothing was released, and what would release it.
+fn explain_nothing_released(
+    session: &Session,
+    vars: &Vars,
+    done: &Released,
+    all: bool,
+    user: &str,
+) {
     let inherited = vars
-        .and_then(|v| Some((v.holder()?, v.gpus())))
-        .filter(|(holder, ids)| *holder != session.shell_pid && !ids.is_empty());
+        .holder()
+        .filter(|holder| *holder != session.shell_pid)
+        .map(|holder| (holder, vars.gpus()))
+        .filter(|(_, ids)| !ids.is_empty());
     if let Some((holder, ids)) = inherited {
+        let ids = format_ids(&ids);
+        match account_of(&done.pool, holder) {
+            // `--all` is no help: they are another account's (a shell after `su`).
+            Some(account) if account != user => eprintln!(
+                "GPU(s) {ids} in this shell's environment were reserved by {account}'s shell \
+                 {holder}, and this shell runs as {user}: only {account} or an administrator \
+                 can release them; they leave this shell's variables when that happens"
+            ),
+            _ if all => eprintln!("No manually reserved GPUs to release"),
+            _ => eprintln!(
+                "This shell reserved no GPUs itself; GPU(s) {ids} in its environment belong to \
+                 shell {holder}: release them there, or with `canhazgpu release --all`"
+            ),
+        }
+    } else if !done.others.is_empty() && !all {
         eprintln!(
-            "This shell reserved no GPUs itself; GPU(s) {} in its environment belong to shell {holder}: release them there, or with `canhazgpu release --all`",
-            format_ids(&ids)
-        );
-    } else if !others.is_empty() {
-        eprintln!(
-            "No GPUs reserved by this shell; you hold GPU(s) {} from elsewhere, which `canhazgpu release --all` releases",
-            format_ids(others)
+            "No GPUs reserved by this shell; you hold GPU(s) {} from elsewhere, which \
+             `canhazgpu release --all` releases",
+            format_ids(&done.others)
         );
     } else {
         eprintln!("No manually reserved GPUs to release");
     }
 }
 
-/// `--sync`: the prompt hook saw the expiry pass or the marker vanish.
+/// The account whose reservation process `pid` holds.
+fn account_of(pool: &Pool, pid: u32) -> Option<String> {
+    pool.gpus
+        .iter()
+        .filter_map(|slot| slot.reservation.as_ref())
+        .find(|r| r.owner.as_ref().is_some_and(|owner| owner.pid == pid))
+        .map(|r| r.actual_user.clone().unwrap_or_else(|| r.user.clone()))
+}
+
+/// `--sync`: the prompt hook saw the expiry pass, the marker vanish, or its time to
+/// look come.
 fn sync(ctx: &Context, args: &ReleaseArgs, session: Option<Session>) -> Result<()> {
     let (Some(shell), Some(session)) = (args.shell, session) else {
         return Err(Error::usage("--sync needs --shell and --owner-pid"));
     };
-    let vars = Vars::from_env()?;
-    let snapshot = if vars.has_layer() {
-        Some(ctx.store.snapshot()?)
+    let (vars, unwritable) = Vars::from_env(Some(shell))?;
+    let mut clock = Clock::now();
+    let (mut after, lost) = if vars.has_layer() {
+        // The store's time judges expiry, as in every command, on this process's clock,
+        // which the shell's prompt hook reads.
+        let top = ctx.store.snapshot()?;
+        let offset = clock_offset(top.now);
+        clock = Clock::at(top.now + offset);
+        let known = Some((ctx.store_key.clone(), top.pool.map(|p| p.shifted(offset))));
+        let (pools, unread) = Pools::read(&vars, known, |store| ctx.snapshot_of(store));
+        for problem in unread {
+            eprintln!("canhazgpu: warning: {problem}");
+        }
+        let truth = Truth::Store(&pools);
+        let now = clock.unix();
+        session.settle(
+            &vars,
+            truth,
+            now,
+            &ctx.rules(),
+            &ctx.view,
+            &Device::by_index,
+        )
     } else {
-        None
+        (vars.clone(), Vec::new())
     };
-    // On this process's clock, which the shell's prompt hook reads.
-    let (pool, now) = match snapshot {
-        Some(snapshot) => {
-            let offset = clock_offset(snapshot.now);
-            let pool = snapshot.pool.map(|pool| pool.shifted(offset));
-            (Some(pool), snapshot.now + offset)
-        }
-        None => (None, now()),
-    };
-    let (mut after, dropped) = match &pool {
-        Some(pool) => {
-            let truth = Truth::Store(pool.as_ref());
-            session.settle(&vars, truth, now, &ctx.rules(), &ctx.view)
-        }
-        None => (vars.clone(), Vec::new()),
-    };
-    session.report(&dropped);
+    session.report(&lost);
+    session.forget(&lost, &ctx.view);
     if after.has_layer() {
         session.refresh_lease(&mut after, &ctx.view);
     }
-    print!("{}", session::script(shell, &vars, &after, now));
-    Ok(())
+    Session::warn_unwritable(shell, &unwritable, &vars, &after);
+    output::print(&session::script(shell, &vars, &after, &unwritable, clock))
 }
 
 /// `--inherited`: at shell start, drop variables that came from a shell that is not this
@@ -159,28 +283,33 @@ pub fn inherited(args: &ReleaseArgs) -> Result<i32> {
     };
     let view = ProcView::new();
     let session = Session::attach(&view, pid)?;
-    let vars = Vars::from_env()?;
-    let now = now();
+    let (vars, unwritable) = Vars::from_env(Some(shell))?;
+    let clock = Clock::now();
     let rules = crate::liveness::Rules {
         heartbeat_timeout: crate::liveness::DEFAULT_HEARTBEAT_TIMEOUT,
         repair_clock_steps: false,
     };
-    let (after, dropped) = session.settle(&vars, Truth::ProcessTree, now, &rules, &view);
-    session.report(&dropped);
-    print!("{}", session::script(shell, &vars, &after, now));
+    let truth = Truth::ProcessTree;
+    let (after, lost) = session.settle(&vars, truth, now(), &rules, &view, &Device::by_index);
+    session.report(&lost);
+    Session::warn_unwritable(shell, &unwritable, &vars, &after);
+    output::print(&session::script(shell, &vars, &after, &unwritable, clock))?;
     Ok(0)
 }
 
-/// `release --gpu-ids`: exactly these GPUs, all or nothing, each of them the caller's.
-fn release_ids(ctx: &Context, ids: &[u32], shell_mode: bool) -> Result<()> {
+/// `release --gpu-ids`: exactly these GPUs, all or nothing, each of them the caller's;
+/// with `--force` (admins only) others' too.
+fn release_ids(ctx: &Context, ids: &[u32], user: &str, force: bool) -> Result<Released> {
     let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
     if ids.is_empty() || distinct.len() != ids.len() {
         return Err(Error::usage(
             "--gpu-ids names a GPU twice or none; give distinct ids, e.g. --gpu-ids 1,3",
         ));
     }
-    let user = current_user();
-    let owners = ctx.store.update(|pool, now| {
+    if force {
+        powers::require_admin(&ctx.config, &ctx.store, "take back GPUs that others hold")?;
+    }
+    ctx.store.update(|pool, now| {
         ctx.sweep(pool, now);
         let refusals: Vec<String> = ids
             .iter()
@@ -188,9 +317,11 @@ fn release_ids(ctx: &Context, ids: &[u32], shell_mode: bool) -> Result<()> {
                 None => Some(format!("GPU {id} is not in the pool")),
                 Some(slot) => match &slot.reservation {
                     None => Some(format!("GPU {id} is not reserved")),
-                    Some(r) if !r.held_by(&user) => {
-                        Some(format!("GPU {id} is held by {}, not by you", r.user))
-                    }
+                    Some(r) if !r.held_by(user) && !force => Some(format!(
+                        "GPU {id} is held by {}, not by you (an admin can take it back with \
+                         --force)",
+                        r.user
+                    )),
                     Some(_) => None,
                 },
             })
@@ -201,21 +332,30 @@ fn release_ids(ctx: &Context, ids: &[u32], shell_mode: bool) -> Result<()> {
                 refusals.join("; ")
             )));
         }
-        Ok(ids
-            .iter()
-            .filter_map(|&id| pool.release(id, now).and_then(|r| r.owner))
-            .collect::<Vec<Owner>>())
-    })?;
-    // Shells that held any of them notice at their next prompt.
-    for owner in &owners {
-        lease::remove(owner);
-    }
-    let message = format!("Released {} GPU(s): {}", ids.len(), format_ids(ids));
-    // In shell mode stdout is evaluated as shell code.
-    if shell_mode {
-        eprintln!("{message}");
-    } else {
-        println!("{message}");
-    }
-    Ok(())
+        let mut owners = Vec::new();
+        let mut reclaimed = Vec::new();
+        for &id in ids {
+            let others = pool.gpus[id as usize]
+                .reservation
+                .as_ref()
+                .filter(|r| !r.held_by(user))
+                .map(|r| r.user.clone());
+            let ended = match &others {
+                Some(holder) => {
+                    reclaimed.push((id, holder.clone()));
+                    pool.reclaim(id, now, user)
+                }
+                None => pool.release(id, now),
+            };
+            owners.extend(ended.and_then(|r| r.owner));
+        }
+        Ok(Released {
+            ids: ids.to_vec(),
+            owners,
+            others: Vec::new(),
+            reclaimed,
+            pool: pool.clone(),
+            now,
+        })
+    })
 }

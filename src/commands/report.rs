@@ -9,6 +9,7 @@ use crate::cli::ReportArgs;
 use crate::commands::Context;
 use crate::error::{Error, Result};
 use crate::model::{HistoryRecord, Pool, Timestamp};
+use crate::output;
 
 #[derive(Debug, Default, PartialEq, Serialize)]
 pub struct Usage {
@@ -110,17 +111,20 @@ pub fn report(ctx: &Context, args: &ReportArgs) -> Result<()> {
     if args.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| Error::failure(format!("cannot encode the report as JSON: {e}")))?;
-        println!("{text}");
-        return Ok(());
+        return output::println(&text);
     }
-    println!(
-        "GPU usage over the last {} day(s), since {} UTC",
-        args.days,
+    output::print(&render(&report, since))
+}
+
+/// The report as a table under a heading.
+fn render(report: &Report, since: Timestamp) -> String {
+    let mut text = format!(
+        "GPU usage over the last {} day(s), since {} UTC\n\n",
+        report.days,
         humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(since.max(0) as u64)
         )
     );
-    println!();
     let width = report
         .users
         .iter()
@@ -128,21 +132,21 @@ pub fn report(ctx: &Context, args: &ReportArgs) -> Result<()> {
         .max()
         .unwrap_or(4)
         .max(5);
-    println!(
-        "{:<width$}  {:>10}  {:>6}  {:>6}  {:>11}",
+    text.push_str(&format!(
+        "{:<width$}  {:>10}  {:>6}  {:>6}  {:>11}\n",
         "User", "GPU hours", "Runs", "Manual", "In progress"
-    );
+    ));
     let row = |name: &str, usage: &Usage| {
-        println!(
-            "{:<width$}  {:>10.2}  {:>6}  {:>6}  {:>11}",
+        format!(
+            "{:<width$}  {:>10.2}  {:>6}  {:>6}  {:>11}\n",
             name, usage.gpu_hours, usage.run_count, usage.manual_count, usage.in_progress
-        );
+        )
     };
     for user in &report.users {
-        row(&user.user, &user.usage);
+        text.push_str(&row(&user.user, &user.usage));
     }
-    row("Total", &report.total);
-    Ok(())
+    text.push_str(&row("Total", &report.total));
+    text
 }
 
 #[cfg(test)]

@@ -5,25 +5,27 @@
 //! this process. Every exit path that leaves the wrapper alive releases explicitly.
 
 use std::io::ErrorKind;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGPIPE, SIGTERM};
 use signal_hook::iterator::SignalsInfo;
 use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::low_level::siginfo::Cause;
 
 use crate::cli::{OnLost, RunArgs};
-use crate::commands::acquire::{Asked, acquire};
+use crate::commands::acquire::{Asked, acquire, request_id};
 use crate::commands::gpus::Allocation;
-use crate::commands::{Context, current_user, device_env, format_ids};
+use crate::commands::{Context, current_user, format_ids};
 use crate::duration;
 use crate::error::{Error, Result};
+use crate::gpu_env::{self, Device};
 use crate::model::{Kind, Owner, Pool, Reservation};
+use crate::signals;
 
 /// Exit statuses of a shell for a command that cannot run.
 const EXIT_NOT_FOUND: i32 = 127;
@@ -31,7 +33,7 @@ const EXIT_NOT_EXECUTABLE: i32 = 126;
 
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     let interval = match &args.heartbeat_interval {
-        Some(text) => duration::parse(text)?,
+        Some(text) => duration::parse_whole_seconds(text)?,
         None => ctx.config.heartbeat_interval(),
     };
     let Some((program, program_args)) = args.command.split_first() else {
@@ -48,7 +50,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
         None => None,
     };
     let asked = Asked::from_args(&args.request, &ctx.config, current_user())?;
-    let gpus = Allocation::probe(&ctx.config, &args.alloc);
+    let gpus = Allocation::probe(&ctx.config, &args.alloc)?;
     let unusable = gpus.unusable();
     let request = asked.request(args.gpus, Kind::Run, &unusable);
     let mut reservation = Reservation {
@@ -60,7 +62,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
         expiry_time: None,
         note: asked.note.clone(),
         owner: Some(me.clone()),
-        request_id: None,
+        request_id: Some(request_id(&me)),
     };
     let mut pool_size = 0;
     let ids = acquire(ctx, &request, asked.wait, &me, |pool, ids, now| {
@@ -118,19 +120,27 @@ const REBUILD_SLACK: Duration = Duration::from_secs(5);
 fn supervise(
     ctx: &Context,
     held: &Held,
-    devices: &str,
+    devices: &[Device],
     interval: Duration,
     program: &std::ffi::OsString,
     program_args: &[std::ffi::OsString],
 ) -> Result<i32> {
     // Registered before the spawn so that no signal slips between spawn and handler.
-    let mut signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP])
+    // Signals the caller ignored (nohup, a script's background job) get no handler, so
+    // that they stay ignored here and in the command.
+    let forwarded = signals::not_ignored(&[SIGINT, SIGTERM, SIGHUP]);
+    let mut signals = SignalsInfo::<WithOrigin>::new(forwarded)
         .map_err(|e| Error::failure(format!("cannot install signal handlers: {e}")))?;
     let signal_handle = signals.handle();
-    let spawned = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(program_args)
-        .envs(device_env(devices))
-        .spawn();
+        .envs(gpu_env::environment(devices));
+    if signals::ignored_by_caller(SIGPIPE) {
+        // SAFETY: the hook only makes an async-signal-safe call.
+        unsafe { command.pre_exec(signals::restore_sigpipe_in_child) };
+    }
+    let spawned = command.spawn();
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
@@ -216,6 +226,8 @@ struct Beat {
     recreated_pool: bool,
     reasserted: Vec<u32>,
     lost: Vec<(u32, String)>,
+    /// GPUs an administrator took back, and who.
+    reclaimed: Vec<(u32, String)>,
 }
 
 /// Renews this run's reservations. Where the store forgot them (a Redis restarted without
@@ -233,10 +245,16 @@ fn heartbeat(ctx: &Context, held: &Held) -> bool {
                 report.lost.push((id, "no longer in the pool".to_string()));
                 continue;
             };
-            match &mut slot.reservation {
-                Some(r) if r.owner.as_ref() == Some(&held.me) => r.last_heartbeat = beat,
-                Some(r) => report.lost.push((id, format!("now held by {}", r.user))),
-                None => {
+            let reclaimed = slot
+                .reclaimed_by()
+                .filter(|_| slot.last_released >= Some(held.reservation.start_time))
+                .map(str::to_string);
+            match (&mut slot.reservation, reclaimed) {
+                (Some(r), _) if r.owner.as_ref() == Some(&held.me) => r.last_heartbeat = beat,
+                (Some(r), _) => report.lost.push((id, format!("now held by {}", r.user))),
+                // An admin took it back: writing it again would undo that.
+                (None, Some(admin)) => report.reclaimed.push((id, admin)),
+                (None, None) => {
                     slot.reservation = Some(Reservation {
                         last_heartbeat: beat,
                         ..held.reservation.clone()
@@ -279,7 +297,13 @@ fn heartbeat(ctx: &Context, held: &Held) -> bool {
     for (id, why) in &report.lost {
         eprintln!("canhazgpu: WARNING: this run lost GPU {id}, {why}; two jobs may now share it");
     }
-    !report.lost.is_empty()
+    for (id, admin) in &report.reclaimed {
+        eprintln!(
+            "canhazgpu: WARNING: GPU {id} was reclaimed by {admin} (an administrator) while this \
+             run used it; it is no longer reserved for the command"
+        );
+    }
+    !report.lost.is_empty() || !report.reclaimed.is_empty()
 }
 
 /// Frees the GPUs this run still holds, and only those: after a reinitialization or a

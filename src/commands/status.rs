@@ -1,21 +1,24 @@
 //! `canhazgpu status`: one line per GPU.
 //!
 //! Each line starts with the seed's words (`GPU 0: AVAILABLE ...`, `GPU 1: IN USE by ...`)
-//! so that scripts reading them keep working; what NVML adds comes after them, or
-//! replaces AVAILABLE with IN USE WITHOUT RESERVATION for a GPU someone uses unasked.
+//! so that scripts reading them keep working; what the GPU library (NVML or AMD SMI)
+//! adds comes after them, or replaces AVAILABLE with IN USE WITHOUT RESERVATION for a
+//! GPU someone uses unasked.
 
 use crate::cli::StatusArgs;
 use crate::commands::gpus::{Gpus, describe_processes, memory_threshold};
 use crate::commands::{Context, format_ids};
 use crate::duration::format_hms;
 use crate::error::{Error, Result};
+use crate::gpu::GpuInfo;
 use crate::model::{GpuSlot, Kind, Pool, Reservation, Timestamp};
+use crate::output;
 use crate::views::{self, GpuState};
 
 pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
     // Asked before the pool is read, so the reservations shown are no older than the
     // processes they are compared with.
-    let gpus = Gpus::probe(&ctx.config, &args.usage.nvml);
+    let gpus = Gpus::probe(&ctx.config, &args.usage.libraries);
     gpus.warn("showing reservations only");
     let threshold = memory_threshold(&ctx.config, &args.usage);
     let (pool, now) = ctx.current_pool()?;
@@ -28,16 +31,14 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
         let views = views::gpu_views(&pool, &gpus, threshold);
         let text = serde_json::to_string(&views)
             .map_err(|e| Error::failure(format!("cannot encode the status as JSON: {e}")))?;
-        println!("{text}");
-        return Ok(());
+        return output::println(&text);
     }
     let mut out = String::new();
     for slot in &pool.gpus {
         out.push_str(&describe(slot, &pool, now, &gpus, threshold));
         out.push('\n');
     }
-    print!("{out}");
-    Ok(())
+    output::print(&out)
 }
 
 /// A pool whose size disagrees with what the store or the host holds: GPU entries beyond
@@ -59,13 +60,14 @@ fn warn_about_size(ctx: &Context, pool: &Pool, gpus: &Gpus) {
             eprintln!("canhazgpu: warning: could not look for GPU entries beyond the pool: {e}")
         }
     }
-    if let Some(devices) = gpus.devices()
+    if let Some(devices) = gpus.every_device()
         && devices.len() < size
     {
         eprintln!(
-            "canhazgpu: warning: the pool has {size} GPUs but NVML reports {} on this host: \
+            "canhazgpu: warning: the pool has {size} GPUs but {} reports {} on this host: \
              GPU(s) {} do not exist here, and jobs given them find no GPU; an administrator \
              can resize the pool with `canhazgpu admin --gpus {} --force`",
+            gpus.library(),
             devices.len(),
             format_ids(&(devices.len() as u32..size as u32).collect::<Vec<_>>()),
             devices.len()
@@ -75,7 +77,7 @@ fn warn_about_size(ctx: &Context, pool: &Pool, gpus: &Gpus) {
 
 fn describe_nvml(gpus: &Gpus, pool_size: usize, threshold: u64) -> String {
     let Some(devices) = gpus.devices() else {
-        return "NVML: not available; showing reservations only".to_string();
+        return "NVML, AMD SMI: not available; showing reservations only".to_string();
     };
     let driver = gpus
         .driver_version()
@@ -86,8 +88,15 @@ fn describe_nvml(gpus: &Gpus, pool_size: usize, threshold: u64) -> String {
     } else {
         format!(" (the pool has {pool_size})")
     };
+    let instances = devices.iter().filter(|gpu| gpu.mig.is_some()).count();
+    let of_them = match instances {
+        0 => String::new(),
+        n => format!(", {n} of them MIG instances"),
+    };
     format!(
-        "NVML: {driver}{} GPU(s){mismatch}; in use without reservation above {threshold} MiB",
+        "{}: {driver}{} GPU(s){of_them}{mismatch}; in use without reservation above \
+         {threshold} MiB",
+        gpus.library(),
         devices.len()
     )
 }
@@ -100,8 +109,9 @@ fn describe(slot: &GpuSlot, pool: &Pool, now: Timestamp, gpus: &Gpus, threshold:
         (None, Some(gpu)) if state == GpuState::InUseWithoutReservation => {
             if gpu.processes.is_empty() {
                 format!(
-                    "GPU {}: IN USE WITHOUT RESERVATION (NVML lists no processes)",
-                    slot.id
+                    "GPU {}: IN USE WITHOUT RESERVATION ({} lists no processes)",
+                    slot.id,
+                    gpus.library()
                 )
             } else {
                 format!(
@@ -117,8 +127,13 @@ fn describe(slot: &GpuSlot, pool: &Pool, now: Timestamp, gpus: &Gpus, threshold:
         Some(gpu) => {
             line.push_str(&format!(
                 " — {}, {}/{} MiB",
-                gpu.name, gpu.memory_used_mib, gpu.memory_total_mib
+                label(gpu),
+                gpu.memory_used_mib,
+                gpu.memory_total_mib
             ));
+            if let Some(note) = &gpu.note {
+                line.push_str(&format!(" — {note}"));
+            }
             if let Some(r) = &slot.reservation {
                 // Someone else's job on a reserved GPU is what crashes the holder's
                 // runs with out-of-memory errors. Processes whose owner cannot be seen
@@ -137,19 +152,42 @@ fn describe(slot: &GpuSlot, pool: &Pool, now: Timestamp, gpus: &Gpus, threshold:
                 }
             }
         }
-        None if gpus.devices().is_some() => line.push_str(" — not reported by NVML"),
+        None if gpus.devices().is_some() => {
+            line.push_str(&format!(" — not reported by {}", gpus.library()))
+        }
         None => {}
     }
     line
 }
 
+/// The model, and for a MIG instance where it is: `GPU 0/MIG 1g.10gb #2, NVIDIA A100`.
+fn label(gpu: &GpuInfo) -> String {
+    match &gpu.mig {
+        Some(mig) => {
+            let profile = mig
+                .profile
+                .as_deref()
+                .map(|profile| format!(" {profile}"))
+                .unwrap_or_default();
+            format!("GPU {}/MIG{profile} #{}, {}", mig.gpu, mig.index, gpu.name)
+        }
+        None => gpu.name.clone(),
+    }
+}
+
 fn available(slot: &GpuSlot, pool: &Pool, now: Timestamp) -> String {
     let id = slot.id;
     match (slot.last_released, pool.initialized_at) {
-        (Some(t), _) => format!(
-            "GPU {id}: AVAILABLE (last released {} ago)",
-            format_hms(now - t)
-        ),
+        (Some(t), _) => {
+            let by = slot
+                .reclaimed_by()
+                .map(|admin| format!(", reclaimed by {admin}"))
+                .unwrap_or_default();
+            format!(
+                "GPU {id}: AVAILABLE (last released {} ago{by})",
+                format_hms(now - t)
+            )
+        }
         (None, Some(t)) => format!(
             "GPU {id}: AVAILABLE (never reserved, initialized {} ago)",
             format_hms(now - t)
@@ -169,9 +207,10 @@ fn reserved(id: u32, r: &Reservation, now: Timestamp) -> String {
             None => "manual".to_string(),
         },
     };
+    // Upstream clients write actual_user even when it is the user shown.
     let detail = match &r.actual_user {
-        Some(account) => format!("{detail}, account {account}"),
-        None => detail,
+        Some(account) if *account != r.user => format!("{detail}, account {account}"),
+        _ => detail,
     };
     let mut line = format!(
         "GPU {id}: IN USE by {} for {} ({detail})",

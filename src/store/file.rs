@@ -16,7 +16,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
@@ -41,6 +41,21 @@ const HISTORY_DAYS: i64 = 90;
 /// permission on the directory and no sticky bit (the sticky bit would forbid replacing
 /// a file another user wrote). Local users are trusted; see README's trust model.
 pub const SHARED_DIR_MODE: u32 = 0o777;
+/// Directories `admin` creates above the store's: everyone must be able to enter them.
+const PARENT_DIR_MODE: u32 = 0o755;
+/// `state.json` is only ever replaced (by rename), never written in place: every user
+/// reads it.
+const STATE_MODE: u32 = 0o644;
+/// The lock and the history are opened for writing by every user.
+const SHARED_FILE_MODE: u32 = 0o666;
+
+/// The files of the store and the modes they need, for `admin`'s repair (the monthly
+/// history files too, found by name).
+const FILE_MODES: [(&str, u32); 3] = [
+    (STATE, STATE_MODE),
+    (LOCK, SHARED_FILE_MODE),
+    (LEGACY_HISTORY, SHARED_FILE_MODE),
+];
 
 pub struct FileStore {
     dir: PathBuf,
@@ -59,24 +74,63 @@ impl FileStore {
         self.dir.join(STATE)
     }
 
+    pub fn directory_owner(&self) -> super::DirectoryOwner {
+        match fs::metadata(&self.dir) {
+            Ok(meta) => super::DirectoryOwner::Uid(meta.uid()),
+            Err(e) if e.kind() == ErrorKind::NotFound => super::DirectoryOwner::NotCreated,
+            // Unreadable: nobody's claim to it can be checked.
+            Err(_) => super::DirectoryOwner::NoDirectory,
+        }
+    }
+
+    /// For `admin`: creates the directory (and missing parents), or repairs the modes of
+    /// an existing one and its files where this user may, and says what it could not.
     pub fn create_shared_dir(&self) -> Result<()> {
-        let existed = self.dir.is_dir();
-        if !existed {
-            fs::create_dir_all(&self.dir).map_err(|e| {
+        if !self.dir.is_dir() {
+            return self.create_dirs().map_err(|e| {
                 Error::failure(format!(
                     "cannot create the state directory {}: {e}; run `canhazgpu admin` as a user who may create it (usually root), or choose another with --store file:///path",
                     self.dir.display()
                 ))
-            })?;
+            });
         }
-        // Set explicitly: create_dir honours the umask, which would lock other users out.
-        if let Err(e) = fs::set_permissions(&self.dir, fs::Permissions::from_mode(SHARED_DIR_MODE))
-            && !existed
-        {
-            return Err(Error::failure(format!(
-                "cannot make {} writable for all users: {e}",
-                self.dir.display()
-            )));
+        repair_mode(&self.dir, SHARED_DIR_MODE, "the state directory");
+        for (name, mode) in FILE_MODES {
+            let path = self.dir.join(name);
+            if path.exists() {
+                repair_mode(&path, mode, "the store file");
+            }
+        }
+        for entry in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            if name.to_str().and_then(parse_history_file_name).is_some() {
+                repair_mode(&entry.path(), SHARED_FILE_MODE, "the store file");
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the directory and every missing parent. Modes are set after creation:
+    /// mkdir's mode is filtered by the umask, and a parent or store directory made under
+    /// umask 077 would lock every other user out.
+    fn create_dirs(&self) -> std::io::Result<()> {
+        let missing: Vec<&Path> = self
+            .dir
+            .ancestors()
+            .take_while(|dir| !dir.exists())
+            .collect();
+        for dir in missing.into_iter().rev() {
+            match fs::create_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+            let mode = if dir == self.dir {
+                SHARED_DIR_MODE
+            } else {
+                PARENT_DIR_MODE
+            };
+            fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
         }
         Ok(())
     }
@@ -179,18 +233,19 @@ impl FileStore {
                 .create(true)
                 .truncate(false),
             &path,
-            0o666,
+            SHARED_FILE_MODE,
         )
-        // flock works on a read-only descriptor too: enough when another user
-        // created the lock file without write permission for us.
+        // flock works on a read-only descriptor too: enough when another user created
+        // the lock file without write permission for us.
         .or_else(|_| File::open(&path));
         let file = opened.map_err(|e| {
             if !self.dir.is_dir() {
                 return Error::not_initialized_at(&self.dir);
             }
             Error::failure(format!(
-                "cannot open the lock file {}: {e}; the state directory must be writable by every user (mode 0777, set by `canhazgpu admin`)",
-                path.display()
+                "cannot open the lock file {}: {e}; {}",
+                path.display(),
+                self.why_unusable(&path, SHARED_FILE_MODE)
             ))
         })?;
         file.lock()
@@ -205,8 +260,9 @@ impl FileStore {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => {
                 return Err(Error::failure(format!(
-                    "cannot read the state file {}: {e}; check its permissions (every user needs read access)",
-                    path.display()
+                    "cannot read the state file {}: {e}; {}",
+                    path.display(),
+                    self.why_unusable(&path, STATE_MODE)
                 )));
             }
         };
@@ -221,14 +277,14 @@ impl FileStore {
     fn write_state(&self, pool: &Pool) -> Result<()> {
         let path = self.state_path();
         let temp = self.dir.join(format!(".{STATE}.tmp"));
-        let written =
-            write_synced(&temp, &encode_state(pool)).and_then(|()| fs::rename(&temp, &path));
+        let written = write_synced(&temp, &encode_state(pool), STATE_MODE)
+            .and_then(|()| fs::rename(&temp, &path));
         if let Err(e) = written {
             let _ = fs::remove_file(&temp);
             return Err(Error::failure(format!(
-                "cannot write the state file {}: {e}; nothing was changed. The state directory {} must be writable by every user (mode 0777, set by `canhazgpu admin`)",
+                "cannot write the state file {}: {e}; nothing was changed. {}",
                 path.display(),
-                self.dir.display()
+                self.why_unusable(&path, STATE_MODE)
             )));
         }
         Ok(())
@@ -253,7 +309,7 @@ impl FileStore {
         let opened = open_shared(
             OpenOptions::new().append(true).create_new(true),
             &path,
-            0o666,
+            SHARED_FILE_MODE,
         )
         .inspect(|_| started = true)
         .or_else(|e| match e.kind() {
@@ -262,13 +318,104 @@ impl FileStore {
         });
         if let Err(e) = opened.and_then(|mut file| file.write_all(lines.as_bytes())) {
             eprintln!(
-                "canhazgpu: warning: could not record usage history in {}: {e}",
-                path.display()
+                "canhazgpu: warning: could not record usage history in {}: {e}; {}",
+                path.display(),
+                self.why_unusable(&path, SHARED_FILE_MODE)
             );
         }
         if started {
             self.prune_history(now);
         }
+    }
+}
+
+impl FileStore {
+    /// What keeps other users from `path` (a file of the store that could not be used)
+    /// and who can fix it: the directory when its mode is wrong, else the file's own mode
+    /// and owner, so that the message blames what is really wrong.
+    fn why_unusable(&self, path: &Path, wanted: u32) -> String {
+        let dir = match fs::metadata(&self.dir) {
+            Ok(meta) => meta,
+            Err(e) => {
+                return format!(
+                    "the state directory {} cannot be read: {e}",
+                    self.dir.display()
+                );
+            }
+        };
+        if dir.permissions().mode() & 0o7777 != SHARED_DIR_MODE {
+            return format!(
+                "the state directory {} has mode {:04o} (owner {}), but it must be writable by every user (mode 0777, set by `canhazgpu admin`); its owner or root can run `chmod 0777 {}`",
+                self.dir.display(),
+                dir.permissions().mode() & 0o7777,
+                account_name(dir.uid()),
+                self.dir.display()
+            );
+        }
+        match fs::metadata(path) {
+            Ok(file) if file.permissions().mode() & 0o7777 != wanted => format!(
+                "the file has mode {:04o} (owner {}) but every user needs mode {wanted:04o}; its owner or root can run `chmod {wanted:04o} {}` (or `canhazgpu admin` as root, which repairs every file of the store)",
+                file.permissions().mode() & 0o7777,
+                account_name(file.uid()),
+                path.display()
+            ),
+            _ => format!(
+                "the state directory {} has the right mode (0777); check the file system (read-only, full?) and what else holds that path",
+                self.dir.display()
+            ),
+        }
+    }
+}
+
+/// The account name of `uid`, or the number when it has none.
+fn account_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(user)) => user.name,
+        _ => uid.to_string(),
+    }
+}
+
+/// Opens (or creates) a file that every user shares and gives it `mode` when this user
+/// may: open's mode is filtered by the caller's umask, so it is set on the open file
+/// (fchmod). Only the owner (or root) may change a mode; a file another user created with
+/// a wrong mode is left for `why_unusable` to explain.
+fn open_shared(options: &mut OpenOptions, path: &Path, mode: u32) -> std::io::Result<File> {
+    let file = options.mode(mode).open(path)?;
+    if let Ok(meta) = file.metadata()
+        && meta.permissions().mode() & 0o7777 != mode
+        && may_chmod(meta.uid())
+    {
+        let _ = file.set_permissions(fs::Permissions::from_mode(mode));
+    }
+    Ok(file)
+}
+
+fn may_chmod(owner: u32) -> bool {
+    let me = nix::unistd::geteuid();
+    me.is_root() || me.as_raw() == owner
+}
+
+/// Gives an existing `path` the `mode` every user needs, for `admin`, saying what it did
+/// or why it could not.
+fn repair_mode(path: &Path, mode: u32, what: &str) {
+    let Ok(meta) = fs::metadata(path) else {
+        return;
+    };
+    let current = meta.permissions().mode() & 0o7777;
+    if current == mode {
+        return;
+    }
+    match fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
+        Ok(()) => eprintln!(
+            "canhazgpu: {what} {} had mode {current:04o}; set it to {mode:04o} so that every user can reserve",
+            path.display()
+        ),
+        Err(e) => eprintln!(
+            "canhazgpu: warning: {what} {} has mode {current:04o} (owner {}) and cannot be changed to {mode:04o} ({e}); other users cannot reserve until its owner or root runs `chmod {mode:04o} {}`",
+            path.display(),
+            account_name(meta.uid()),
+            path.display()
+        ),
     }
 }
 
@@ -284,21 +431,17 @@ impl Error {
 /// Writers hold the lock, so one fixed temporary name suffices, and a writer killed
 /// before its rename leaves at most that one file, which the next writer replaces. It is
 /// unlinked first because another user's leftover may not be writable for us.
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let _ = fs::remove_file(path);
-    let mut file = open_shared(
-        OpenOptions::new().write(true).create(true).truncate(true),
-        path,
-        0o644,
-    )?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    // open's mode went through the umask; the file must be readable by every user.
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
     file.write_all(bytes)?;
     file.sync_data()
-}
-
-/// Every file of the store is opened or created here, so that how (their modes above
-/// all) is decided in one place.
-fn open_shared(options: &mut OpenOptions, path: &Path, mode: u32) -> std::io::Result<File> {
-    options.mode(mode).open(path)
 }
 
 /// The host's clock, read from the kernel with a system call of its own rather than

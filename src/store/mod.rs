@@ -24,6 +24,15 @@ pub use redis::RedisStore;
 /// The embedded store's default home: shared by every user of the host.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/canhazgpu";
 
+/// The owner of a store's directory: the owner of a private embedded store is its admin.
+pub enum DirectoryOwner {
+    Uid(u32),
+    /// An embedded store whose directory `admin` has yet to create.
+    NotCreated,
+    /// Redis: no directory.
+    NoDirectory,
+}
+
 pub enum Store {
     File(FileStore),
     Redis(Box<RedisStore>),
@@ -168,6 +177,14 @@ impl Store {
                 },
                 false,
             ),
+        }
+    }
+
+    /// Who owns the embedded store's directory, for the admin check.
+    pub fn directory_owner(&self) -> DirectoryOwner {
+        match self {
+            Store::File(store) => store.directory_owner(),
+            Store::Redis(_) => DirectoryOwner::NoDirectory,
         }
     }
 

@@ -166,7 +166,25 @@ fn cases() -> Vec<Case> {
             "longer than 30 days",
             2,
         ),
+        case(&["reserve", "--duration", "500ms"], "at least 1s", 2),
+        case(
+            &["run", "--heartbeat-interval", "1ms", "--", "true"],
+            "at least 1s",
+            2,
+        ),
+        case(
+            &["status"],
+            "`heartbeat_interval`: invalid duration '10ms'",
+            1,
+        )
+        .config("heartbeat_interval = \"10ms\""),
+        case(&["reserve"], "at least 1s", 1).config("default_duration = \"0.2s\""),
         case(&["reserve", "--wait=abc"], "invalid duration 'abc'", 2),
+        // A timeout after a space is not --wait's: say how to give it.
+        case(&["reserve", "--wait", "5s"], "--wait=5s", 2),
+        case(&["run", "--wait", "5s", "--", "true"], "--wait=5s", 2),
+        case(&["reserve", "-w", "2h"], "-w=2h", 2),
+        case(&["reserve", "-w30m"], "-w=30m", 2),
         case(&["reserve", "--wait="], "empty", 2),
         case(&["run", "--wait=0s", "--", "true"], "zero", 2),
         case(&["run", "--timeout", "0s", "--", "true"], "zero", 2),

@@ -48,6 +48,107 @@ fn top_level_help_lists_the_seed_commands() {
 }
 
 #[test]
+fn upstream_short_flags_work() {
+    let store = TestStore::new(Backend::File);
+    store
+        .cmd()
+        .args(["admin", "-g", "3"])
+        .assert()
+        .success()
+        .stdout("Initialized 3 GPUs (IDs 0 to 2)\n");
+    store
+        .cmd()
+        .args([
+            "reserve", "-g", "2", "-d", "1h", "-n", "sweep", "-u", "alice",
+        ])
+        .assert()
+        .success();
+    let status = store.status();
+    assert_eq!(status.matches("IN USE by alice").count(), 2, "{status}");
+    assert!(status.contains("[sweep]"), "{status}");
+    // Only GPU 2 is left: -G asks for it, -w=T waits for it with a timeout.
+    store
+        .cmd()
+        .args(["run", "-G", "2", "-t", "30s", "-w=5s", "--", "true"])
+        .assert()
+        .success();
+    store
+        .cmd()
+        .args(["reserve", "-G", "0", "-w=300ms"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("gave up after waiting"));
+    store
+        .cmd()
+        .args(["release", "-G", "0,1"])
+        .assert()
+        .success();
+    assert!(store.busy_ids().is_empty());
+    for (sub, flags) in [
+        (
+            "reserve",
+            &[
+                "-g, --gpus",
+                "-G, --gpu-ids",
+                "-d, --duration",
+                "-w, --wait",
+            ][..],
+        ),
+        ("run", &["-n, --note", "-u, --user", "-t, --timeout"]),
+        ("release", &["-G, --gpu-ids"]),
+        ("admin", &["-g, --gpus"]),
+    ] {
+        let out = store.cmd().args([sub, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        for flag in flags {
+            assert!(help.contains(flag), "{sub} --help lacks {flag}:\n{help}");
+        }
+    }
+}
+
+#[test]
+fn upstream_reservations_naming_their_own_account_show_no_account() {
+    each_backend(|store| {
+        store.admin(2);
+        let now = unix_now();
+        // Upstream clients always write actual_user, equal to user unless --user is given.
+        for (id, actual) in [(0, "bob"), (1, "carol")] {
+            store.set_raw_slot(
+                id,
+                json!({"user": "bob", "actual_user": actual, "start_time": now, "last_heartbeat": now, "type": "manual", "expiry_time": now + 3600}),
+            );
+        }
+        let status = store.status();
+        let lines: Vec<&str> = status.lines().collect();
+        assert!(!lines[0].contains("account"), "{status}");
+        assert!(lines[1].contains("account carol"), "{status}");
+    });
+}
+
+#[test]
+fn a_pool_of_one_is_one_gpu() {
+    let store = TestStore::new(Backend::File);
+    store
+        .cmd()
+        .args(["admin", "--gpus", "1"])
+        .assert()
+        .success()
+        .stdout("Initialized 1 GPU (ID 0)\n");
+    store
+        .cmd()
+        .args(["admin", "--gpus", "1"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("already initialized with 1 GPU;"));
+    store
+        .cmd()
+        .args(["admin", "--gpus", "1", "--force"])
+        .assert()
+        .success()
+        .stdout("Force reinitializing: clearing 1 existing GPU...\nReinitialized 1 GPU (ID 0)\n");
+}
+
+#[test]
 fn admin_initializes_refuses_twice_and_force_reinitializes() {
     each_backend(|store| {
         store
@@ -429,7 +530,14 @@ fn expired_manual_reservations_free_themselves() {
             .args(["reserve", "--duration", "1s"])
             .assert()
             .success();
-        assert_eq!(store.busy_ids(), vec![0]);
+        // Read raw: times are whole seconds, so a 1 s reservation made late in a second
+        // may already have expired when the next command looks.
+        let slot = store.raw_slot(0);
+        assert_eq!(slot["user"], common::gpus::me(), "{slot}");
+        assert_eq!(
+            slot["expiry_time"].as_i64(),
+            slot["start_time"].as_i64().map(|t| t + 1)
+        );
         wait_for(Duration::from_secs(10), "expiry", || {
             store.busy_ids().is_empty().then_some(())
         });

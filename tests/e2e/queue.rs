@@ -191,6 +191,65 @@ fn giving_up_leaves_the_queue_and_holds_nothing() {
 }
 
 #[test]
+fn a_wait_timeout_is_waited_in_full_not_to_the_next_whole_second() {
+    let store = TestStore::new(common::Backend::File);
+    store.admin(1);
+    store.cmd().arg("reserve").assert().success();
+    for (timeout, at_least) in [("1s", 1000), ("1500ms", 1500), ("300ms", 300)] {
+        let started = std::time::Instant::now();
+        let out = store
+            .cmd()
+            .args(["reserve", &format!("--wait={timeout}")])
+            .output()
+            .unwrap();
+        let waited = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("gave up after waiting"), "{stderr}");
+        assert!(
+            waited >= Duration::from_millis(at_least),
+            "--wait={timeout} gave up after {waited:?}"
+        );
+    }
+}
+
+/// What `reserve --wait=1s` shows on a terminal (a pty through `script`) with `TERM` and
+/// `LANG`, while the pool's only GPU is held.
+fn waiting_on_a_terminal(store: &TestStore, term: &str, lang: &str) -> String {
+    let command = format!("{} reserve --wait=1s", common::binary().display());
+    let out = store
+        .select(&mut std::process::Command::new("script"))
+        .args(["-qec", &command, "/dev/null"])
+        .env("TERM", term)
+        .env("LANG", lang)
+        .env_remove("LC_ALL")
+        .env_remove("LC_CTYPE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn waiting_shows_what_the_terminal_can_draw() {
+    let store = TestStore::new(common::Backend::File);
+    store.admin(1);
+    store.cmd().arg("reserve").assert().success();
+    let braille = |text: &str| text.chars().any(|c| ('\u{2800}'..='\u{28FF}').contains(&c));
+    let waiting = "waiting for 1 GPU(s): position 1 of 1";
+    // A terminal that can draw gets the spinner: what the other cases must not get.
+    let fancy = waiting_on_a_terminal(&store, "xterm", "C.UTF-8");
+    assert!(fancy.contains(waiting) && braille(&fancy), "{fancy:?}");
+    // TERM=dumb cannot move the cursor: plain lines, no escape sequences.
+    let dumb = waiting_on_a_terminal(&store, "dumb", "C.UTF-8");
+    assert!(dumb.contains(&format!("canhazgpu: {waiting}")), "{dumb:?}");
+    assert!(!dumb.contains('\x1b'), "{dumb:?}");
+    // Without UTF-8 the spinner is ASCII.
+    let ascii = waiting_on_a_terminal(&store, "xterm", "C");
+    assert!(ascii.contains(waiting), "{ascii:?}");
+    assert!(ascii.is_ascii(), "{ascii:?}");
+}
+
+#[test]
 fn queue_lists_waiters_in_order() {
     let store = TestStore::new(common::Backend::File);
     store.admin(1);
@@ -211,8 +270,10 @@ fn queue_lists_waiters_in_order() {
         predicate::str::starts_with("1. ")
             .and(predicate::str::contains("wants GPU(s) [0] (run)"))
             .and(
+                // The stored deadline is rounded up to a whole second.
                 predicate::str::contains("gives up in 0h 59m")
-                    .or(predicate::str::contains("gives up in 1h 0m 0s")),
+                    .or(predicate::str::contains("gives up in 1h 0m 0s"))
+                    .or(predicate::str::contains("gives up in 1h 0m 1s")),
             ),
     );
     holder.finish();

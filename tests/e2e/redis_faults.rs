@@ -487,7 +487,11 @@ fn a_password_set_mid_run_is_named_and_never_printed() {
         stderr(&out)
     );
 
-    let unparsable = at(&store, "redis://alice:s3cret-pw@db.lab:no-port/0", &["status"]);
+    let unparsable = at(
+        &store,
+        "redis://alice:s3cret-pw@db.lab:no-port/0",
+        &["status"],
+    );
     assert_eq!(unparsable.status.code(), Some(2));
     assert!(
         stderr(&unparsable).contains("invalid Redis URL 'redis://db.lab:no-port/0'"),

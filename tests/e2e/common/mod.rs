@@ -2,6 +2,7 @@
 //! its own), the real binary, and polling with deadlines instead of sleeps.
 #![allow(dead_code)]
 
+pub mod gpus;
 pub mod proxy;
 pub mod shell;
 
@@ -249,11 +250,21 @@ impl TestStore {
 
     pub fn std_cmd(&self) -> StdCommand {
         let mut cmd = StdCommand::new(binary());
+        self.select(&mut cmd);
+        cmd
+    }
+
+    /// Gives `cmd` (a wrapper such as nohup, setpriv or a shell that runs the binary) the
+    /// environment that selects this store.
+    pub fn select<'a>(&self, cmd: &'a mut StdCommand) -> &'a mut StdCommand {
         cmd.env("CANHAZGPU_STORE", self.url())
             .env("CANHAZGPU_CONFIG", self.config_path())
             .env_remove("CUDA_VISIBLE_DEVICES")
-            .env_remove("CANHAZGPU_NVML_LIBRARY");
-        cmd
+            .env_remove("HIP_VISIBLE_DEVICES")
+            .env_remove("ROCR_VISIBLE_DEVICES")
+            .env_remove("CANHAZGPU_NVML_LIBRARY")
+            .env_remove("CANHAZGPU_AMD_SMI_LIBRARY")
+            .env_remove("ROCM_PATH")
     }
 
     pub fn admin(&self, gpus: u32) {
@@ -413,4 +424,15 @@ impl LineWatcher {
     pub fn all(&self) -> String {
         self.lines.lock().expect("lines").join("\n")
     }
+}
+
+/// The parent of `pid`, from `/proc/<pid>/stat`.
+pub fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
+    let after_name = &stat[stat.rfind(')').expect("a command name") + 1..];
+    after_name
+        .split_whitespace()
+        .nth(1)
+        .and_then(|ppid| ppid.parse().ok())
+        .expect("a parent pid")
 }

@@ -1,0 +1,35 @@
+//! Command output on stdout, through one function that returns an error instead of
+//! panicking as `println!` does: a reader that has gone (`canhazgpu status | head -1`)
+//! is a quiet exit, decided in `main`, and a command whose output is a promise (the
+//! export line of `reserve`) can undo what it did.
+
+use std::io::{ErrorKind, Write};
+
+use crate::error::{Error, Result};
+
+/// Writes `text` to stdout and flushes it.
+pub fn print(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| stdout_error(&e))
+}
+
+/// [`print`] with a newline after `line`.
+pub fn println(line: &str) -> Result<()> {
+    let mut text = String::with_capacity(line.len() + 1);
+    text.push_str(line);
+    text.push('\n');
+    print(&text)
+}
+
+fn stdout_error(e: &std::io::Error) -> Error {
+    if e.kind() == ErrorKind::BrokenPipe {
+        Error::closed_stdout()
+    } else {
+        Error::failure(format!(
+            "cannot write to standard output: {e}; check where it goes (a full disk?)"
+        ))
+    }
+}
