@@ -328,24 +328,33 @@ impl RedisStore {
         if traces == 0 && evicted == 0 {
             return Error::not_initialized(&self.describe());
         }
-        let why = if evicted > 0 {
-            format!(
-                "this server has evicted {evicted} key(s) under maxmemory-policy {policy}; \
-                 give it more memory or `maxmemory-policy noeviction` so that it cannot \
-                 drop the pool again"
-            )
-        } else {
-            "other keys of the pool are still there: the server lost or deleted part of \
-             its data"
-                .to_string()
+        let evictions = format!(
+            "this server has evicted {evicted} key(s) under maxmemory-policy {policy}; give \
+             it more memory or `maxmemory-policy noeviction` so that it cannot drop the pool \
+             again"
+        );
+        let what = match (traces, evicted) {
+            (0, _) => format!(
+                "the GPU pool is not in {}, and {evictions}. The pool has probably vanished \
+                 with those keys (if it was never initialized, an administrator must run \
+                 `canhazgpu admin --gpus N`)",
+                self.describe()
+            ),
+            (_, 0) => format!(
+                "the GPU pool has vanished from {}: other keys of the pool are still there, \
+                 so the server lost or deleted part of its data",
+                self.describe()
+            ),
+            _ => format!(
+                "the GPU pool has vanished from {}: {evictions}",
+                self.describe()
+            ),
         };
         Error::no_pool(format!(
-            "the GPU pool has vanished from {} ({why}). Running `canhazgpu run` jobs put \
-             the pool and their reservations back at their next heartbeat (every 60 s by \
-             default); manual reservations and the queue are lost. Wait one heartbeat \
-             interval: if the pool is still missing, an administrator reinitializes it \
-             with `canhazgpu admin --gpus N`",
-            self.describe()
+            "{what}. Running `canhazgpu run` jobs put the pool and their reservations back \
+             at their next heartbeat (every 60 s by default); manual reservations and the \
+             queue are lost. Wait one heartbeat interval: if the pool is still missing, an \
+             administrator reinitializes it with `canhazgpu admin --gpus N`"
         ))
     }
 

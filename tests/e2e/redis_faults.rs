@@ -402,7 +402,7 @@ fn an_evicted_pool_is_said_to_have_vanished_and_running_jobs_rebuild_it() {
     let text = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        text.contains("has vanished")
+        text.contains("has probably vanished")
             && text.contains("maxmemory-policy allkeys-lru")
             && text.contains("next heartbeat")
             && text.contains("Wait one heartbeat interval"),
