@@ -17,6 +17,7 @@ use crate::shell::emit;
 use crate::shell::lease;
 use crate::shell::session::{self, Clock, Pools, Session, Truth};
 use crate::shell::vars::{Unwritable, Vars};
+use crate::store::printable_url;
 
 pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     let length = match &args.duration {
@@ -98,7 +99,9 @@ fn shell_vars(ctx: &Context, shell: Shell, session: &Session) -> Result<Vars> {
         return Err(refusal(shell, locked));
     }
     if vars.holder() == Some(session.shell_pid) && vars.store() != ctx.store_key.as_deref() {
-        let theirs = vars.store().unwrap_or("the default store");
+        let theirs = vars
+            .store()
+            .map_or_else(|| "the default store".to_string(), printable_url);
         return Err(Error::usage(format!(
             "this shell holds GPU(s) {} from {theirs}, and a reservation from another store \
              would hide them from CUDA_VISIBLE_DEVICES; nothing was reserved. Release them \
