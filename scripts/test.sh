@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(redis-server redis-tools zsh fish tmux shellcheck gcc util-linux)
+packages=(redis-server redis-tools zsh fish tmux shellcheck gcc util-linux faketime)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
