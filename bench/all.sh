@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every speed figure the issues ask for, measured side by side in one run, as one table
-# (docs/PERFORMANCE.md holds the latest). Runs bench/core.sh, bench/queue.sh,
-# bench/shell.sh, bench/nvml.sh and bench/lab.sh on the same binary.
+# (docs/PERFORMANCE.md holds the latest). Runs bench/core.sh, bench/history.sh,
+# bench/queue.sh, bench/lab.sh, bench/shell.sh, bench/nvml.sh and bench/amd.sh on the same
+# binary.
 # Needs hyperfine, redis-server, zsh, strace and gcc (Debian packages).
 # Usage: bench/all.sh [path/to/canhazgpu]   (default: builds and uses target/release)
 set -euo pipefail
@@ -17,16 +18,19 @@ export BENCH_JSON_DIR
 trap 'rm -rf "$BENCH_JSON_DIR"' EXIT
 
 core=$(bench/core.sh "$bin")
+history=$(bench/history.sh "$bin")
 queue=$(bench/queue.sh "$bin")
 lab=$(bench/lab.sh "$bin")
 bench/shell.sh "$bin" >/dev/null 2>&1
 bench/nvml.sh "$bin" >/dev/null 2>&1
+bench/amd.sh "$bin" >/dev/null 2>&1
 
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(date -u +%Y-%m-%d)"
 echo
 echo "| measurement | result | target |"
 echo "|---|---|---|"
 grep "^| " <<<"$core" | tail -n +2
+grep "^| " <<<"$history" | tail -n +2
 python3 - "$BENCH_JSON_DIR" "$queue" <<'PY'
 import json, os, sys
 
@@ -49,6 +53,8 @@ print(f"| status, no NVML | {without:.2f} ms | |")
 print(f"| status, stub NVML (8 GPUs, 16 processes) | {stub:.2f} ms (+{stub - without:.2f} ms) | under +5 ms |")
 if len(nvml) == 3:
     print(f"| status, real NVIDIA driver | {nvml[1]:.2f} ms | |")
+none, amd = means("amd")
+print(f"| status, stub AMD SMI (8 GPUs, 16 processes) | {amd:.2f} ms (+{amd - none:.2f} ms) | under +5 ms |")
 for line in queue.splitlines()[2:]:
     cells = [c.strip() for c in line.strip("|").split("|")]
     print(f"| {cells[0]}, embedded store | {cells[1]} | |")

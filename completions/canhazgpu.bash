@@ -111,7 +111,7 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__admin)
-            opts="-g -h --gpus --force --take-over-host --nvml-library --store --config --help"
+            opts="-g -h --gpus --force --nvml-library --amd-smi-library --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -126,6 +126,10 @@ _canhazgpu() {
                     return 0
                     ;;
                 --nvml-library)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --amd-smi-library)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -379,16 +383,12 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__queue)
-            opts="-h --json --host --all-hosts --store --config --help"
+            opts="-h --json --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --host)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --store)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -435,17 +435,13 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__report)
-            opts="-h --days --json --host --all-hosts --store --config --help"
+            opts="-h --days --json --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --days)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --host)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -465,7 +461,7 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__reserve)
-            opts="-g -d -G -w -n -u -h --gpus --duration --gpu-ids --wait --note --user --policy --nvml-library --memory-threshold --force --visible-devices --store --config --help"
+            opts="-g -d -G -w -n -u -h --gpus --duration --gpu-ids --wait --note --user --policy --nvml-library --amd-smi-library --memory-threshold --force --visible-devices --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -527,6 +523,10 @@ _canhazgpu() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --amd-smi-library)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --memory-threshold)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -551,7 +551,7 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__run)
-            opts="-g -G -w -n -u -t -h --gpus --heartbeat-interval --gpu-ids --wait --note --user --policy --timeout --timeout-grace --on-lost --nvml-library --memory-threshold --force --visible-devices --store --config --help"
+            opts="-g -G -w -n -u -t -h --gpus --heartbeat-interval --gpu-ids --wait --note --user --policy --timeout --timeout-grace --on-lost --nvml-library --amd-smi-library --memory-threshold --force --visible-devices --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -625,6 +625,10 @@ _canhazgpu() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --amd-smi-library)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --memory-threshold)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -649,21 +653,17 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__status)
-            opts="-v -h --verbose --json --host --all-hosts --free --nvml-library --memory-threshold --store --config --help"
+            opts="-v -h --verbose --json --nvml-library --amd-smi-library --memory-threshold --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --host)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --free)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --nvml-library)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --amd-smi-library)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -17,6 +17,7 @@ zmodload -F zsh/system p:sysparams 2>/dev/null
 # Every variable a reservation sets and a release restores (the binary's list).
 typeset -ga _canhazgpu_vars=(
   CUDA_VISIBLE_DEVICES NVIDIA_VISIBLE_DEVICES CUDA_DEVICE_ORDER
+  HIP_VISIBLE_DEVICES ROCR_VISIBLE_DEVICES
   CANHAZGPU_GPUS CANHAZGPU_DEVICES CANHAZGPU_EXPIRES CANHAZGPU_OWNER_PID CANHAZGPU_LEASE
   CANHAZGPU_SHELL_STORE CANHAZGPU_RESTORE
 )

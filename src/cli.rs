@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::host::HostName;
+use crate::model::MAX_GPUS;
 use crate::shell::Shell;
 
 #[derive(Parser, Debug)]
@@ -64,8 +65,15 @@ pub enum Command {
     with mode 0777 so that every local user can reserve; on an existing one it repairs the\n\
     modes of the directory and its files.")]
 pub struct AdminArgs {
-    /// Number of GPUs in the pool (IDs 0 to N-1) [default: the number NVML reports]
-    #[arg(short, long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    /// Number of GPUs in the pool (IDs 0 to N-1) [default: the number NVML or AMD SMI
+    /// reports, MIG instances counted with mig = true]
+    #[arg(
+        short,
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_GPUS))
+    )]
     pub gpus: Option<u32>,
 
     /// Reinitialize an existing pool, dropping every reservation
@@ -79,7 +87,7 @@ pub struct AdminArgs {
     pub take_over_host: bool,
 
     #[command(flatten)]
-    pub nvml: NvmlArgs,
+    pub libraries: GpuLibraryArgs,
 }
 
 /// Release all manually reserved GPUs held by the current user
@@ -149,10 +157,19 @@ pub struct ReleaseArgs {
     everything else to stderr.\n\n\
     In a shell set up with `canhazgpu init`, reserve exports CUDA_VISIBLE_DEVICES into that\n\
     shell by itself (the eval form above does the same there), the GPUs are released when\n\
-    the shell exits, and a second reserve adds GPUs to the ones the shell holds.")]
+    the shell exits, and a second reserve adds GPUs to the ones the shell holds.\n\n\
+    On AMD GPUs the export line sets ROCR_VISIBLE_DEVICES, HIP_VISIBLE_DEVICES and\n\
+    CUDA_VISIBLE_DEVICES instead (see docs/gpus.md).")]
 pub struct ReserveArgs {
     /// Number of GPUs to reserve
-    #[arg(short, long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(
+        short,
+        long,
+        default_value_t = 1,
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_GPUS))
+    )]
     pub gpus: u32,
 
     /// How long to hold them (at least 1s) [default: 8h, or the config's default_duration]
@@ -187,10 +204,20 @@ pub struct ReserveArgs {
     canhazgpu run --gpus 2 -- torchrun --nproc-per-node 2 train.py\n  \
     canhazgpu run -- nvidia-smi\n\n\
     The GPUs are released when the command ends, fails, is killed, or when run itself is\n\
-    interrupted. run exits with the command's status (128+N if it died of signal N).")]
+    interrupted. run exits with the command's status (128+N if it died of signal N).\n\n\
+    On AMD GPUs, ROCR_VISIBLE_DEVICES names them and HIP_VISIBLE_DEVICES and\n\
+    CUDA_VISIBLE_DEVICES count from 0 within them; a MIG instance (mig = true) goes by its\n\
+    MIG UUID. See docs/gpus.md.")]
 pub struct RunArgs {
     /// Number of GPUs to reserve
-    #[arg(short, long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(
+        short,
+        long,
+        default_value_t = 1,
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_GPUS))
+    )]
     pub gpus: u32,
 
     /// Time between heartbeats while the command runs (at least 1s) [default: 60s, or the
@@ -307,7 +334,7 @@ pub enum OnLost {
     With --host or --all-hosts, status exits 1 when a host could not be read (the others\n\
     are shown all the same) and 0 when every host was.")]
 pub struct StatusArgs {
-    /// Also say which store was read and what NVML reported
+    /// Also say which store was read and what the GPU library (NVML, AMD SMI) reported
     #[arg(long, short)]
     pub verbose: bool,
 
@@ -329,22 +356,29 @@ pub struct StatusArgs {
     pub usage: UsageArgs,
 }
 
-/// Where NVML (the NVIDIA driver's libnvidia-ml.so.1) is, for the commands that ask it.
+/// Where the GPU vendors' libraries are, for the commands that ask them: NVML (the
+/// NVIDIA driver's libnvidia-ml.so.1) and AMD SMI (ROCm's libamd_smi.so).
 #[derive(Args, Debug)]
-#[command(next_help_heading = "GPU detection (NVML)")]
-pub struct NvmlArgs {
+#[command(next_help_heading = "GPU detection (NVML, AMD SMI)")]
+pub struct GpuLibraryArgs {
     /// NVML library to load: the file, or a directory holding libnvidia-ml.so.1
     /// [default: the config's nvml_library, else the dynamic loader's search path]
     #[arg(long, env = "CANHAZGPU_NVML_LIBRARY", value_name = "PATH")]
     pub nvml_library: Option<PathBuf>,
+
+    /// AMD SMI library to load: the file, or a directory holding libamd_smi.so
+    /// [default: the config's amd_smi_library, else the dynamic loader's search path,
+    /// else $ROCM_PATH/lib and /opt/rocm/lib]
+    #[arg(long, env = "CANHAZGPU_AMD_SMI_LIBRARY", value_name = "PATH")]
+    pub amd_smi_library: Option<PathBuf>,
 }
 
 /// How much GPU memory in use makes a GPU without reservation busy.
 #[derive(Args, Debug)]
-#[command(next_help_heading = "GPU detection (NVML)")]
+#[command(next_help_heading = "GPU detection (NVML, AMD SMI)")]
 pub struct UsageArgs {
     #[command(flatten)]
-    pub nvml: NvmlArgs,
+    pub libraries: GpuLibraryArgs,
 
     /// A GPU without reservation with more than this many MiB of memory in use is
     /// "in use without reservation" [default: 1024, or the config's memory_threshold]
@@ -392,7 +426,7 @@ pub struct RequestArgs {
 
 /// What `run` and `reserve` share: which GPUs they may hand out and how they name them.
 #[derive(Args, Debug)]
-#[command(next_help_heading = "GPU detection (NVML)")]
+#[command(next_help_heading = "GPU detection (NVML, AMD SMI)")]
 pub struct AllocationArgs {
     #[command(flatten)]
     pub usage: UsageArgs,
@@ -401,9 +435,10 @@ pub struct AllocationArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// What CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES list: GPU indices (in PCI
-    /// order, as nvidia-smi numbers them) or GPU UUIDs (needs NVML)
-    /// [default: index, or the config's visible_devices]
+    /// What CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES list on NVIDIA GPUs: GPU
+    /// indices (in PCI order, as nvidia-smi numbers them) or GPU UUIDs (needs NVML); MIG
+    /// instances always go by UUID, AMD GPUs by index [default: index, or the config's
+    /// visible_devices]
     #[arg(long, value_enum, value_name = "MODE")]
     pub visible_devices: Option<VisibleDevices>,
 }

@@ -10,6 +10,7 @@ use clap::ValueEnum;
 use crate::cli::VisibleDevices;
 use crate::duration;
 use crate::error::{Error, Result};
+use crate::gpu::Vendor;
 use crate::host::{HOST_ENV, HostName};
 use crate::liveness::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT};
 use crate::store::Store;
@@ -19,7 +20,7 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/canhazgpu/config.toml";
 pub const STORE_ENV: &str = "CANHAZGPU_STORE";
 /// The seed's default for `reserve`.
 const DEFAULT_RESERVATION: Duration = Duration::from_secs(8 * 3600);
-const KNOWN_KEYS: [&str; 12] = [
+const KNOWN_KEYS: [&str; 15] = [
     "admins",
     "store",
     "host",
@@ -32,6 +33,9 @@ const KNOWN_KEYS: [&str; 12] = [
     "memory_threshold",
     "nvml_library",
     "visible_devices",
+    "gpu_vendor",
+    "mig",
+    "amd_smi_library",
 ];
 
 #[derive(Debug, Default)]
@@ -49,6 +53,12 @@ pub struct Config {
     /// Absolute path of the NVML library file, or of a directory holding it.
     pub nvml_library: Option<PathBuf>,
     pub visible_devices: Option<VisibleDevices>,
+    /// The only vendor whose GPUs this host manages; both are asked when unset.
+    pub gpu_vendor: Option<Vendor>,
+    /// Whether each MIG instance of a GPU in MIG mode is a GPU of the pool.
+    pub mig: Option<bool>,
+    /// Absolute path of the AMD SMI library file, or of a directory holding it.
+    pub amd_smi_library: Option<PathBuf>,
     /// Who besides root may reinitialize the pool and take back others' GPUs: user
     /// names, and group names after an `@`.
     pub admins: Vec<String>,
@@ -162,12 +172,7 @@ fn parse(text: &str) -> std::result::Result<Config, String> {
             "host" => config.host = Some(HostName::parse(as_str()?, "`host`")?),
             "hosts" => config.hosts = parse_hosts(value)?,
             "tls_ca_file" => {
-                let path = PathBuf::from(as_str()?);
-                if !path.is_absolute() {
-                    return Err(format!(
-                        "`{key}` must be an absolute path, e.g. /etc/canhazgpu/lab-ca.pem"
-                    ));
-                }
+                let path = absolute_path(key, as_str()?, "/etc/canhazgpu/lab-ca.pem")?;
                 config.tls_ca_file = Some(path);
             }
             "store" => config.store = Some(as_str()?.to_string()),
@@ -185,15 +190,23 @@ fn parse(text: &str) -> std::result::Result<Config, String> {
                 config.memory_threshold = Some(mib);
             }
             "nvml_library" => {
-                let path = PathBuf::from(as_str()?);
-                // A relative path would mean something different in every user's
-                // working directory.
-                if !path.is_absolute() {
-                    return Err(format!(
-                        "`{key}` must be an absolute path, e.g. /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1"
-                    ));
-                }
-                config.nvml_library = Some(path);
+                let example = "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1";
+                config.nvml_library = Some(absolute_path(key, as_str()?, example)?);
+            }
+            "amd_smi_library" => {
+                let example = "/opt/rocm/lib/libamd_smi.so";
+                config.amd_smi_library = Some(absolute_path(key, as_str()?, example)?);
+            }
+            "gpu_vendor" => {
+                let vendor = Vendor::parse(as_str()?)
+                    .ok_or_else(|| format!("`{key}` must be \"nvidia\" or \"amd\""))?;
+                config.gpu_vendor = Some(vendor);
+            }
+            "mig" => {
+                let on = value
+                    .as_bool()
+                    .ok_or_else(|| format!("`{key}` must be true or false, e.g. mig = true"))?;
+                config.mig = Some(on);
             }
             "default_duration" => config.default_duration = Some(as_duration()?),
             "allocation_policy" => {
@@ -231,6 +244,17 @@ fn parse_hosts(value: &toml::Value) -> std::result::Result<BTreeMap<HostName, St
             Ok((host, url.to_string()))
         })
         .collect()
+}
+
+/// A path (a library, a CA file): absolute, since a relative one would mean something different in
+/// every user's working directory.
+fn absolute_path(key: &str, text: &str, example: &str) -> std::result::Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(format!("`{key}` must be an absolute path, e.g. {example}"))
+    }
 }
 
 /// `admins = ["alice", "@gpu-admins"]`.
@@ -345,6 +369,10 @@ mod tests {
         assert!(config.nvml_library.is_some());
         assert!(config.host.is_some());
         assert!(config.tls_ca_file.is_some());
+        assert!(config.amd_smi_library.is_some());
+        assert_eq!(config.mig, Some(false));
+        // Both vendors are asked by default; the file shows one way to pick.
+        assert!(config.gpu_vendor.is_some());
     }
 
     #[test]
@@ -432,5 +460,32 @@ mod tests {
         assert_eq!(config.memory_threshold, Some(2048));
         assert_eq!(config.nvml_library, Some(PathBuf::from("/opt/nvidia/lib")));
         assert_eq!(config.visible_devices, Some(VisibleDevices::Uuid));
+    }
+
+    #[test]
+    fn reads_vendor_and_mig_keys() {
+        let config =
+            parse("gpu_vendor = \"amd\"\nmig = true\namd_smi_library = \"/opt/rocm/lib\"\n")
+                .unwrap();
+        assert_eq!(config.gpu_vendor, Some(Vendor::Amd));
+        assert_eq!(config.mig, Some(true));
+        assert_eq!(config.amd_smi_library, Some(PathBuf::from("/opt/rocm/lib")));
+        assert_eq!(parse("").unwrap().gpu_vendor, None);
+        assert!(
+            parse("gpu_vendor = \"intel\"")
+                .unwrap_err()
+                .contains("\"amd\"")
+        );
+        assert!(
+            parse("mig = \"yes\"")
+                .unwrap_err()
+                .contains("true or false")
+        );
+        assert!(parse("mig = 1").is_err());
+        assert!(
+            parse("amd_smi_library = \"lib\"")
+                .unwrap_err()
+                .contains("absolute")
+        );
     }
 }

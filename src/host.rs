@@ -157,7 +157,7 @@ pub fn local_hostname() -> Option<String> {
         .filter(|name| !name.is_empty())
 }
 
-/// What a named host publishes of its NVML's answer, at most every
+/// What a named host publishes of its GPU library's answer (NVML or AMD SMI), at most every
 /// [`PUBLISH_INTERVAL_SECONDS`], so that other hosts' views can show models, memory and
 /// processes without an agent on every host.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -166,6 +166,8 @@ pub struct PublishedGpus {
     pub probed_at: Timestamp,
     /// The publisher's threshold for "in use without reservation".
     pub memory_threshold_mib: u64,
+    /// `nvidia` or `amd`.
+    pub vendor: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub driver_version: Option<String>,
     pub gpus: Vec<GpuInfo>,

@@ -1,15 +1,25 @@
 //! `canhazgpu admin`: create or recreate the pool.
 
 use crate::cli::AdminArgs;
-use crate::commands::gpus::Gpus;
-use crate::commands::{Context, now};
+use crate::commands::Context;
+use crate::commands::gpus::{Gpus, MAX_POOL};
 use crate::error::{Error, Result};
 use crate::model::Pool;
 use crate::output;
 use crate::powers;
 
-/// The most GPUs a pool may have, as `--gpus` accepts.
-const MAX_GPUS: usize = 1024;
+/// What reinitializing does to the reservations of the pool it replaces, as every
+/// message that offers or reports it says.
+const WHAT_FORCE_DOES: &str = "every reservation is dropped: manual ones are gone for \
+     good, and each running `canhazgpu run` job reserves its GPUs again at its next \
+     heartbeat (within a minute) if they are still free";
+
+/// What stood in the store before a reinitialization.
+enum Replaced {
+    Nothing,
+    Pool { gpus: usize, reservations: usize },
+    Corrupt,
+}
 
 pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
     powers::require_admin(
@@ -20,17 +30,22 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
     let count = pool_size(ctx, args)?;
     ctx.store.prepare_for_admin()?;
     let previous = ctx.store.transact(|pool, now| {
-        let previous = pool.as_ref().map(|p| p.gpus.len());
-        if let Some(current) = previous
-            && !args.force
-        {
+        let previous = match pool.as_ref() {
+            Some(pool) => Replaced::Pool {
+                gpus: pool.gpus.len(),
+                reservations: pool.gpus.len() - pool.free_count(),
+            },
+            None => Replaced::Nothing,
+        };
+        if let (Replaced::Pool { gpus, .. }, false) = (&previous, args.force) {
             let again = match args.gpus {
                 Some(n) => format!("canhazgpu admin --gpus {n} --force"),
                 None => "canhazgpu admin --force".to_string(),
             };
             return Err(Error::failure(format!(
-                "the pool is already initialized with {}; use `{again}` to reinitialize it (this drops every current reservation)",
-                gpus_counted(current as u32, "")
+                "the pool is already initialized with {}; use `{again}` to reinitialize it \
+                 ({WHAT_FORCE_DOES})",
+                gpus_counted(*gpus as u32, "")
             )));
         }
         *pool = Some(Pool::new(count, now));
@@ -41,18 +56,31 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
         // A corrupt store cannot be read, but --force must still be able to start over.
         Err(e) if args.force && e.corrupt_store => {
             eprintln!("canhazgpu: warning: {e}");
-            ctx.store.overwrite(&Pool::new(count, now()))?;
-            Some(0)
+            ctx.store.overwrite(|now| Pool::new(count, now))?;
+            Replaced::Corrupt
         }
         Err(e) => return Err(e),
     };
     match previous {
-        Some(current) => output::print(&format!(
-            "Force reinitializing: clearing {}...\nReinitialized {}\n",
-            gpus_counted(current as u32, "existing "),
-            describe_pool(count)
-        )),
-        None => output::println(&format!("Initialized {}", describe_pool(count))),
+        Replaced::Pool { gpus, reservations } => {
+            if reservations > 0 {
+                eprintln!("canhazgpu: {reservations} GPU(s) were reserved: {WHAT_FORCE_DOES}");
+            }
+            output::print(&format!(
+                "Force reinitializing: clearing {}...\nReinitialized {}\n",
+                gpus_counted(gpus as u32, "existing "),
+                describe_pool(count)
+            ))
+        }
+        Replaced::Corrupt => {
+            eprintln!("canhazgpu: whatever the unreadable pool held: {WHAT_FORCE_DOES}");
+            output::print(&format!(
+                "Force reinitializing: clearing a pool the store could not read...\n\
+                 Reinitialized {}\n",
+                describe_pool(count)
+            ))
+        }
+        Replaced::Nothing => output::println(&format!("Initialized {}", describe_pool(count))),
     }
 }
 
@@ -70,9 +98,9 @@ fn gpus_counted(count: u32, adjective: &str) -> String {
     format!("{count} {adjective}GPU{plural}")
 }
 
-/// `--gpus`, checked against what NVML reports; or NVML's count when not given.
+/// `--gpus`, checked against what the GPU library reports; or its count when not given.
 fn pool_size(ctx: &Context, args: &AdminArgs) -> Result<u32> {
-    let gpus = Gpus::probe(&ctx.config, &args.nvml);
+    let gpus = Gpus::probe(&ctx.config, &args.libraries);
     let Some(n) = args.gpus else {
         return detected(&gpus);
     };
@@ -80,17 +108,21 @@ fn pool_size(ctx: &Context, args: &AdminArgs) -> Result<u32> {
         gpus.warn(&format!("cannot check --gpus {n} against this host's GPUs"));
         return Ok(n);
     };
+    gpus.warn_notes();
     let found = devices.len();
     let wanted = n as usize;
-    // An admin may hold GPUs back, or NVML may miss some: say so and go on.
+    let library = gpus.library();
+    // An admin may hold GPUs back, or the library may miss some: say so and go on.
     if wanted < found {
         eprintln!(
-            "canhazgpu: warning: NVML reports {found} GPUs but --gpus is {n}, so the pool leaves out {}",
+            "canhazgpu: warning: {library} reports {found} GPUs but --gpus is {n}, so the pool \
+             leaves out {}",
             gpu_range(wanted, found)
         );
     } else if wanted > found {
         eprintln!(
-            "canhazgpu: warning: --gpus is {n} but NVML reports only {found} GPU(s): the driver knows no {}, and jobs handed those ids will find no GPU",
+            "canhazgpu: warning: --gpus is {n} but {library} reports only {found} GPU(s): the \
+             driver knows no {}, and jobs handed those ids will find no GPU",
             gpu_range(found, wanted)
         );
     }
@@ -100,20 +132,25 @@ fn pool_size(ctx: &Context, args: &AdminArgs) -> Result<u32> {
 fn detected(gpus: &Gpus) -> Result<u32> {
     let Some(devices) = gpus.devices() else {
         let why = gpus.problem().unwrap_or(
-            "no NVIDIA library (libnvidia-ml.so.1) was found to count them (use --nvml-library PATH if it is installed outside the loader's search path)",
+            "no GPU library was found to count them, neither NVIDIA's libnvidia-ml.so.1 nor \
+             AMD's libamd_smi.so (use --nvml-library PATH or --amd-smi-library PATH if one \
+             is installed outside the loader's search path)",
         );
         return Err(Error::usage(format!(
             "cannot detect this host's GPUs: {why}; pass the pool size as --gpus N"
         )));
     };
+    gpus.warn_notes();
+    let library = gpus.library();
     if devices.is_empty() {
-        return Err(Error::usage(
-            "NVML reports no GPUs on this host; pass --gpus N to initialize a pool of N GPUs anyway",
-        ));
-    }
-    if devices.len() > MAX_GPUS {
         return Err(Error::usage(format!(
-            "NVML reports {} GPUs, more than the {MAX_GPUS} a pool may have; pass --gpus N",
+            "{library} reports no GPUs on this host; pass --gpus N to initialize a pool of N \
+             GPUs anyway"
+        )));
+    }
+    if devices.len() > MAX_POOL as usize {
+        return Err(Error::usage(format!(
+            "{library} reports {} GPUs, more than the {MAX_POOL} a pool may have; pass --gpus N",
             devices.len()
         )));
     }
@@ -121,8 +158,14 @@ fn detected(gpus: &Gpus) -> Result<u32> {
         .driver_version()
         .map(|version| format!(" (driver {version})"))
         .unwrap_or_default();
+    let instances = devices.iter().filter(|gpu| gpu.mig.is_some()).count();
+    let of_them = match instances {
+        0 => String::new(),
+        1 => ", 1 of them a MIG instance".to_string(),
+        n => format!(", {n} of them MIG instances"),
+    };
     output::println(&format!(
-        "Detected {} through NVML{driver}",
+        "Detected {} through {library}{driver}{of_them}",
         gpus_counted(devices.len() as u32, "")
     ))?;
     Ok(devices.len() as u32)

@@ -1,121 +1,210 @@
-//! What NVML says about the GPUs, as the commands use it: which GPUs are in use without
-//! a reservation and by whom, and how to name the GPUs handed out.
+//! What the GPU libraries say about the GPUs, as the commands use it: which GPUs are in
+//! use without a reservation and by whom, and how to name the GPUs handed out. Which
+//! vendor answered matters only to the names (see `gpu_env`) and to the messages.
 //!
 //! Commands probe once, before any store transaction: asking the driver can take a
 //! while on a big host, and must never happen while the pool is locked.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 
-use crate::cli::{AllocationArgs, NvmlArgs, UsageArgs, VisibleDevices};
+use crate::cli::{AllocationArgs, GpuLibraryArgs, UsageArgs, VisibleDevices};
 use crate::config::Config;
-use crate::gpu::{self, GpuInfo, GpuProcess, Probe};
-use crate::gpu_env::{self, Device};
+use crate::error::{Error, Result};
+use crate::gpu::{self, GpuInfo, GpuProcess, Host, Library, Request, Vendor};
+use crate::gpu_env::{self, Device, Known, Scheme};
 use crate::host::PublishedGpus;
 use crate::model::Timestamp;
 
 pub const DEFAULT_MEMORY_THRESHOLD_MIB: u64 = 1024;
 
-/// What `run` and `reserve` do without NVML, for the warning that says why.
+/// The most GPUs a pool may have (`admin --gpus` accepts no more, and a stored count
+/// above it is corrupt): one constant, [`crate::model::MAX_GPUS`].
+pub use crate::model::MAX_GPUS as MAX_POOL;
+
+/// What `run` and `reserve` do without a GPU library, for the warning that says why.
 const UNDETECTED: &str = "GPUs in use without a reservation cannot be detected";
 
 /// The outcome of one probe.
 pub struct Gpus {
-    /// `None` when NVML could not be asked.
-    devices: Option<Vec<GpuInfo>>,
-    driver_version: Option<String>,
-    /// Why NVML could not be asked, where that deserves a warning. A host without the
-    /// NVIDIA library is normal and gets none.
-    problem: Option<String>,
+    host: Host,
 }
 
 impl Gpus {
-    /// Loads NVML from the flag or environment, else the configured path, else the
-    /// dynamic loader's search path.
-    pub fn probe(config: &Config, args: &NvmlArgs) -> Gpus {
-        let (path, source) = match (&args.nvml_library, &config.nvml_library) {
-            (Some(path), _) => (Some(path), "--nvml-library or CANHAZGPU_NVML_LIBRARY"),
-            (None, Some(path)) => (Some(path), "nvml_library in the configuration file"),
-            (None, None) => (None, ""),
+    /// Loads the vendors' libraries from the flag or environment, else the configured
+    /// path, else the dynamic loader's search path; only the configured vendor's when
+    /// `gpu_vendor` is set.
+    pub fn probe(config: &Config, args: &GpuLibraryArgs) -> Gpus {
+        let library =
+            |flag: &Option<PathBuf>, configured: &Option<PathBuf>, sources: [&'static str; 2]| {
+                match (flag, configured) {
+                    (Some(path), _) => Some((path.clone(), sources[0])),
+                    (None, Some(path)) => Some((path.clone(), sources[1])),
+                    (None, None) => None,
+                }
+            };
+        let nvml = library(
+            &args.nvml_library,
+            &config.nvml_library,
+            [
+                "--nvml-library or CANHAZGPU_NVML_LIBRARY",
+                "nvml_library in the configuration file",
+            ],
+        );
+        let amd_smi = library(
+            &args.amd_smi_library,
+            &config.amd_smi_library,
+            [
+                "--amd-smi-library or CANHAZGPU_AMD_SMI_LIBRARY",
+                "amd_smi_library in the configuration file",
+            ],
+        );
+        fn as_library<'a>(found: &'a Option<(PathBuf, &'static str)>) -> Option<Library<'a>> {
+            found.as_ref().map(|(path, source)| Library {
+                path: path.as_path(),
+                source,
+            })
+        }
+        let request = Request {
+            vendor: config.gpu_vendor,
+            nvml: as_library(&nvml),
+            amd_smi: as_library(&amd_smi),
+            mig: config.mig.unwrap_or(false),
         };
-        match gpu::probe(path.map(|path| path.as_path())) {
-            Probe::Devices {
-                driver_version,
-                gpus,
-            } => Gpus {
-                devices: Some(gpus),
-                driver_version,
-                problem: None,
-            },
-            // Silent only when nobody asked for a library: a path someone set and got
-            // wrong should not quietly turn the detection off.
-            Probe::NoLibrary => Gpus {
-                devices: None,
-                driver_version: None,
-                problem: path.map(|path| {
-                    format!(
-                        "there is no NVML library at {} (set by {source}); fix or unset that path",
-                        path.display()
-                    )
-                }),
-            },
-            Probe::Unavailable(problem) => Gpus {
-                devices: None,
-                driver_version: None,
-                problem: Some(problem),
-            },
+        Gpus {
+            host: gpu::detect(&request),
         }
     }
 
-    /// The one warning a command gives when NVML was expected but failed, ending with
-    /// what the command does instead.
+    /// The warnings a command gives about the GPU libraries; the one that leaves it
+    /// without GPU facts ends with what it does instead (`consequence`).
     pub fn warn(&self, consequence: &str) {
-        if let Some(problem) = &self.problem {
+        self.warn_notes();
+        let failed = self.host.conflict.as_ref().or(self.host.problem.as_ref());
+        if let Some(problem) = failed {
             eprintln!("canhazgpu: warning: {problem}; {consequence}");
         }
     }
 
-    /// What another host published of its NVML's answer, to be shown as if probed here.
-    pub fn published(facts: &PublishedGpus) -> Gpus {
-        Gpus {
-            devices: Some(facts.gpus.clone()),
-            driver_version: facts.driver_version.clone(),
-            problem: None,
+    /// Warnings about a vendor's broken library while another vendor answered.
+    pub fn warn_notes(&self) {
+        for note in &self.host.notes {
+            eprintln!("canhazgpu: warning: {note}");
         }
     }
 
-    /// What this host publishes of this probe for other hosts' views; `None` without NVML.
+    /// An error when both vendors have GPUs here and the configuration picks neither:
+    /// handing out GPUs, or counting them, would have to guess which kind is meant.
+    pub fn refuse_conflict(&self, refused: &str) -> Result<()> {
+        match &self.host.conflict {
+            Some(conflict) => Err(Error::failure(format!("{conflict}; {refused}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// No GPU library at all, as on a host without a driver (or another host that
+    /// published nothing).
+    pub fn none() -> Gpus {
+        Gpus {
+            host: Host::default(),
+        }
+    }
+
+    /// What another host published of its GPU library's answer, to be shown as if
+    /// probed here.
+    pub fn published(facts: &PublishedGpus) -> Gpus {
+        Gpus {
+            host: Host {
+                found: Some(gpu::Found {
+                    vendor: Vendor::parse(&facts.vendor).unwrap_or(Vendor::Nvidia),
+                    version: facts.driver_version.clone(),
+                    gpus: facts.gpus.clone(),
+                }),
+                ..Host::default()
+            },
+        }
+    }
+
+    /// What this host publishes of this probe for other hosts' views; `None` when no
+    /// library answered.
     pub fn to_publish(&self, probed_at: Timestamp, threshold_mib: u64) -> Option<PublishedGpus> {
+        let found = self.host.found.as_ref()?;
         Some(PublishedGpus {
             probed_at,
             memory_threshold_mib: threshold_mib,
-            driver_version: self.driver_version.clone(),
-            gpus: self.devices.clone()?,
+            vendor: found.vendor.as_str().to_string(),
+            driver_version: found.version.clone(),
+            gpus: found.gpus.clone(),
         })
     }
 
-    /// No NVML at all, as on a host without the driver (or another host that published
-    /// nothing).
-    pub fn none() -> Gpus {
+    #[cfg(test)]
+    pub fn of(vendor: Vendor, gpus: Vec<GpuInfo>) -> Gpus {
         Gpus {
-            devices: None,
-            driver_version: None,
-            problem: None,
+            host: Host {
+                found: Some(gpu::Found {
+                    vendor,
+                    version: None,
+                    gpus,
+                }),
+                ..Host::default()
+            },
         }
     }
 
+    /// The units the library reports; `None` when no library could be asked.
     pub fn devices(&self) -> Option<&[GpuInfo]> {
-        self.devices.as_deref()
+        self.host.found.as_ref().map(|found| found.gpus.as_slice())
     }
 
+    /// The units the library reports, when they are all this host has: `None` also when
+    /// another vendor's library failed, whose GPUs would be missing from the count.
+    pub fn every_device(&self) -> Option<&[GpuInfo]> {
+        if self.host.notes.is_empty() && self.problem().is_none() {
+            self.devices()
+        } else {
+            None
+        }
+    }
+
+    pub fn vendor(&self) -> Option<Vendor> {
+        self.host.found.as_ref().map(|found| found.vendor)
+    }
+
+    /// The library that answered, as messages name it (NVML without any).
+    pub fn library(&self) -> &'static str {
+        self.vendor().unwrap_or(Vendor::Nvidia).library()
+    }
+
+    /// How the GPUs handed out are named to their programs.
+    pub fn scheme(&self) -> Scheme {
+        match self.vendor() {
+            Some(Vendor::Amd) => Scheme::Rocm,
+            _ => Scheme::Cuda,
+        }
+    }
+
+    /// Why no library answered, or that two vendors did.
     pub fn problem(&self) -> Option<&str> {
-        self.problem.as_deref()
+        self.host
+            .conflict
+            .as_deref()
+            .or(self.host.problem.as_deref())
     }
 
     pub fn driver_version(&self) -> Option<&str> {
-        self.driver_version.as_deref()
+        self.host.found.as_ref()?.version.as_deref()
     }
 
-    /// NVML's GPU `id`, which is the pool's GPU `id`: both number in PCI order.
+    /// Whether some unit is a MIG instance, so that pool ids are not GPU indices.
+    pub fn has_mig(&self) -> bool {
+        self.devices()
+            .unwrap_or_default()
+            .iter()
+            .any(|gpu| gpu.mig.is_some())
+    }
+
+    /// The unit with the pool's id `id`.
     pub fn get(&self, id: u32) -> Option<&GpuInfo> {
         self.devices()?.iter().find(|gpu| gpu.index == id)
     }
@@ -165,38 +254,60 @@ pub fn describe_processes<'a>(processes: impl IntoIterator<Item = &'a GpuProcess
     described.join(", ")
 }
 
-/// What `run` and `reserve` take from NVML: GPUs to skip, and how to name the chosen.
+/// What `run` and `reserve` take from the GPU library: GPUs to skip, and how to name
+/// the chosen.
 pub struct Allocation {
     gpus: Gpus,
     busy: BTreeSet<u32>,
+    /// Pool ids no unit answers to where pool ids are not GPU indices (MIG): naming
+    /// them by index would hand out someone else's GPU.
+    unnamable: BTreeSet<u32>,
     force: bool,
     mode: VisibleDevices,
 }
 
 impl Allocation {
-    /// Probes NVML (warning once if it fails); call before the store transaction.
-    pub fn probe(config: &Config, args: &AllocationArgs) -> Allocation {
-        let gpus = Gpus::probe(config, &args.usage.nvml);
+    /// Probes the GPU libraries (warning once if they fail); call before the store
+    /// transaction. Refuses when two vendors' GPUs are here and the configuration picks
+    /// neither, and when `mig = true` but NVML cannot say which MIG instance an id is.
+    pub fn probe(config: &Config, args: &AllocationArgs) -> Result<Allocation> {
+        let gpus = Gpus::probe(config, &args.usage.libraries);
+        gpus.refuse_conflict("nothing was reserved")?;
+        if config.mig == Some(true) && gpus.devices().is_none() {
+            let why = gpus
+                .problem()
+                .unwrap_or("no NVML library (libnvidia-ml.so.1) was found");
+            return Err(Error::failure(format!(
+                "{why}; with mig = true in the configuration, GPU ids mean MIG instances \
+                 that only NVML can name, so nothing was reserved: fix NVML, or set \
+                 mig = false"
+            )));
+        }
         gpus.warn(UNDETECTED);
         let busy = gpus.busy(memory_threshold(config, &args.usage));
-        Allocation {
+        let unnamable = match gpus.devices() {
+            Some(units) if gpus.has_mig() => (units.len() as u32..MAX_POOL).collect(),
+            _ => BTreeSet::new(),
+        };
+        Ok(Allocation {
             gpus,
             busy,
+            unnamable,
             force: args.force,
             mode: args
                 .visible_devices
                 .or(config.visible_devices)
                 .unwrap_or_default(),
-        }
+        })
     }
 
     /// GPUs that must not be handed out even when the pool has them free.
     pub fn unusable(&self) -> BTreeSet<u32> {
-        if self.force {
-            BTreeSet::new()
-        } else {
-            self.busy.clone()
+        let mut unusable = self.unnamable.clone();
+        if !self.force {
+            unusable.extend(&self.busy);
         }
+        unusable
     }
 
     /// Warns about busy GPUs that `--force` handed out, and returns the devices `ids`
@@ -214,13 +325,21 @@ impl Allocation {
                 );
             }
         }
-        let (devices, warning) = gpu_env::name_devices(
+        let known = |id: u32| {
+            self.gpus.get(id).map(|gpu| Known {
+                index: gpu.gpu_index,
+                uuid: gpu.uuid.clone(),
+                mig: gpu.mig.is_some(),
+            })
+        };
+        let (devices, warnings) = gpu_env::name_devices(
             ids,
             self.mode,
-            |id| self.gpus.get(id).map(|gpu| gpu.uuid.clone()),
+            self.gpus.scheme(),
+            known,
             self.gpus.devices().map(<[GpuInfo]>::len),
         );
-        if let Some(warning) = warning {
+        for warning in warnings {
             eprintln!("canhazgpu: warning: {warning}");
         }
         devices
@@ -234,6 +353,9 @@ mod tests {
     fn gpu(index: u32, used: u64, processes: &[(u32, u64, Option<&str>)]) -> GpuInfo {
         GpuInfo {
             index,
+            gpu_index: index,
+            mig: None,
+            note: None,
             name: format!("GPU model {index}"),
             uuid: format!("GPU-{index}"),
             memory_total_mib: 80_000,
@@ -250,10 +372,9 @@ mod tests {
     }
 
     fn gpus(devices: Option<Vec<GpuInfo>>) -> Gpus {
-        Gpus {
-            devices,
-            driver_version: None,
-            problem: None,
+        match devices {
+            Some(devices) => Gpus::of(Vendor::Nvidia, devices),
+            None => Gpus::none(),
         }
     }
 

@@ -1,17 +1,19 @@
 //! `canhazgpu status`: one line per GPU.
 //!
 //! Each line starts with the seed's words (`GPU 0: AVAILABLE ...`, `GPU 1: IN USE by ...`)
-//! so that scripts reading them keep working; what NVML adds comes after them, or
-//! replaces AVAILABLE with IN USE WITHOUT RESERVATION for a GPU someone uses unasked.
+//! so that scripts reading them keep working; what the GPU library (NVML or AMD SMI)
+//! adds comes after them, or replaces AVAILABLE with IN USE WITHOUT RESERVATION for a
+//! GPU someone uses unasked.
 //!
 //! With `--host NAME` or `--all-hosts`, the same lines for each host under a header that
 //! sums the host up (see `crate::lab`).
 
 use crate::cli::{HostsArgs, StatusArgs};
-use crate::commands::Context;
 use crate::commands::gpus::{Gpus, describe_processes, memory_threshold};
+use crate::commands::{Context, format_ids};
 use crate::duration::format_hms;
 use crate::error::{EXIT_FAILURE, Error, Result};
+use crate::gpu::GpuInfo;
 use crate::lab::{self, HostState, Selection};
 use crate::model::{GpuSlot, Kind, Pool, Reservation, Timestamp};
 use crate::output;
@@ -22,13 +24,14 @@ use crate::views::{self, GpuState, HostView};
 pub fn status(ctx: &Context, args: &StatusArgs) -> Result<i32> {
     // Asked before the pool is read, so the reservations shown are no older than the
     // processes they are compared with.
-    let gpus = Gpus::probe(&ctx.config, &args.usage.nvml);
+    let gpus = Gpus::probe(&ctx.config, &args.usage.libraries);
     gpus.warn("showing reservations only");
     let threshold = memory_threshold(&ctx.config, &args.usage);
     if args.hosts.any() {
         return lab_status(ctx, args, gpus, threshold);
     }
     let (pool, now) = ctx.current_pool()?;
+    warn_about_size(ctx, &pool, &gpus);
     if args.verbose {
         eprintln!("Store: {}", ctx.store.describe());
         eprintln!("{}", describe_nvml(&gpus, pool.gpus.len(), threshold));
@@ -146,9 +149,43 @@ pub fn host_header(host: &HostState) -> String {
     line
 }
 
+/// A pool whose size disagrees with what the store or the host holds: GPU entries beyond
+/// it are reservations no command sees, and GPUs beyond what NVML reports do not exist
+/// here. Checked by `status` only, which people run when something looks wrong, so
+/// that other commands pay nothing for it.
+fn warn_about_size(ctx: &Context, pool: &Pool, gpus: &Gpus) {
+    let size = pool.gpus.len();
+    match ctx.store.entries_beyond(size) {
+        Ok(hidden) if !hidden.is_empty() => eprintln!(
+            "canhazgpu: warning: the store holds entries for GPU(s) {} beyond the pool's \
+             {size} GPUs; no command sees them, so reservations there are not honoured. If \
+             the pool should be larger, set the right size (`redis-cli SET \
+             canhazgpu:gpu_count N`); otherwise delete those entries",
+            format_ids(&hidden)
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("canhazgpu: warning: could not look for GPU entries beyond the pool: {e}")
+        }
+    }
+    if let Some(devices) = gpus.every_device()
+        && devices.len() < size
+    {
+        eprintln!(
+            "canhazgpu: warning: the pool has {size} GPUs but {} reports {} on this host: \
+             GPU(s) {} do not exist here, and jobs given them find no GPU; an administrator \
+             can resize the pool with `canhazgpu admin --gpus {} --force`",
+            gpus.library(),
+            devices.len(),
+            format_ids(&(devices.len() as u32..size as u32).collect::<Vec<_>>()),
+            devices.len()
+        );
+    }
+}
+
 fn describe_nvml(gpus: &Gpus, pool_size: usize, threshold: u64) -> String {
     let Some(devices) = gpus.devices() else {
-        return "NVML: not available; showing reservations only".to_string();
+        return "NVML, AMD SMI: not available; showing reservations only".to_string();
     };
     let driver = gpus
         .driver_version()
@@ -159,8 +196,15 @@ fn describe_nvml(gpus: &Gpus, pool_size: usize, threshold: u64) -> String {
     } else {
         format!(" (the pool has {pool_size})")
     };
+    let instances = devices.iter().filter(|gpu| gpu.mig.is_some()).count();
+    let of_them = match instances {
+        0 => String::new(),
+        n => format!(", {n} of them MIG instances"),
+    };
     format!(
-        "NVML: {driver}{} GPU(s){mismatch}; in use without reservation above {threshold} MiB",
+        "{}: {driver}{} GPU(s){of_them}{mismatch}; in use without reservation above \
+         {threshold} MiB",
+        gpus.library(),
         devices.len()
     )
 }
@@ -173,8 +217,9 @@ fn describe(slot: &GpuSlot, pool: &Pool, now: Timestamp, gpus: &Gpus, threshold:
         (None, Some(gpu)) if state == GpuState::InUseWithoutReservation => {
             if gpu.processes.is_empty() {
                 format!(
-                    "GPU {}: IN USE WITHOUT RESERVATION (NVML lists no processes)",
-                    slot.id
+                    "GPU {}: IN USE WITHOUT RESERVATION ({} lists no processes)",
+                    slot.id,
+                    gpus.library()
                 )
             } else {
                 format!(
@@ -190,8 +235,13 @@ fn describe(slot: &GpuSlot, pool: &Pool, now: Timestamp, gpus: &Gpus, threshold:
         Some(gpu) => {
             line.push_str(&format!(
                 " — {}, {}/{} MiB",
-                gpu.name, gpu.memory_used_mib, gpu.memory_total_mib
+                label(gpu),
+                gpu.memory_used_mib,
+                gpu.memory_total_mib
             ));
+            if let Some(note) = &gpu.note {
+                line.push_str(&format!(" — {note}"));
+            }
             if let Some(r) = &slot.reservation {
                 // Someone else's job on a reserved GPU is what crashes the holder's
                 // runs with out-of-memory errors. Processes whose owner cannot be seen
@@ -210,10 +260,27 @@ fn describe(slot: &GpuSlot, pool: &Pool, now: Timestamp, gpus: &Gpus, threshold:
                 }
             }
         }
-        None if gpus.devices().is_some() => line.push_str(" — not reported by NVML"),
+        None if gpus.devices().is_some() => {
+            line.push_str(&format!(" — not reported by {}", gpus.library()))
+        }
         None => {}
     }
     line
+}
+
+/// The model, and for a MIG instance where it is: `GPU 0/MIG 1g.10gb #2, NVIDIA A100`.
+fn label(gpu: &GpuInfo) -> String {
+    match &gpu.mig {
+        Some(mig) => {
+            let profile = mig
+                .profile
+                .as_deref()
+                .map(|profile| format!(" {profile}"))
+                .unwrap_or_default();
+            format!("GPU {}/MIG{profile} #{}, {}", mig.gpu, mig.index, gpu.name)
+        }
+        None => gpu.name.clone(),
+    }
 }
 
 fn available(slot: &GpuSlot, pool: &Pool, now: Timestamp) -> String {

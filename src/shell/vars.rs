@@ -227,11 +227,8 @@ impl Vars {
             Some(url) => layer.set(STORE, url),
             None => layer.remove(STORE),
         }
-        // `hold` sets every device variable afresh for a layer that has none.
-        for name in gpu_env::VARIABLES
-            .into_iter()
-            .chain([GPUS, DEVICES, EXPIRES])
-        {
+        // `hold` sets the device variables afresh for a layer that holds nothing yet.
+        for name in [GPUS, DEVICES, EXPIRES] {
             layer.remove(name);
         }
         layer
@@ -253,6 +250,13 @@ impl Vars {
             .collect();
         added.sort_by_key(|device| device.id);
         added.dedup_by_key(|device| device.id);
+        // A new layer: the lists the user had are not this layer's to edit (they come back
+        // at release), but only the variables of the vendor it holds are touched.
+        if self.gpus().is_empty() {
+            for name in gpu_env::variables_of(&added) {
+                self.remove(name);
+            }
+        }
         let update = gpu_env::shell_update(|n| self.get(n), &kept, &removed, &added);
         for (variable, value) in update {
             match value {
@@ -434,6 +438,7 @@ mod tests {
     use super::*;
     use crate::gpu_env::PCI_BUS_ID;
     use crate::gpu_env::{CUDA_DEVICE_ORDER, CUDA_VISIBLE_DEVICES, NVIDIA_VISIBLE_DEVICES};
+    use crate::gpu_env::{HIP_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES, Scheme};
 
     fn vars(pairs: &[(&'static str, &str)]) -> Vars {
         let mut vars = Vars::default();
@@ -457,8 +462,8 @@ mod tests {
 
     fn uuid(id: u32) -> Device {
         Device {
-            id,
             name: format!("GPU-{id}"),
+            ..Device::by_index(id)
         }
     }
 
@@ -517,9 +522,11 @@ mod tests {
         let mut script = Script::new(Shell::Bash);
         layer.write_changes(&before, &[], &mut script);
         let text = script.finish();
-        for name in managed() {
+        for name in managed().filter(|name| layer.get(name).is_some()) {
             assert!(text.contains(&format!("unset {name}\n")), "{text}");
         }
+        // An NVIDIA layer leaves AMD's variables alone.
+        assert_eq!(layer.get(ROCR_VISIBLE_DEVICES), None);
     }
 
     #[test]
@@ -551,6 +558,50 @@ mod tests {
         assert_eq!(layer.get(NVIDIA_VISIBLE_DEVICES), Some("1,5,0"));
         assert_eq!(layer.get(GPUS), Some("5,1,0"));
         assert_eq!(layer.get(EXPIRES), Some("50"));
+    }
+
+    #[test]
+    fn an_amd_layer_names_rocr_and_counts_for_hip_until_released() {
+        let amd = |id: u32| Device {
+            scheme: Scheme::Rocm,
+            ..Device::by_index(id)
+        };
+        let before = vars(&[(HIP_VISIBLE_DEVICES, "3")]);
+        let mut layer = before.push_layer(7, None);
+        layer.hold(&holding(&[2, 5], 100), &amd);
+        assert_eq!(layer.get(ROCR_VISIBLE_DEVICES), Some("2,5"));
+        assert_eq!(layer.get(HIP_VISIBLE_DEVICES), Some("0,1"));
+        assert_eq!(layer.get(CUDA_VISIBLE_DEVICES), Some("0,1"));
+        assert_eq!(layer.get(CUDA_DEVICE_ORDER), None);
+        assert_eq!(layer.get(DEVICES), Some("rocm:2,5"));
+        // The user keeps only GPU 5 for HIP; GPU 2 ends: HIP still means GPU 5.
+        layer.set(HIP_VISIBLE_DEVICES, "1");
+        layer.hold(&holding(&[5], 100), &|_| panic!("no new GPU"));
+        assert_eq!(layer.get(ROCR_VISIBLE_DEVICES), Some("5"));
+        assert_eq!(layer.get(HIP_VISIBLE_DEVICES), Some("0"));
+        assert_eq!(layer.get(DEVICES), Some("rocm:5"));
+        assert_eq!(layer.pop(), (before, true));
+    }
+
+    #[test]
+    fn a_layer_leaves_the_other_vendors_variables_alone() {
+        let before = vars(&[
+            (ROCR_VISIBLE_DEVICES, "3"),
+            (CUDA_DEVICE_ORDER, "FASTEST_FIRST"),
+        ]);
+        let mut nvidia = before.push_layer(7, None);
+        nvidia.hold(&holding(&[1], 100), &index);
+        assert_eq!(nvidia.get(ROCR_VISIBLE_DEVICES), Some("3"));
+        assert_eq!(nvidia.get(CUDA_DEVICE_ORDER), Some(PCI_BUS_ID));
+        let amd = |id: u32| Device {
+            scheme: Scheme::Rocm,
+            ..Device::by_index(id)
+        };
+        let mut rocm = before.push_layer(7, None);
+        rocm.hold(&holding(&[1], 100), &amd);
+        assert_eq!(rocm.get(ROCR_VISIBLE_DEVICES), Some("1"));
+        assert_eq!(rocm.get(CUDA_DEVICE_ORDER), Some("FASTEST_FIRST"));
+        assert_eq!(rocm.pop(), (before, true));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::tls::TestCerts;
-use common::{Listen, RedisServer, unix_now};
+use common::{RedisServer, unix_now};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -554,7 +554,7 @@ fn a_store_in_hosts_that_dies_or_hangs_does_not_hold_the_others() {
 #[test]
 fn tls_with_a_private_certificate_authority() {
     let certs = TestCerts::new();
-    let mut lab = Lab::on(RedisServer::start_listening(Listen::Tls(certs.dir())));
+    let mut lab = Lab::on(RedisServer::start_tls(&certs.dir()));
     lab.url = lab.redis.tcp_url("");
     // Without the CA the server's certificate cannot be trusted: a clear error.
     let out = lab.run(Some("a"), &["admin", "--gpus", "2"]);
@@ -600,7 +600,7 @@ fn password_of(line: &[String]) -> String {
 
 #[test]
 fn acl_users_from_the_docs_work_and_passwords_never_show() {
-    let lab = Lab::on(RedisServer::start_listening(Listen::Tcp));
+    let lab = Lab::on(RedisServer::start_tcp());
     let acl = documented_acl_lines();
     for line in &acl {
         let words: Vec<&str> = line.iter().map(String::as_str).collect();

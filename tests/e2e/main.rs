@@ -3,11 +3,17 @@
 //!
 //! Run one area with a filter, e.g. `cargo test --test e2e shell_sessions::`.
 
+#[path = "../support/amd_smi.rs"]
+mod amd_smi_stub;
+#[path = "../support/build_stub.rs"]
+mod build_stub;
 mod common;
 #[path = "../support/nvml.rs"]
 mod nvml_stub;
 
+mod amd;
 mod bad_input;
+mod clocks;
 mod closed_stdout;
 mod completions;
 mod concurrency;
@@ -15,11 +21,13 @@ mod core;
 mod faults;
 mod lab;
 mod man_pages;
+mod mig;
 mod multi_user;
 mod nvml;
 mod nvml_probe;
 mod queue;
 mod real_driver;
+mod redis_faults;
 mod reporting;
 mod shell_sessions;
 mod shell_setups;

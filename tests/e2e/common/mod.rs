@@ -2,6 +2,8 @@
 //! its own), the real binary, and polling with deadlines instead of sleeps.
 #![allow(dead_code)]
 
+pub mod gpus;
+pub mod proxy;
 pub mod shell;
 pub mod tls;
 
@@ -32,51 +34,54 @@ pub fn wait_for<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Op
     }
 }
 
-/// How a test's redis-server listens besides its unix socket (which redis-cli always
-/// uses, as the unrestricted default user).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Listen {
-    UnixOnly,
-    /// Plain TCP on 127.0.0.1.
-    Tcp,
-    /// TLS on 127.0.0.1 with the server certificate in this directory (see [`tls`]).
-    Tls(PathBuf),
-}
-
 /// A redis-server on a unix socket in its own temp dir, stopped on drop.
 pub struct RedisServer {
     child: Child,
     pub dir: TempDir,
-    listen: Listen,
-    port: Option<u16>,
+    /// Also listening on this loopback TCP port (for a replica to follow it).
+    tcp_port: Option<u16>,
+    /// The password `cli` authenticates with, once one is set.
+    password: Option<String>,
+    /// The certificates of a server whose TCP port speaks TLS (see [`tls`]).
+    tls: Option<PathBuf>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        RedisServer::start_listening(Listen::UnixOnly)
+        Self::start_with_port(None, None)
     }
 
-    /// A server that also listens on a loopback TCP port, plain or TLS. The port is one
-    /// the kernel just called free; should someone take it first, the server fails to
-    /// start and another port is tried.
-    pub fn start_listening(listen: Listen) -> RedisServer {
-        let mut dir = tempfile::tempdir().expect("temp dir for redis");
-        for _ in 0..5 {
-            let port = (listen != Listen::UnixOnly).then(free_port);
-            let child = Self::spawn(dir.path(), &listen, port);
-            let mut server = RedisServer {
-                child,
-                dir,
-                listen: listen.clone(),
-                port,
-            };
-            if server.wait_until_listening() {
-                return server;
-            }
-            let _ = server.child.wait();
-            dir = std::mem::replace(&mut server.dir, tempfile::tempdir().expect("temp dir"));
-        }
-        panic!("redis-server would not start on a free port");
+    /// One that also listens on a loopback TCP port, which replicas need.
+    pub fn start_tcp() -> RedisServer {
+        Self::start_with_port(Some(free_port()), None)
+    }
+
+    /// One whose loopback TCP port speaks TLS only, with the server certificate made by
+    /// [`tls::TestCerts`] in `certs`.
+    pub fn start_tls(certs: &Path) -> RedisServer {
+        Self::start_with_port(Some(free_port()), Some(certs.to_path_buf()))
+    }
+
+    fn start_with_port(tcp_port: Option<u16>, tls: Option<PathBuf>) -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir for redis");
+        let child = Self::spawn(dir.path(), tcp_port, tls.as_deref());
+        let server = RedisServer {
+            child,
+            dir,
+            tcp_port,
+            password: None,
+            tls,
+        };
+        server.wait_until_listening();
+        server
+    }
+
+    /// `redis://[USERINFO@]127.0.0.1:PORT/0`, `rediss://` for TLS; `userinfo` is
+    /// `user:password`, or empty.
+    pub fn tcp_url(&self, userinfo: &str) -> String {
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        let at = if userinfo.is_empty() { "" } else { "@" };
+        format!("{scheme}://{userinfo}{at}127.0.0.1:{}/0", self.tcp_port())
     }
 
     /// Stops the server; its data is gone (it runs without persistence).
@@ -86,61 +91,74 @@ impl RedisServer {
         let _ = std::fs::remove_file(self.socket());
     }
 
-    /// Starts it again, empty, on the same socket (and port).
+    /// Starts it again, empty, on the same socket.
     pub fn start_again(&mut self) {
-        self.child = Self::spawn(self.dir.path(), &self.listen, self.port);
-        assert!(self.wait_until_listening(), "redis-server did not restart");
+        let _ = std::fs::remove_file(self.dir.path().join("dump.rdb"));
+        self.child = Self::spawn(self.dir.path(), self.tcp_port, self.tls.as_deref());
+        self.password = None;
+        self.wait_until_listening();
     }
 
-    /// Freezes the server (SIGSTOP): connections are accepted by the kernel, but nothing
-    /// answers, as with a hung or overloaded server. [`RedisServer::resume`] undoes it.
+    /// The first half of a planned restart: saves the data and stops.
+    pub fn save_and_stop(&mut self) {
+        assert_eq!(self.cli(&["SAVE"]), "OK");
+        self.stop();
+    }
+
+    /// The second half: starts again with the data saved.
+    pub fn start_with_saved_data(&mut self) {
+        self.child = Self::spawn(self.dir.path(), self.tcp_port, self.tls.as_deref());
+        self.wait_until_listening();
+        wait_for(
+            Duration::from_secs(10),
+            "redis-server to load its data",
+            || {
+                self.cli(&["INFO", "persistence"])
+                    .contains("loading:0")
+                    .then_some(())
+            },
+        );
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
     pub fn pause(&self) {
-        self.signal("STOP");
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
     }
 
     pub fn resume(&self) {
-        self.signal("CONT");
+        self.signal(nix::sys::signal::Signal::SIGCONT);
     }
 
-    fn signal(&self, name: &str) {
-        let status = StdCommand::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success());
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal redis-server");
     }
 
-    /// Whether it listens; `false` when the server exited (its port was taken).
-    fn wait_until_listening(&mut self) -> bool {
+    /// Requires `password` from now on, as `CONFIG SET requirepass` does on a live server.
+    pub fn require_password(&mut self, password: &str) {
+        assert_eq!(self.cli(&["CONFIG", "SET", "requirepass", password]), "OK");
+        self.password = Some(password.to_string());
+    }
+
+    pub fn tcp_port(&self) -> u16 {
+        self.tcp_port.expect("a server started with start_tcp")
+    }
+
+    fn wait_until_listening(&self) {
         let socket = self.socket();
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end {
-            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
-                return true;
-            }
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("timed out after 10s waiting for redis-server to listen");
+        wait_for(Duration::from_secs(10), "redis-server to listen", || {
+            std::os::unix::net::UnixStream::connect(&socket).ok()
+        });
     }
 
-    fn spawn(dir: &Path, listen: &Listen, port: Option<u16>) -> Child {
+    fn spawn(dir: &Path, tcp_port: Option<u16>, tls: Option<&Path>) -> Child {
         let socket = dir.join("redis.sock");
-        let mut cmd = StdCommand::new("redis-server");
-        cmd.args(["--save", "", "--appendonly", "no"])
-            .arg("--unixsocket")
-            .arg(&socket)
-            .args(["--unixsocketperm", "777", "--dir"])
-            .arg(dir);
-        let port = port.map(|port| port.to_string()).unwrap_or_default();
-        match listen {
-            Listen::UnixOnly => cmd.args(["--port", "0"]),
-            Listen::Tcp => cmd.args(["--bind", "127.0.0.1", "--port", &port]),
-            Listen::Tls(certs) => cmd
-                .args(["--bind", "127.0.0.1", "--port", "0", "--tls-port", &port])
+        let port = tcp_port.map_or_else(|| "0".to_string(), |port| port.to_string());
+        let mut command = StdCommand::new("redis-server");
+        match tls {
+            None => command.args(["--port", &port]),
+            Some(certs) => command
+                .args(["--port", "0", "--tls-port", &port])
                 .arg("--tls-cert-file")
                 .arg(certs.join(tls::SERVER_CERT))
                 .arg("--tls-key-file")
@@ -149,7 +167,13 @@ impl RedisServer {
                 .arg(certs.join(tls::CA_CERT))
                 .args(["--tls-auth-clients", "no"]),
         };
-        cmd.stdout(Stdio::null())
+        command
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .args(["--unixsocketperm", "777", "--dir"])
+            .arg(dir)
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed for the tests (apt-get install redis-server)")
@@ -163,31 +187,19 @@ impl RedisServer {
         format!("redis+unix://{}", self.socket().display())
     }
 
-    /// `redis://[USERINFO@]127.0.0.1:PORT/0` (`rediss://` with TLS); `userinfo` is
-    /// `user:password`, or empty.
-    pub fn tcp_url(&self, userinfo: &str) -> String {
-        let port = self.port.expect("a server listening on TCP");
-        let scheme = match self.listen {
-            Listen::Tls(_) => "rediss",
-            _ => "redis",
-        };
-        let at = if userinfo.is_empty() { "" } else { "@" };
-        format!("{scheme}://{userinfo}{at}127.0.0.1:{port}/0")
-    }
-
     /// Runs redis-cli against this server and returns its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = StdCommand::new("redis-cli")
-            .arg("-s")
-            .arg(self.socket())
-            .args(args)
-            .output()
-            .expect("redis-cli");
+        let mut cli = StdCommand::new("redis-cli");
+        cli.arg("-s").arg(self.socket());
+        if let Some(password) = &self.password {
+            cli.args(["--no-auth-warning", "-a", password]);
+        }
+        let out = cli.args(args).output().expect("redis-cli");
         String::from_utf8_lossy(&out.stdout).trim_end().to_string()
     }
 }
 
-/// A loopback TCP port nobody listens on right now.
+/// A loopback TCP port nobody listens on right now (the server binds it a moment later).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -273,7 +285,11 @@ impl TestStore {
         cmd.env("CANHAZGPU_STORE", self.url())
             .env("CANHAZGPU_CONFIG", self.config_path())
             .env_remove("CUDA_VISIBLE_DEVICES")
+            .env_remove("HIP_VISIBLE_DEVICES")
+            .env_remove("ROCR_VISIBLE_DEVICES")
             .env_remove("CANHAZGPU_NVML_LIBRARY")
+            .env_remove("CANHAZGPU_AMD_SMI_LIBRARY")
+            .env_remove("ROCM_PATH")
     }
 
     pub fn admin(&self, gpus: u32) {
@@ -376,6 +392,20 @@ impl TestStore {
             }
         }
     }
+}
+
+/// The text of every usage history file of an embedded store (one per month, and the
+/// single file of earlier versions).
+pub fn history_files(state_dir: &Path) -> Vec<String> {
+    std::fs::read_dir(state_dir)
+        .expect("state directory")
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let name = path.file_name()?.to_str()?;
+            (name.starts_with("history") && name.ends_with(".jsonl"))
+                .then(|| std::fs::read_to_string(&path).expect("history file"))
+        })
+        .collect()
 }
 
 pub fn unix_now() -> i64 {
