@@ -11,9 +11,9 @@ use crate::cli::VisibleDevices;
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::gpu::Vendor;
-use crate::host::{HOST_ENV, HostName};
+use crate::host::{HOST_ENV, HostName, Keyspace};
 use crate::liveness::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT};
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/canhazgpu/config.toml";
 /// The environment variable that chooses the store (the `--store` flag reads it too).
@@ -133,11 +133,24 @@ impl Config {
             .unwrap_or_else(Store::default_url)
     }
 
+    /// How this host opens its stores: its pool's keys (`host`) and the TLS settings.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            keyspace: self
+                .host
+                .clone()
+                .map_or(Keyspace::Upstream, Keyspace::Named),
+            tls_ca_file: self.tls_ca_file.clone(),
+            viewing: false,
+        }
+    }
+
     pub fn open_store(&self, flag_or_env: Option<&str>) -> Result<Store> {
+        let options = self.store_options();
         match (flag_or_env, &self.store) {
-            (Some(url), _) => Store::open(url),
+            (Some(url), _) => Store::open(url, &options),
             // A bad URL nobody typed must say where it came from.
-            (None, Some(url)) => Store::open(url).map_err(|e| Error {
+            (None, Some(url)) => Store::open(url, &options).map_err(|e| Error {
                 message: format!(
                     "configuration file {}: `store`: {}",
                     self.path
@@ -148,7 +161,7 @@ impl Config {
                 ),
                 ..e
             }),
-            (None, None) => Store::open(&Store::default_url()),
+            (None, None) => Store::open(&Store::default_url(), &options),
         }
     }
 }

@@ -59,10 +59,11 @@ impl fmt::Display for HostName {
 pub const REGISTRY_KEY: &str = "canhazgpu:hosts";
 
 /// Where one host's pool lives among a Redis store's keys.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Keyspace {
     /// Upstream canhazgpu's keys (`canhazgpu:gpu_count`, ...): a host without a name,
     /// whose store is its own.
+    #[default]
     Upstream,
     /// `canhazgpu:{NAME}:gpu_count`, ...: the braces are a Redis Cluster hash tag, so all
     /// of one host's keys share a slot and WATCH/MULTI/EXEC on them works on a cluster.

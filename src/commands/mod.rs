@@ -70,7 +70,7 @@ impl Context {
             return self.store.snapshot().map(local);
         }
         let store = match store_key {
-            Some(url) => Store::open(url)?,
+            Some(url) => Store::open(url, &self.config.store_options())?,
             None => {
                 let env = std::env::var(crate::config::STORE_ENV).ok();
                 self.config.open_store(env.as_deref())?

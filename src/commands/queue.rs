@@ -2,7 +2,7 @@
 //! `--host NAME` or `--all-hosts`, each host's queue under its header.
 
 use crate::cli::QueueArgs;
-use crate::commands::gpus::{DEFAULT_MEMORY_THRESHOLD_MIB, Gpus};
+use crate::commands::gpus::{Gpus, configured_threshold};
 use crate::commands::status::{host_header, lab_exit_status, selection};
 use crate::commands::{Context, format_ids};
 use crate::duration::format_hms;
@@ -28,10 +28,7 @@ pub fn queue(ctx: &Context, args: &QueueArgs) -> Result<i32> {
 
 fn lab_queue(ctx: &Context, args: &QueueArgs) -> Result<i32> {
     // The queue needs no NVML; the views' states come from what each host published.
-    let threshold = ctx
-        .config
-        .memory_threshold
-        .unwrap_or(DEFAULT_MEMORY_THRESHOLD_MIB);
+    let threshold = configured_threshold(&ctx.config);
     let hosts = lab::read(
         ctx,
         &selection(&args.hosts),

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::cli::ReportArgs;
 use crate::commands::Context;
-use crate::commands::gpus::{DEFAULT_MEMORY_THRESHOLD_MIB, Gpus};
+use crate::commands::gpus::{Gpus, configured_threshold};
 use crate::commands::status::{host_header, lab_exit_status, selection};
 use crate::error::{Error, Result};
 use crate::lab::{self, HostState};
@@ -179,10 +179,7 @@ pub fn report(ctx: &Context, args: &ReportArgs) -> Result<i32> {
 fn lab_report(ctx: &Context, args: &ReportArgs) -> Result<i32> {
     let window = i64::from(args.days) * 86_400;
     let since = crate::model::local_now() - window;
-    let threshold = ctx
-        .config
-        .memory_threshold
-        .unwrap_or(DEFAULT_MEMORY_THRESHOLD_MIB);
+    let threshold = configured_threshold(&ctx.config);
     let hosts = lab::read(
         ctx,
         &selection(&args.hosts),

@@ -76,6 +76,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
             }
         }
     })?;
+    gpus.publish(&ctx.store);
     eprintln!("canhazgpu: running on GPU(s) {}", format_ids(&ids));
     let devices = gpus.chosen(&ids);
     let held = Held {

@@ -31,6 +31,8 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<i32> {
         return lab_status(ctx, args, gpus, threshold);
     }
     let (pool, now) = ctx.current_pool()?;
+    ctx.store
+        .publish_gpus(|probed_at| gpus.to_publish(probed_at, threshold));
     warn_about_size(ctx, &pool, &gpus);
     if args.verbose {
         eprintln!("Store: {}", ctx.store.describe());
@@ -159,9 +161,12 @@ fn warn_about_size(ctx: &Context, pool: &Pool, gpus: &Gpus) {
         Ok(hidden) if !hidden.is_empty() => eprintln!(
             "canhazgpu: warning: the store holds entries for GPU(s) {} beyond the pool's \
              {size} GPUs; no command sees them, so reservations there are not honoured. If \
-             the pool should be larger, set the right size (`redis-cli SET \
-             canhazgpu:gpu_count N`); otherwise delete those entries",
-            format_ids(&hidden)
+             the pool should be larger, set the right size (`redis-cli SET {} N`); \
+             otherwise delete those entries",
+            format_ids(&hidden),
+            ctx.store
+                .count_key()
+                .unwrap_or_else(|| "canhazgpu:gpu_count".to_string())
         ),
         Ok(_) => {}
         Err(e) => {

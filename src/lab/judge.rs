@@ -165,6 +165,7 @@ mod tests {
 
     const RULES: Rules = Rules {
         heartbeat_timeout: Duration::from_secs(300),
+        repair_clock_steps: false,
     };
 
     fn run_reservation(heartbeat: Timestamp) -> Reservation {
@@ -176,6 +177,7 @@ mod tests {
             last_heartbeat: heartbeat,
             expiry_time: None,
             note: None,
+            request_id: None,
             // An owner on this very machine and boot: still not this viewer's to judge.
             owner: Some(Owner {
                 pid: std::process::id(),
@@ -237,6 +239,7 @@ mod tests {
                 last_heartbeat: 1_000,
                 deadline: None,
                 owner: None,
+                ticket: 1,
             });
         }
         HostState {

@@ -18,10 +18,10 @@ use std::time::Duration;
 use crate::commands::Context;
 use crate::commands::gpus::Gpus;
 use crate::error::{Error, Result};
-use crate::host::{HostName, Keyspace, PoolRead, Registration};
-use crate::liveness::{InvisibleView, ProcessView};
+use crate::host::{HostName, Keyspace, PoolRead};
+use crate::liveness::{InvisibleView, ProcessView, Rules};
 use crate::model::{Timestamp, local_now};
-use crate::store::Store;
+use crate::store::{Registry, Store, StoreOptions, printable_url};
 use crate::views::HostView;
 
 pub use judge::{HostState, Problem, rank_free};
@@ -64,6 +64,13 @@ pub fn read(
     let outcomes = read::read_all(&jobs, &opener(ctx), history_since, DEADLINE);
     let default_threshold_mib = local_gpus.1;
     let mut local_gpus = Some(local_gpus);
+    let own_rules = ctx.rules();
+    // Another host's times are its store's; this viewer's clock is another, so times in
+    // the future are no sign of a clock step to repair (see `Rules::repair_clock_steps`).
+    let other_rules = Rules {
+        repair_clock_steps: false,
+        ..ctx.rules()
+    };
     let mut hosts = Vec::new();
     let mut unknown = Vec::new();
     let now = local_now();
@@ -92,7 +99,7 @@ pub fn read(
             let this_host = target == Target::ThisHost;
             let judge = judge::Judge {
                 now,
-                rules: &ctx.rules(),
+                rules: if this_host { &own_rules } else { &other_rules },
                 view: if this_host {
                     &ctx.view as &dyn ProcessView
                 } else {
@@ -120,6 +127,32 @@ pub fn read(
             .then_with(|| a.name.cmp(&b.name))
     });
     Ok(hosts)
+}
+
+/// This host's pool as a view, with what its GPU library says (`gpus`): the dashboard's
+/// view of its own host. A store that cannot be read gives a view that says why.
+#[allow(dead_code)] // Its caller, the dashboard (issue 12), has not landed yet.
+pub fn local_view(ctx: &Context, gpus: &Gpus, threshold_mib: u64) -> HostView {
+    match read(
+        ctx,
+        &Selection::ThisHost,
+        (gpus.clone(), threshold_mib),
+        None,
+    ) {
+        Ok(hosts) if !hosts.is_empty() => hosts[0].view(),
+        Ok(_) => unreachable_view(ctx, "nothing was read".to_string()),
+        Err(e) => unreachable_view(ctx, e.message),
+    }
+}
+
+fn unreachable_view(ctx: &Context, why: String) -> HostView {
+    HostState {
+        name: this_host_name(ctx),
+        store: ctx.store.describe(),
+        this_host: true,
+        outcome: Err(Problem::unreachable(why)),
+    }
+    .view()
 }
 
 /// [`read`] as the JSON views, for the web dashboard.
@@ -196,49 +229,29 @@ fn config_path(ctx: &Context) -> String {
 }
 
 /// Opens stores for the reading threads, with this host's TLS settings.
-fn opener(_ctx: &Context) -> Opener {
+fn opener(ctx: &Context) -> Opener {
+    let options = StoreOptions {
+        keyspace: Keyspace::Upstream,
+        tls_ca_file: ctx.config.tls_ca_file.clone(),
+        viewing: true,
+    };
     Arc::new(move |url: &str| {
-        let store = Store::open(url)?;
+        let store = Store::open(url, &options)?;
         Ok(Box::new(store) as Box<dyn PoolReader>)
     })
 }
 
-// TEMPORARY (until the store work of issue 11 lands on top of issue 15): upstream keys
-// only, through the existing snapshot.
 impl PoolReader for Store {
     fn describe(&self) -> String {
         Store::describe(self)
     }
 
-    fn registry(&self) -> Result<std::collections::BTreeMap<HostName, Registration>> {
-        Ok(std::collections::BTreeMap::new())
-    }
-
     fn read(
         &self,
-        keyspaces: &[Keyspace],
+        with_registry: bool,
+        choose: &mut dyn FnMut(&Registry) -> Vec<Keyspace>,
         history_since: Option<Timestamp>,
-    ) -> Result<Vec<Result<PoolRead>>> {
-        Ok(keyspaces
-            .iter()
-            .map(|_| {
-                let snapshot = self.snapshot()?;
-                let history = match history_since {
-                    Some(since) => Some(self.history(since)?),
-                    None => None,
-                };
-                Ok(PoolRead {
-                    pool: snapshot.pool,
-                    last_write: None,
-                    published: None,
-                    history,
-                })
-            })
-            .collect())
+    ) -> Result<(Registry, Vec<Result<PoolRead>>)> {
+        self.read_pools(with_registry, choose, history_since)
     }
-}
-
-/// TEMPORARY: the store's URL without a password.
-pub fn printable_url(url: &str) -> String {
-    url.to_string()
 }

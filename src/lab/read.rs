@@ -3,30 +3,31 @@
 //! holds up nobody else's hosts. A thread still waiting at the deadline is left behind
 //! (the command exits soon after); its hosts are reported as not answering.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::host::{HostName, Keyspace, PoolRead, Registration};
+use crate::host::{HostName, Keyspace, PoolRead};
 use crate::lab::plan::{Registered, StoreJob};
 use crate::model::Timestamp;
+use crate::store::Registry;
 
 /// What a lab view needs of a store. Read-only by design: a viewer's ACL user may lack
 /// every write command, `WATCH` and `TIME`.
 pub trait PoolReader {
     /// The store, without credentials.
     fn describe(&self) -> String;
-    /// The named hosts registered in the store (empty where there is no registry).
-    fn registry(&self) -> Result<BTreeMap<HostName, Registration>>;
-    /// The pools under `keyspaces`, each on its own (one may be unreadable while the
-    /// others are fine), with their history since `history_since` when given.
+    /// The named hosts registered in the store, when `with_registry` (empty where there
+    /// is no registry), then the pools under the keyspaces `choose` picks from it, each
+    /// on its own (one may be unreadable while the others are fine), with their history
+    /// since `history_since` when given. See [`crate::store::Store::read_pools`].
     fn read(
         &self,
-        keyspaces: &[Keyspace],
+        with_registry: bool,
+        choose: &mut dyn FnMut(&Registry) -> Vec<Keyspace>,
         history_since: Option<Timestamp>,
-    ) -> Result<Vec<Result<PoolRead>>>;
+    ) -> Result<(Registry, Vec<Result<PoolRead>>)>;
 }
 
 /// Opens a store by URL, for one thread.
@@ -102,19 +103,17 @@ fn read_store(job: &StoreJob, open: &Opener, history_since: Option<Timestamp>) -
         Err(e) => return failed(String::new(), e.message),
     };
     let store = reader.describe();
-    let registry = if job.needs_registry() {
-        match reader.registry() {
-            Ok(registry) => registry,
-            Err(e) => return failed(store, e.message),
-        }
-    } else {
-        BTreeMap::new()
+    let mut chosen = (Vec::new(), Vec::new());
+    let mut choose = |registry: &Registry| {
+        let (targets, keyspaces, unknown) = targets(job, registry);
+        chosen = (targets, unknown);
+        keyspaces
     };
-    let (targets, keyspaces, unknown) = targets(job, &registry);
-    let reads = match reader.read(&keyspaces, history_since) {
-        Ok(reads) => reads,
+    let reads = match reader.read(job.needs_registry(), &mut choose, history_since) {
+        Ok((_, reads)) => reads,
         Err(e) => return failed(store, e.message),
     };
+    let (targets, unknown) = chosen;
     StoreOutcome {
         store,
         reads: targets
@@ -129,10 +128,7 @@ fn read_store(job: &StoreJob, open: &Opener, history_since: Option<Timestamp>) -
 
 /// What to read in a store whose registry is `registry`, and which names asked for
 /// it does not know.
-fn targets(
-    job: &StoreJob,
-    registry: &BTreeMap<HostName, Registration>,
-) -> (Vec<Target>, Vec<Keyspace>, Vec<HostName>) {
+fn targets(job: &StoreJob, registry: &Registry) -> (Vec<Target>, Vec<Keyspace>, Vec<HostName>) {
     let mut targets = Vec::new();
     let mut keyspaces = Vec::new();
     let mut unknown = Vec::new();
@@ -178,7 +174,9 @@ fn targets(
 mod tests {
     use super::*;
     use crate::error::Error;
+    use crate::host::Registration;
     use crate::model::Pool;
+    use std::collections::BTreeMap;
 
     fn name(text: &str) -> HostName {
         HostName::parse(text, "test").unwrap()
@@ -194,7 +192,12 @@ mod tests {
         fn describe(&self) -> String {
             "fake".into()
         }
-        fn registry(&self) -> Result<BTreeMap<HostName, Registration>> {
+        fn read(
+            &self,
+            _: bool,
+            choose: &mut dyn FnMut(&Registry) -> Vec<Keyspace>,
+            _: Option<Timestamp>,
+        ) -> Result<(Registry, Vec<Result<PoolRead>>)> {
             std::thread::sleep(self.delay);
             if self.fail {
                 return Err(Error::failure("connection refused"));
@@ -205,14 +208,8 @@ mod tests {
                 gpu_count: Some(2),
                 last_write: None,
             };
-            Ok(BTreeMap::from([(name("r"), entry)]))
-        }
-        fn read(
-            &self,
-            keyspaces: &[Keyspace],
-            _: Option<Timestamp>,
-        ) -> Result<Vec<Result<PoolRead>>> {
-            Ok(keyspaces
+            let registry = BTreeMap::from([(name("r"), entry)]);
+            let reads = choose(&registry)
                 .iter()
                 .map(|_| {
                     Ok(PoolRead {
@@ -220,7 +217,8 @@ mod tests {
                         ..PoolRead::default()
                     })
                 })
-                .collect())
+                .collect();
+            Ok((registry, reads))
         }
     }
 

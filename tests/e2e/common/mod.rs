@@ -79,7 +79,11 @@ impl RedisServer {
     /// `redis://[USERINFO@]127.0.0.1:PORT/0`, `rediss://` for TLS; `userinfo` is
     /// `user:password`, or empty.
     pub fn tcp_url(&self, userinfo: &str) -> String {
-        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         let at = if userinfo.is_empty() { "" } else { "@" };
         format!("{scheme}://{userinfo}{at}127.0.0.1:{}/0", self.tcp_port())
     }
