@@ -27,7 +27,8 @@ use crate::shell::Shell;
 )]
 pub struct Cli {
     /// Where the pool lives: file:///dir (embedded, default file:///var/lib/canhazgpu),
-    /// redis://host:port/db or redis+unix:///path/to/redis.sock
+    /// redis://[USER:PASSWORD@]host:port/db, rediss://... (TLS) or
+    /// redis+unix:///path/to/redis.sock
     #[arg(long, global = true, env = "CANHAZGPU_STORE", value_name = "URL")]
     pub store: Option<String>,
 
@@ -349,7 +350,12 @@ pub struct StatusArgs {
     /// With --all-hosts or --host: only the hosts where a request for N GPUs would be
     /// served now (free, not in use without reservation, not wanted by the queue), the
     /// most free first
-    #[arg(long, value_name = "N", requires = "lab", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "lab",
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_GPUS))
+    )]
     pub free: Option<u32>,
 
     #[command(flatten)]
