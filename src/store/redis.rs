@@ -270,12 +270,12 @@ impl RedisStore {
     /// Our error for what Redis or the connection to it said: the real cause, what to
     /// do about it, and whether waiting may help.
     fn explain(&self, e: &RedisError) -> Error {
-        let elsewhere = if self.viewing {
-            CHECK_THE_URL
+        let advice = if self.viewing {
+            Advice::CheckReach
         } else {
-            CHOOSE_ANOTHER
+            Advice::ChooseAnother
         };
-        explain_with(&self.shown, e, elsewhere)
+        explain_with(&self.shown, e, advice)
     }
 
     pub fn snapshot(&self) -> Result<Snapshot> {
@@ -685,19 +685,52 @@ fn info_field(info: &str, field: &str) -> Option<String> {
         .map(|value| value.trim().to_string())
 }
 
-/// What a message about this host's own store suggests besides waiting.
-const CHOOSE_ANOTHER: &str = "or choose another store with --store or CANHAZGPU_STORE";
-/// The same for a store read only to look at other hosts (see [`StoreOptions::viewing`]).
-const CHECK_THE_URL: &str = "or check that this host may reach it (network, firewall, the \
-     server's bind address) and its URL in the configuration";
+/// What a message about an unreachable store suggests: for this host's own store, another
+/// store; for one read only to look at other hosts (see [`StoreOptions::viewing`]), what
+/// to check about reaching it.
+#[derive(Clone, Copy)]
+enum Advice {
+    ChooseAnother,
+    CheckReach,
+}
+
+impl Advice {
+    /// After a timeout or a lost connection.
+    fn retry(self) -> &'static str {
+        match self {
+            Advice::ChooseAnother => {
+                "try again, or choose another store with --store or CANHAZGPU_STORE"
+            }
+            Advice::CheckReach => {
+                "try again later, and check that this host may reach it (network, firewall, \
+                 the server's bind address) and its URL in the configuration"
+            }
+        }
+    }
+
+    /// After a refused connection.
+    fn check(self) -> &'static str {
+        match self {
+            Advice::ChooseAnother => {
+                "check that redis-server is running there, or choose another store with \
+                 --store or CANHAZGPU_STORE"
+            }
+            Advice::CheckReach => {
+                "check that redis-server is running there, that this host may reach it \
+                 (network, firewall, the server's bind address) and its URL in the \
+                 configuration"
+            }
+        }
+    }
+}
 
 /// See [`RedisStore::explain`]. `shown` is the printable URL.
 fn explain(shown: &str, e: &RedisError) -> Error {
-    explain_with(shown, e, CHOOSE_ANOTHER)
+    explain_with(shown, e, Advice::ChooseAnother)
 }
 
-/// [`explain`], suggesting `elsewhere` after the cause.
-fn explain_with(shown: &str, e: &RedisError, elsewhere: &str) -> Error {
+/// [`explain`], with `advice` for a store that cannot be reached.
+fn explain_with(shown: &str, e: &RedisError, advice: Advice) -> Error {
     let store = format!("Redis at {shown}");
     if let Some(error) = explain_refusal(&store, e) {
         return error;
@@ -714,19 +747,21 @@ fn explain_with(shown: &str, e: &RedisError, elsewhere: &str) -> Error {
     if e.is_timeout() {
         return Error::transient(format!(
             "{store} did not answer: timed out after {} s (is the server paused, \
-             overloaded or far away?); try again, {elsewhere}",
-            TIMEOUT.as_secs()
+             overloaded or far away?); {}",
+            TIMEOUT.as_secs(),
+            advice.retry()
         ));
     }
     if e.is_connection_refusal() {
         return Error::transient(format!(
-            "cannot connect to {store} ({e}); check that redis-server is running there, \
-             {elsewhere}"
+            "cannot connect to {store} ({e}); {}",
+            advice.check()
         ));
     }
     if e.is_io_error() {
         return Error::transient(format!(
-            "lost the connection to {store} ({e}); try again, {elsewhere}"
+            "lost the connection to {store} ({e}); {}",
+            advice.retry()
         ));
     }
     Error::failure(format!("{store} failed: {e}"))
@@ -937,6 +972,29 @@ fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_failures_say_what_to_set_and_views_what_to_check() {
+        let shown = "rediss://db.lab:6380/0";
+        let untrusted = RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "invalid peer certificate: UnknownIssuer",
+        ));
+        let error = explain(shown, &untrusted);
+        assert!(!error.transient);
+        assert!(
+            error.message.contains("cannot verify the TLS certificate")
+                && error.message.contains("tls_ca_file"),
+            "{}",
+            error.message
+        );
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let own = explain_with(shown, &refused, Advice::ChooseAnother);
+        assert!(own.message.contains("--store"), "{}", own.message);
+        let view = explain_with(shown, &refused, Advice::CheckReach);
+        assert!(!view.message.contains("--store"), "{}", view.message);
+        assert!(view.message.contains("may reach it"), "{}", view.message);
+    }
 
     #[test]
     fn info_fields() {
