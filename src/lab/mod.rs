@@ -24,7 +24,7 @@ use crate::model::{Timestamp, local_now};
 use crate::store::{Registry, Store, StoreOptions, printable_url};
 use crate::views::HostView;
 
-pub use judge::{HostState, Problem, rank_free};
+pub use judge::{HostPool, HostState, Problem, rank_free};
 pub use plan::Selection;
 use plan::{OwnHost, Registered, StoreJob};
 use read::{Opener, PoolReader, StoreOutcome, Target};
@@ -62,60 +62,27 @@ pub fn read(
     };
     let jobs = plan::plan(&own, &ctx.config.hosts, selection);
     let outcomes = read::read_all(&jobs, &opener(ctx), history_since, DEADLINE);
-    let default_threshold_mib = local_gpus.1;
-    let mut local_gpus = Some(local_gpus);
-    let own_rules = ctx.rules();
-    // Another host's times are its store's; this viewer's clock is another, so times in
-    // the future are no sign of a clock step to repair (see `Rules::repair_clock_steps`).
-    let other_rules = Rules {
-        repair_clock_steps: false,
-        ..ctx.rules()
-    };
+    let mut viewer = Viewer::new(ctx, local_gpus);
     let mut hosts = Vec::new();
     let mut unknown = Vec::new();
-    let now = local_now();
     for (job, outcome) in jobs.iter().zip(outcomes) {
         let outcome = outcome.unwrap_or_else(|| did_not_answer(job));
         unknown.extend(outcome.unknown.iter().cloned());
-        if let Some(why) = &outcome.failure {
-            // Only a `[hosts]` URL can fail to open: this host's store is open already.
-            let why = if outcome.store.is_empty() {
-                format!(
-                    "its store URL in `[hosts]` of {} is not usable: {why}",
-                    config_path(ctx)
-                )
-            } else {
-                why.clone()
-            };
-            hosts.extend(planned(job).into_iter().map(|target| HostState {
-                name: target_name(&target, &own.name),
-                store: store_name(&outcome.store, &job.url),
-                this_host: target == Target::ThisHost,
-                outcome: Err(Problem::unreachable(why.clone())),
-            }));
-            continue;
-        }
-        for (target, read) in outcome.reads {
-            let this_host = target == Target::ThisHost;
-            let judge = judge::Judge {
-                now,
-                rules: if this_host { &own_rules } else { &other_rules },
-                view: if this_host {
-                    &ctx.view as &dyn ProcessView
-                } else {
-                    &InvisibleView
-                },
-                local_gpus: if this_host { local_gpus.take() } else { None },
-                default_threshold_mib,
-            };
-            hosts.push(HostState {
-                name: target_name(&target, &own.name),
-                store: outcome.store.clone(),
-                this_host,
-                outcome: read
-                    .map_err(Problem::answered)
-                    .and_then(|read| judge.judge(read)),
-            });
+        match &outcome.failure {
+            Some(why) => hosts.extend(unread(ctx, &own, job, &outcome.store, why)),
+            None => {
+                for (target, read) in outcome.reads {
+                    let this_host = target == Target::ThisHost;
+                    hosts.push(HostState {
+                        name: target_name(&target, &own.name),
+                        store: outcome.store.clone(),
+                        this_host,
+                        outcome: read
+                            .map_err(Problem::answered)
+                            .and_then(|read| viewer.judge(this_host, read)),
+                    });
+                }
+            }
         }
     }
     if !unknown.is_empty() {
@@ -127,6 +94,84 @@ pub fn read(
             .then_with(|| a.name.cmp(&b.name))
     });
     Ok(hosts)
+}
+
+/// What this command brings to the pools it judges.
+struct Viewer<'a> {
+    ctx: &'a Context,
+    now: Timestamp,
+    own_rules: Rules,
+    other_rules: Rules,
+    /// This host's GPUs as this command probed them; taken by the first (only) read of
+    /// this host's pool.
+    local_gpus: Option<(Gpus, u64)>,
+    default_threshold_mib: u64,
+}
+
+impl<'a> Viewer<'a> {
+    fn new(ctx: &'a Context, local_gpus: (Gpus, u64)) -> Viewer<'a> {
+        Viewer {
+            ctx,
+            now: local_now(),
+            own_rules: ctx.rules(),
+            // Another host's times are its store's; this viewer's clock is another, so a
+            // time in the future is no sign of a clock step to repair (see
+            // `Rules::repair_clock_steps`).
+            other_rules: Rules {
+                repair_clock_steps: false,
+                ..ctx.rules()
+            },
+            default_threshold_mib: local_gpus.1,
+            local_gpus: Some(local_gpus),
+        }
+    }
+
+    /// Judges one pool: this host's with its processes visible and its fresh GPU facts,
+    /// another's by heartbeats and what it published.
+    fn judge(&mut self, this_host: bool, read: PoolRead) -> std::result::Result<HostPool, Problem> {
+        let judge = judge::Judge {
+            now: self.now,
+            rules: if this_host {
+                &self.own_rules
+            } else {
+                &self.other_rules
+            },
+            view: if this_host {
+                &self.ctx.view as &dyn ProcessView
+            } else {
+                &InvisibleView
+            },
+            local_gpus: if this_host {
+                self.local_gpus.take()
+            } else {
+                None
+            },
+            default_threshold_mib: self.default_threshold_mib,
+        };
+        judge.judge(read)
+    }
+}
+
+/// The hosts of a store that could not be read, each with why.
+fn unread(ctx: &Context, own: &OwnHost, job: &StoreJob, store: &str, why: &str) -> Vec<HostState> {
+    // Only a `[hosts]` URL can fail to open: this host's store is open already.
+    let why = if store.is_empty() {
+        format!(
+            "its store URL in `[hosts]` of {} is not usable: {why}",
+            config_path(ctx)
+        )
+    } else {
+        why.to_string()
+    };
+    planned(job)
+        .into_iter()
+        .map(|target| HostState {
+            name: target_name(&target, &own.name),
+            store: store_name(store, &job.url),
+            this_host: target == Target::ThisHost,
+            outcome: Err(Problem::unreachable(why.clone())),
+        })
+        .collect()
 }
 
 /// This host's pool as a view, with what its GPU library says (`gpus`): the dashboard's

@@ -856,3 +856,26 @@ fn other_hosts_see_what_a_host_published_of_its_gpus() {
     let own = json_of(&lab.run(Some("b"), &["status", "--all-hosts", "--json"]));
     assert_eq!(own[0]["nvml_at"], Value::Null);
 }
+
+/// A reader that stops early (`| head -1`) ends a lab view quietly, as any other view.
+#[test]
+fn a_lab_view_into_a_closed_pipe_exits_quietly() {
+    let lab = Lab::new();
+    for host in ["a", "b", "c"] {
+        lab.ok(Some(host), &["admin", "--gpus", "8"]);
+    }
+    let out = Command::new("bash")
+        .env("CANHAZGPU", common::binary())
+        .env("CANHAZGPU_STORE", &lab.url)
+        .env("CANHAZGPU_CONFIG", lab.config_path())
+        .env("CANHAZGPU_HOST", "a")
+        .args([
+            "-c",
+            "set -o pipefail; \"$CANHAZGPU\" status --all-hosts | head -1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 1);
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
