@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::host::{HostName, Keyspace, PoolRead, PublishedGpus, REGISTRY_KEY, Registration};
 use crate::model::{HistoryRecord, Timestamp};
 use crate::store::Registry;
-use crate::store::redis::{Keys, PoolParts, RedisStore, next_reply, parse_count};
+use crate::store::redis::{Keys, PoolParts, RedisStore, Session, next_reply, parse_count};
 
 /// What the second round trip brings back for one pool.
 struct Head {
@@ -40,51 +40,7 @@ impl RedisStore {
         if keys.is_empty() {
             return Ok((registry, Vec::new()));
         }
-        let mut small = redis::pipe();
-        for key in &keys {
-            small
-                .cmd("GET")
-                .arg(&key.count)
-                .cmd("GET")
-                .arg(&key.initialized)
-                .cmd("GET")
-                .arg(&key.queue)
-                .cmd("GET")
-                .arg(&key.rebuilding)
-                .cmd("GET")
-                .arg(&key.last_write)
-                .cmd("GET")
-                .arg(&key.gpus);
-            if let Some(since) = history_since {
-                small
-                    .cmd("ZRANGEBYSCORE")
-                    .arg(&key.history)
-                    .arg(since)
-                    .arg("+inf");
-            }
-        }
-        let replies: Vec<redis::Value> = session
-            .call(|c| small.query(c))
-            .map_err(|e| self.explain(&e))?;
-        let mut replies = replies.into_iter();
-        let mut heads = Vec::with_capacity(keys.len());
-        for _ in &keys {
-            heads.push(Head {
-                count: next_reply(&mut replies)?,
-                parts: PoolParts {
-                    initialized: next_reply(&mut replies)?,
-                    queue: next_reply(&mut replies)?,
-                    rebuilding: next_reply(&mut replies)?,
-                    gpus: Vec::new(),
-                },
-                last_write: next_reply(&mut replies)?,
-                gpus: next_reply(&mut replies)?,
-                history: match history_since {
-                    Some(_) => Some(next_reply(&mut replies)?),
-                    None => None,
-                },
-            });
-        }
+        let heads = self.read_heads(&mut session, &keys, history_since)?;
         let counts: Vec<Result<Option<u32>>> = keys
             .iter()
             .zip(&heads)
@@ -95,23 +51,7 @@ impl RedisStore {
                     .transpose()
             })
             .collect();
-        let mut gpus = redis::pipe();
-        for (key, count) in keys.iter().zip(&counts) {
-            if let Ok(Some(count)) = count
-                && *count > 0
-            {
-                let ids: Vec<String> = (0..*count).map(|id| key.gpu(id)).collect();
-                gpus.cmd("MGET").arg(ids);
-            }
-        }
-        let mut values: std::vec::IntoIter<Vec<Option<String>>> = if gpus.is_empty() {
-            Vec::new().into_iter()
-        } else {
-            let values: Vec<Vec<Option<String>>> = session
-                .call(|c| gpus.query(c))
-                .map_err(|e| self.explain(&e))?;
-            values.into_iter()
-        };
+        let mut values = self.read_gpus(&mut session, &keys, &counts)?.into_iter();
         let reads = keys
             .iter()
             .zip(heads)
@@ -126,6 +66,83 @@ impl RedisStore {
             })
             .collect();
         Ok((registry, reads))
+    }
+
+    /// The second round trip: every pool's small keys (and history), in one pipeline.
+    fn read_heads(
+        &self,
+        session: &mut Session,
+        keys: &[Keys],
+        history_since: Option<Timestamp>,
+    ) -> Result<Vec<Head>> {
+        let mut small = redis::pipe();
+        for key in keys {
+            for name in [
+                &key.count,
+                &key.initialized,
+                &key.queue,
+                &key.rebuilding,
+                &key.last_write,
+                &key.gpus,
+            ] {
+                small.cmd("GET").arg(name);
+            }
+            if let Some(since) = history_since {
+                small
+                    .cmd("ZRANGEBYSCORE")
+                    .arg(&key.history)
+                    .arg(since)
+                    .arg("+inf");
+            }
+        }
+        let replies: Vec<redis::Value> = session
+            .call(|c| small.query(c))
+            .map_err(|e| self.explain(&e))?;
+        let mut replies = replies.into_iter();
+        keys.iter()
+            .map(|_| {
+                Ok(Head {
+                    count: next_reply(&mut replies)?,
+                    parts: PoolParts {
+                        initialized: next_reply(&mut replies)?,
+                        queue: next_reply(&mut replies)?,
+                        rebuilding: next_reply(&mut replies)?,
+                        gpus: Vec::new(),
+                    },
+                    last_write: next_reply(&mut replies)?,
+                    gpus: next_reply(&mut replies)?,
+                    history: match history_since {
+                        Some(_) => Some(next_reply(&mut replies)?),
+                        None => None,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// The third round trip: one `MGET` of the GPUs of every pool that has any, in the
+    /// order of `keys`.
+    fn read_gpus(
+        &self,
+        session: &mut Session,
+        keys: &[Keys],
+        counts: &[Result<Option<u32>>],
+    ) -> Result<Vec<Vec<Option<String>>>> {
+        let mut gpus = redis::pipe();
+        for (key, count) in keys.iter().zip(counts) {
+            if let Ok(Some(count)) = count
+                && *count > 0
+            {
+                let ids: Vec<String> = (0..*count).map(|id| key.gpu(id)).collect();
+                gpus.cmd("MGET").arg(ids);
+            }
+        }
+        if gpus.is_empty() {
+            return Ok(Vec::new());
+        }
+        session
+            .call(|c| gpus.query(c))
+            .map_err(|e| self.explain(&e))
     }
 
     /// One pool as the views see it; `initialized` says whether it has a size at all.
