@@ -23,3 +23,4 @@ mod shell_sessions;
 mod shell_tmux;
 mod signals_and_zombies;
 mod stress;
+mod web;

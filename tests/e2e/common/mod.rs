@@ -2,6 +2,8 @@
 //! its own), the real binary, and polling with deadlines instead of sleeps.
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod http;
 pub mod shell;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,1 @@
+//! Tests of the dashboard server against labs of real stores.
