@@ -35,6 +35,7 @@ complete -c canhazgpu -n "__fish_canhazgpu_needs_command" -f -a "run" -d 'Reserv
 complete -c canhazgpu -n "__fish_canhazgpu_needs_command" -f -a "status" -d 'Show current GPU allocation status'
 complete -c canhazgpu -n "__fish_canhazgpu_needs_command" -f -a "queue" -d 'List the requests waiting for GPUs (--wait), in the order they will be served'
 complete -c canhazgpu -n "__fish_canhazgpu_needs_command" -f -a "report" -d 'GPU-hours per user over a period'
+complete -c canhazgpu -n "__fish_canhazgpu_needs_command" -f -a "web" -d 'Serve a live, read-only web dashboard of the GPUs, the queue and the usage report'
 complete -c canhazgpu -n "__fish_canhazgpu_needs_command" -f -a "init" -d 'Print the shell integration for bash, zsh or fish'
 complete -c canhazgpu -n "__fish_canhazgpu_needs_command" -f -a "prompt" -d 'Print what this shell holds, for a prompt (reads the store, never the GPUs)'
 complete -c canhazgpu -n "__fish_canhazgpu_needs_command" -f -a "completions" -d 'Print shell completions'
@@ -103,6 +104,12 @@ complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand report" -l store -d 
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand report" -l config -d 'Configuration file [default: /etc/canhazgpu/config.toml]' -r -F
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand report" -l json -d 'Print JSON instead of a table'
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand report" -s h -l help -d 'Print help'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand web" -l listen -d 'Address and port to listen on. Any address but a loopback one makes the page readable by everyone who can reach it (there is no login)' -r
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand web" -l nvml-library -d 'NVML library to load: the file, or a directory holding libnvidia-ml.so.1 [default: the config\'s nvml_library, else the dynamic loader\'s search path]' -r -F
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand web" -l memory-threshold -d 'A GPU without reservation with more than this many MiB of memory in use is "in use without reservation" [default: 1024, or the config\'s memory_threshold]' -r
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand web" -l store -d 'Where the pool lives: file:///dir (embedded, default file:///var/lib/canhazgpu), redis://host:port/db or redis+unix:///path/to/redis.sock' -r
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand web" -l config -d 'Configuration file [default: /etc/canhazgpu/config.toml]' -r -F
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand web" -s h -l help -d 'Print help'
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand init" -l store -d 'Where the pool lives: file:///dir (embedded, default file:///var/lib/canhazgpu), redis://host:port/db or redis+unix:///path/to/redis.sock' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand init" -l config -d 'Configuration file [default: /etc/canhazgpu/config.toml]' -r -F
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand init" -s h -l help -d 'Print help'
@@ -112,14 +119,15 @@ complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand prompt" -s h -l help
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand completions" -l store -d 'Where the pool lives: file:///dir (embedded, default file:///var/lib/canhazgpu), redis://host:port/db or redis+unix:///path/to/redis.sock' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand completions" -l config -d 'Configuration file [default: /etc/canhazgpu/config.toml]' -r -F
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report init prompt completions help" -f -a "admin" -d 'Initialize GPU pool for this machine'
-complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report init prompt completions help" -f -a "release" -d 'Release all manually reserved GPUs held by the current user'
-complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report init prompt completions help" -f -a "reserve" -d 'Reserve GPUs manually for a specified duration'
-complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report init prompt completions help" -f -a "run" -d 'Reserve GPUs and run a command with CUDA_VISIBLE_DEVICES set'
-complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report init prompt completions help" -f -a "status" -d 'Show current GPU allocation status'
-complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report init prompt completions help" -f -a "queue" -d 'List the requests waiting for GPUs (--wait), in the order they will be served'
-complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report init prompt completions help" -f -a "report" -d 'GPU-hours per user over a period'
-complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report init prompt completions help" -f -a "init" -d 'Print the shell integration for bash, zsh or fish'
-complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report init prompt completions help" -f -a "prompt" -d 'Print what this shell holds, for a prompt (reads the store, never the GPUs)'
-complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report init prompt completions help" -f -a "completions" -d 'Print shell completions'
-complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report init prompt completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report web init prompt completions help" -f -a "admin" -d 'Initialize GPU pool for this machine'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report web init prompt completions help" -f -a "release" -d 'Release all manually reserved GPUs held by the current user'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report web init prompt completions help" -f -a "reserve" -d 'Reserve GPUs manually for a specified duration'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report web init prompt completions help" -f -a "run" -d 'Reserve GPUs and run a command with CUDA_VISIBLE_DEVICES set'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report web init prompt completions help" -f -a "status" -d 'Show current GPU allocation status'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report web init prompt completions help" -f -a "queue" -d 'List the requests waiting for GPUs (--wait), in the order they will be served'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report web init prompt completions help" -f -a "report" -d 'GPU-hours per user over a period'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report web init prompt completions help" -f -a "web" -d 'Serve a live, read-only web dashboard of the GPUs, the queue and the usage report'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report web init prompt completions help" -f -a "init" -d 'Print the shell integration for bash, zsh or fish'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report web init prompt completions help" -f -a "prompt" -d 'Print what this shell holds, for a prompt (reads the store, never the GPUs)'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report web init prompt completions help" -f -a "completions" -d 'Print shell completions'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand help; and not __fish_seen_subcommand_from admin release reserve run status queue report web init prompt completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

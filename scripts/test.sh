@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs (Debian packages) and runs every test.
-# The tests start their own redis-server on unix sockets and drive real bash, zsh and fish.
+# The tests start their own redis-server on unix sockets, drive real bash, zsh and fish, and
+# load the dashboard in a headless Chromium (through chromedriver) that reaches nothing but
+# 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(redis-server redis-tools zsh fish tmux shellcheck gcc util-linux)
+packages=(redis-server redis-tools zsh fish tmux shellcheck gcc util-linux chromium chromium-driver)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
@@ -18,4 +20,5 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-cargo test --locked "$@"
+# The browser is installed above: its tests must not skip for want of one.
+CANHAZGPU_REQUIRE_BROWSER=1 cargo test --locked "$@"

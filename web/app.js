@@ -92,6 +92,7 @@
   };
 
   function gib(mib) {
+    if (mib === 0) return '0 GiB';
     return `${(mib / 1024).toFixed(mib >= 10240 ? 0 : 1)} GiB`;
   }
 

@@ -21,7 +21,7 @@ mod owner;
 
 #[cfg(test)]
 #[path = "../../tests/support/nvml.rs"]
-mod stub;
+pub(crate) mod stub;
 #[cfg(test)]
 mod tests;
 

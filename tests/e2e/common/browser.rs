@@ -197,6 +197,18 @@ impl Browser {
         );
     }
 
+    /// Lays the page out as a phone of `width` CSS pixels would (`Some`), or as the
+    /// window is again (`None`).
+    pub fn emulate_phone(&self, width: Option<u32>) {
+        match width {
+            Some(width) => self.devtools(
+                "Emulation.setDeviceMetricsOverride",
+                json!({"width": width, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
+            ),
+            None => self.devtools("Emulation.clearDeviceMetricsOverride", json!({})),
+        };
+    }
+
     /// Saves the whole page, beyond the window, as a PNG.
     pub fn screenshot(&self, path: &Path) {
         let shot = self.devtools(
