@@ -16,6 +16,7 @@
   const STALE_MS = 10000;
   const REPORT_MIN_GAP_MS = 10000;
   const REPORT_REFRESH_MS = 60000;
+  const CHANGE_JITTER_MS = 250;
 
   const page = {
     fetchedAt: 0,
@@ -376,8 +377,11 @@
     });
     stream.addEventListener('change', () => {
       heard();
-      refresh();
-      reportSoon();
+      // Every open page hears the same event: spread their requests a little.
+      setTimeout(() => {
+        refresh();
+        reportSoon();
+      }, Math.random() * CHANGE_JITTER_MS);
     });
     stream.addEventListener('ping', heard);
     stream.addEventListener('error', () => {

@@ -62,7 +62,7 @@ pub struct Limits {
     pub streams: usize,
     /// Threads computing answers.
     pub workers: usize,
-    /// Requests waiting for a worker; one more gets 503.
+    /// Requests waiting for a worker (those that read a store); one more gets 503.
     pub queue: usize,
     /// From connecting to the end of the request head.
     pub head_timeout: Duration,
@@ -78,7 +78,9 @@ impl Default for Limits {
             connections: 256,
             streams: 256,
             workers: 4,
-            queue: 64,
+            // As many as there may be connections: every page asks at once after a
+            // change, and none of them should be refused for it.
+            queue: 256,
             head_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
             stream_backlog: 64 * 1024,

@@ -37,35 +37,61 @@ fn json(value: &impl Serialize) -> Reply {
     }
 }
 
-/// `loopback_only`: the server listens on a loopback address (see [`host_allowed`]).
-pub fn route(request: &Request, lab: &dyn Lab, loopback_only: bool) -> Reply {
+/// The answers that read no store: refusals, the page's files, `/healthz` and the event
+/// stream. The I/O thread gives them itself, so that a burst of pages opening never
+/// waits for a worker. `None`: the request needs [`route_to_lab`]. `loopback_only`: the
+/// server listens on a loopback address (see [`host_allowed`]).
+pub fn route_at_once(request: &Request, loopback_only: bool) -> Option<Reply> {
     if request.method == Method::Other {
-        return Reply::Respond(
+        return Some(Reply::Respond(
             Response::text(
                 405,
                 "this dashboard is read-only: only GET and HEAD are served\n",
             )
             .with_header("Allow", "GET, HEAD"),
-        );
-    }
-    if request.has_body {
-        return Reply::Respond(Response::text(
-            413,
-            "requests to this dashboard have no body; send GET without one\n",
         ));
     }
+    if request.has_body {
+        return Some(Reply::Respond(Response::text(
+            413,
+            "requests to this dashboard have no body; send GET without one\n",
+        )));
+    }
     if !host_allowed(request.host.as_deref(), loopback_only) {
-        return Reply::Respond(Response::text(
+        return Some(Reply::Respond(Response::text(
             421,
             "this dashboard listens on a loopback address and answers only to localhost \
              names; open it as http://localhost:PORT/ or http://127.0.0.1:PORT/\n",
-        ));
+        )));
     }
     if let Some(asset) = assets::find(&request.path) {
-        return Reply::Respond(Response::new(200, asset.content_type, asset.body));
+        return Some(Reply::Respond(Response::new(
+            200,
+            asset.content_type,
+            asset.body,
+        )));
     }
     match request.path.as_str() {
-        "/healthz" => Reply::Respond(Response::new(200, TEXT, "ok\n")),
+        "/healthz" => Some(Reply::Respond(Response::new(200, TEXT, "ok\n"))),
+        "/api/events" => Some(Reply::EventStream),
+        "/api/hosts" | "/api/status" | "/api/queue" | "/api/report" => None,
+        path if path.starts_with("/api/") => Some(api_error(
+            404,
+            &format!(
+                "no API route {path}; the routes are /api/hosts, /api/status, /api/queue, \
+                 /api/report?days=N and /api/events (see docs/web.md)"
+            ),
+        )),
+        _ => Some(Reply::Respond(Response::text(
+            404,
+            "no such page; the dashboard is at /\n",
+        ))),
+    }
+}
+
+/// The answers read from the lab (on a worker thread).
+pub fn route_to_lab(request: &Request, lab: &dyn Lab) -> Reply {
+    match request.path.as_str() {
         "/api/hosts" => json(&lab.hosts()),
         "/api/status" => with_host(request, lab, |host| json(&host.gpus)),
         "/api/queue" => with_host(request, lab, |host| json(&host.queue)),
@@ -76,15 +102,7 @@ pub fn route(request: &Request, lab: &dyn Lab, loopback_only: bool) -> Reply {
             },
             Err(message) => api_error(400, &message),
         },
-        "/api/events" => Reply::EventStream,
-        path if path.starts_with("/api/") => api_error(
-            404,
-            &format!(
-                "no API route {path}; the routes are /api/hosts, /api/status, /api/queue, \
-                 /api/report?days=N and /api/events (see docs/web.md)"
-            ),
-        ),
-        _ => Reply::Respond(Response::text(404, "no such page; the dashboard is at /\n")),
+        path => api_error(404, &format!("no API route {path}")),
     }
 }
 

@@ -72,7 +72,6 @@ impl Server {
                 jobs: job_queue.clone(),
                 to_io: to_io.clone(),
                 waker: waker.clone(),
-                loopback_only,
             };
             helpers.push(
                 std::thread::Builder::new()
@@ -93,6 +92,7 @@ impl Server {
             conns: HashMap::new(),
             next_token: 0,
             limits,
+            loopback_only,
             stop: stop.clone(),
         };
         let io = std::thread::Builder::new()
@@ -160,7 +160,6 @@ struct Worker {
     jobs: Arc<Mutex<Receiver<Job>>>,
     to_io: Sender<Message>,
     waker: Waker,
-    loopback_only: bool,
 }
 
 impl Worker {
@@ -174,7 +173,7 @@ impl Worker {
             let Ok(Job { token, request }) = job else {
                 return;
             };
-            let reply = routes::route(&request, self.lab.as_ref(), self.loopback_only);
+            let reply = routes::route_to_lab(&request, self.lab.as_ref());
             if self.to_io.send(Message::Done(token, reply)).is_err() {
                 return;
             }
@@ -252,6 +251,7 @@ struct IoLoop {
     conns: HashMap<u64, Conn>,
     next_token: u64,
     limits: Limits,
+    loopback_only: bool,
     stop: Arc<AtomicBool>,
 }
 
@@ -395,6 +395,11 @@ impl IoLoop {
 
     fn dispatch(&mut self, token: u64, request: Request) {
         let head_only = request.method == Method::Head;
+        if let Some(reply) = routes::route_at_once(&request, self.loopback_only) {
+            self.set_state(token, State::Working { head_only });
+            self.finish(token, reply);
+            return;
+        }
         let sent = match &self.jobs {
             Some(jobs) => jobs.try_send(Job { token, request }),
             None => return,

@@ -283,33 +283,31 @@ fn a_full_queue_answers_busy_at_once() {
     let held = send_request(server.addr(), "/api/hosts");
     common_wait(|| *reads.lock().unwrap() == 1);
     // The one worker is held: one request fits in the queue, the others are refused.
-    let more: Vec<TcpStream> = (0..5)
-        .map(|_| send_request(server.addr(), "/healthz"))
-        .collect();
-    let mut answers: Vec<u16> = Vec::new();
-    let mut waiting = Vec::new();
-    for mut stream in more {
-        stream
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        match http::read_response(&mut stream) {
-            Ok(response) => {
-                assert!(response.text().contains("busy"), "{}", response.text());
-                assert_eq!(response.header("Retry-After"), Some("1"));
-                answers.push(response.status);
-            }
-            Err(_) => waiting.push(stream),
-        }
+    let (answered, answers) = mpsc::channel();
+    for mut stream in (0..5).map(|_| send_request(server.addr(), "/api/hosts")) {
+        let answered = answered.clone();
+        std::thread::spawn(move || {
+            let _ = answered.send(http::read_response(&mut stream).unwrap());
+        });
     }
-    assert_eq!(answers, [503; 4], "four refused at once");
-    assert_eq!(waiting.len(), 1, "one queued");
+    for _ in 0..4 {
+        let refused = answers.recv_timeout(DEADLINE).expect("a refusal");
+        assert_eq!(refused.status, 503);
+        assert!(refused.text().contains("busy"), "{}", refused.text());
+        assert_eq!(refused.header("Retry-After"), Some("1"));
+    }
+    // The fifth waits in the queue behind the held worker: nothing can answer it yet.
+    assert!(
+        answers.try_recv().is_err(),
+        "the queued request was answered"
+    );
     for _ in 0..2 {
         open.send(()).unwrap();
     }
-    for mut stream in waiting.into_iter().chain([held]) {
-        stream.set_read_timeout(Some(DEADLINE)).unwrap();
-        assert_eq!(http::read_response(&mut stream).unwrap().status, 200);
-    }
+    let queued = answers.recv_timeout(DEADLINE).expect("the queued answer");
+    assert_eq!(queued.status, 200);
+    let mut held = held;
+    assert_eq!(http::read_response(&mut held).unwrap().status, 200);
 }
 
 fn common_wait(mut check: impl FnMut() -> bool) {
@@ -367,6 +365,28 @@ fn event_streams_are_bounded_and_places_come_back() {
     let head = http::request(server.addr(), "HEAD", "/api/events", None).unwrap();
     assert_eq!(head.header("Content-Type"), Some("text/event-stream"));
     assert!(head.body.is_empty());
+}
+
+#[test]
+fn a_hundred_pages_opening_at_once_all_get_their_stream() {
+    // A wall of screens reconnecting after a restart: 100 streams asked at the same time.
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(empty_lab(dir.path()), Limits::default());
+    let streams: Vec<TcpStream> = (0..100)
+        .map(|_| send_request(server.addr(), "/api/events"))
+        .collect();
+    for stream in streams {
+        let mut status = String::new();
+        BufReader::new(stream).read_line(&mut status).unwrap();
+        assert_eq!(status, "HTTP/1.1 200 OK\r\n");
+    }
+    // And then all of them ask for the data at once, as after a change.
+    let asking: Vec<TcpStream> = (0..100)
+        .map(|_| send_request(server.addr(), "/api/hosts"))
+        .collect();
+    for mut stream in asking {
+        assert_eq!(http::read_response(&mut stream).unwrap().status, 200);
+    }
 }
 
 #[test]
@@ -594,5 +614,62 @@ fn demo_history(host: &TestHost) {
                 Ok(())
             })
             .unwrap();
+    }
+}
+
+/// Requests per second of `path` from `clients` threads asking one after another for
+/// `seconds`, each on a new connection (as the server serves one request per connection).
+fn requests_per_second(addr: SocketAddr, path: &str, clients: usize, seconds: f64) -> f64 {
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let path = path.to_string();
+            std::thread::spawn(move || {
+                let mut done = 0u64;
+                while Instant::now() < end {
+                    let response = http::get(addr, &path);
+                    assert_eq!(response.status, 200, "{}", response.text());
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let total: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `count` hosts of 8 GPUs, each its own embedded store with three reservations.
+fn bench_lab(dir: &Path, count: usize) -> StoresLab {
+    let hosts = (0..count)
+        .map(|i| {
+            let host = file_host(&format!("host-{i:03}"), dir, 8);
+            for id in [0, 3, 5] {
+                hold(&host, id, |now| {
+                    manual("someone", now - 600, 4, Some("a note"))
+                });
+            }
+            host
+        })
+        .collect();
+    StoresLab { hosts }
+}
+
+#[test]
+#[ignore = "a benchmark: run by bench/web.sh in a release build"]
+fn bench_requests() {
+    let clients = 4;
+    println!("| route | hosts | requests/s ({clients} clients, new connection each) |");
+    println!("|---|---|---|");
+    for count in [1, 100] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = serve(bench_lab(dir.path(), count), Limits::default());
+        for path in ["/api/status", "/api/hosts"] {
+            let _warm = requests_per_second(server.addr(), path, clients, 0.5);
+            let rate = requests_per_second(server.addr(), path, clients, 3.0);
+            let bytes = http::get(server.addr(), path).body.len();
+            println!("| {path} | {count} ({bytes} bytes) | {rate:.0} |");
+        }
     }
 }
