@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every speed figure the issues ask for, measured side by side in one run, as one table
 # (docs/PERFORMANCE.md holds the latest). Runs bench/core.sh, bench/queue.sh,
-# bench/shell.sh and bench/nvml.sh on the same binary.
+# bench/shell.sh, bench/nvml.sh and bench/amd.sh on the same binary.
 # Needs hyperfine, redis-server, zsh, strace and gcc (Debian packages).
 # Usage: bench/all.sh [path/to/canhazgpu]   (default: builds and uses target/release)
 set -euo pipefail
@@ -20,6 +20,7 @@ core=$(bench/core.sh "$bin")
 queue=$(bench/queue.sh "$bin")
 bench/shell.sh "$bin" >/dev/null 2>&1
 bench/nvml.sh "$bin" >/dev/null 2>&1
+bench/amd.sh "$bin" >/dev/null 2>&1
 
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); $(date -u +%Y-%m-%d)"
 echo
@@ -35,9 +36,10 @@ def means(name):
     with open(os.path.join(folder, name + ".json")) as f:
         return [r["mean"] * 1000 for r in json.load(f)["results"]]
 
-zsh_plain, zsh_init = means("shell-zsh")
+zsh_plain, zsh_init, zsh_source = means("shell-zsh")
 print(f"| zsh -i -c exit | {zsh_plain:.2f} ms | |")
 print(f"| zsh -i -c exit with init | {zsh_init:.2f} ms (+{zsh_init - zsh_plain:.2f} ms) | under +5 ms |")
+print(f"| zsh -i -c exit with source init.zsh (Debian package) | {zsh_source:.2f} ms (+{zsh_source - zsh_plain:.2f} ms) | |")
 for name, label in [("shell-prompt-holds", "holding GPUs"), ("shell-prompt-none", "holding none")]:
     true_ms, prompt_ms = means(name)
     print(f"| canhazgpu prompt, shell {label} | {prompt_ms:.2f} ms ({prompt_ms / true_ms:.2f}x /bin/true) | within 3x |")
@@ -47,6 +49,8 @@ print(f"| status, no NVML | {without:.2f} ms | |")
 print(f"| status, stub NVML (8 GPUs, 16 processes) | {stub:.2f} ms (+{stub - without:.2f} ms) | under +5 ms |")
 if len(nvml) == 3:
     print(f"| status, real NVIDIA driver | {nvml[1]:.2f} ms | |")
+none, amd = means("amd")
+print(f"| status, stub AMD SMI (8 GPUs, 16 processes) | {amd:.2f} ms (+{amd - none:.2f} ms) | under +5 ms |")
 for line in queue.splitlines()[2:]:
     cells = [c.strip() for c in line.strip("|").split("|")]
     print(f"| {cells[0]}, embedded store | {cells[1]} | |")

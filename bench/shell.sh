@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks of the shell integration (issue 3), with hyperfine:
 #   1. what `eval "$(canhazgpu init zsh)"` adds to an interactive zsh start
-#      (`zsh -i -c exit` with and without it; target: under 5 ms more);
+#      (`zsh -i -c exit` with and without it; target: under 5 ms more), and what
+#      `source`-ing the same script from a file adds (the Debian package installs it as
+#      /usr/share/canhazgpu/init.zsh, so that no process runs at shell start);
 #   2. what `canhazgpu prompt` costs a prompt, against /bin/true (target: within 3x),
 #      for a shell that holds GPUs (one snapshot read of the store) and one that
 #      holds none (no store at all).
@@ -48,7 +50,7 @@ export XDG_RUNTIME_DIR="$work/run"
 mkdir -m 700 "$XDG_RUNTIME_DIR"
 : >"$CANHAZGPU_CONFIG"
 unset CUDA_VISIBLE_DEVICES NVIDIA_VISIBLE_DEVICES CUDA_DEVICE_ORDER CANHAZGPU_OWNER_PID CANHAZGPU_GPUS \
-  CANHAZGPU_EXPIRES CANHAZGPU_LEASE CANHAZGPU_RESTORE
+  CANHAZGPU_DEVICES CANHAZGPU_EXPIRES CANHAZGPU_LEASE CANHAZGPU_SHELL_STORE CANHAZGPU_RESTORE
 canhazgpu admin --gpus 8 >/dev/null
 
 # HYPERFINE_OPTS may hold several options, split at blanks.
@@ -57,14 +59,17 @@ read -r -a extra <<<"${HYPERFINE_OPTS:-}"
 json() { [ -n "${BENCH_JSON_DIR:-}" ] && printf '%s\n' --export-json "$BENCH_JSON_DIR/$1.json"; }
 
 echo "== zsh start with and without the shell integration ($(zsh --version))"
-mkdir "$work/plain" "$work/init"
+mkdir "$work/plain" "$work/init" "$work/source"
 : >"$work/plain/.zshrc"
 # shellcheck disable=SC2016 # zsh expands it, not this script
 printf '%s\n' 'eval "$(canhazgpu init zsh)"' >"$work/init/.zshrc"
+canhazgpu init zsh >"$work/init.zsh"
+printf 'source %s\n' "$work/init.zsh" >"$work/source/.zshrc"
 # shellcheck disable=SC2046 # json prints whole options, one per line
 hyperfine -N --warmup 5 --min-runs 50 "${extra[@]}" $(json shell-zsh) \
   -n 'zsh -i -c exit' "env ZDOTDIR=$work/plain zsh -i -c exit" \
-  -n 'zsh -i -c exit, with init' "env ZDOTDIR=$work/init zsh -i -c exit"
+  -n 'zsh -i -c exit, with init' "env ZDOTDIR=$work/init zsh -i -c exit" \
+  -n 'zsh -i -c exit, with source init.zsh' "env ZDOTDIR=$work/source zsh -i -c exit"
 
 echo
 echo "== canhazgpu prompt against /bin/true"

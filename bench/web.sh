@@ -26,9 +26,9 @@ trap cleanup EXIT
 echo "| measurement | result | target |"
 echo "|---|---|---|"
 cargo test --release --quiet --bin canhazgpu web::tests::bench_requests -- --ignored --nocapture \
-    2>/dev/null | awk -F' [|] ' '/^\| \/api/ {
-        sub(/^\| /, "", $1); sub(/ \|$/, "", $3)
-        printf "| %s requests/s, %s host(s), 4 clients | %s | |\n", $1, $2, $3 }'
+    2>/dev/null | awk -F' *[|] *' '/^\| \/api/ {
+        printf "| %s, %s host(s) of 8 GPUs (%s-byte answers), 4 clients | %s requests/s | |\n",
+            $2, $3, $4, $5 }'
 
 export CANHAZGPU_CONFIG=/dev/null CANHAZGPU_STORE=file://$work/state
 "$bin" admin --gpus 8 >/dev/null

@@ -117,7 +117,7 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__admin)
-            opts="-g -h --gpus --force --nvml-library --store --config --help"
+            opts="-g -h --gpus --force --nvml-library --amd-smi-library --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -132,6 +132,10 @@ _canhazgpu() {
                     return 0
                     ;;
                 --nvml-library)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --amd-smi-library)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -477,7 +481,7 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__reserve)
-            opts="-g -d -G -w -n -u -h --gpus --duration --gpu-ids --wait --note --user --policy --nvml-library --memory-threshold --force --visible-devices --store --config --help"
+            opts="-g -d -G -w -n -u -h --gpus --duration --gpu-ids --wait --note --user --policy --nvml-library --amd-smi-library --memory-threshold --force --visible-devices --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -539,6 +543,10 @@ _canhazgpu() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --amd-smi-library)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --memory-threshold)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -563,7 +571,7 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__run)
-            opts="-g -G -w -n -u -t -h --gpus --heartbeat-interval --gpu-ids --wait --note --user --policy --timeout --timeout-grace --on-lost --nvml-library --memory-threshold --force --visible-devices --store --config --help"
+            opts="-g -G -w -n -u -t -h --gpus --heartbeat-interval --gpu-ids --wait --note --user --policy --timeout --timeout-grace --on-lost --nvml-library --amd-smi-library --memory-threshold --force --visible-devices --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -637,6 +645,10 @@ _canhazgpu() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --amd-smi-library)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --memory-threshold)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -661,13 +673,17 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__status)
-            opts="-v -h --verbose --json --nvml-library --memory-threshold --store --config --help"
+            opts="-v -h --verbose --json --nvml-library --amd-smi-library --memory-threshold --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --nvml-library)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --amd-smi-library)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -691,7 +707,7 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__web)
-            opts="-h --listen --nvml-library --memory-threshold --store --config --help"
+            opts="-h --listen --nvml-library --amd-smi-library --memory-threshold --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -702,6 +718,10 @@ _canhazgpu() {
                     return 0
                     ;;
                 --nvml-library)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --amd-smi-library)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

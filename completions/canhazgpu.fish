@@ -40,8 +40,9 @@ complete -c canhazgpu -n "__fish_canhazgpu_needs_command" -f -a "init" -d 'Print
 complete -c canhazgpu -n "__fish_canhazgpu_needs_command" -f -a "prompt" -d 'Print what this shell holds, for a prompt (reads the store, never the GPUs)'
 complete -c canhazgpu -n "__fish_canhazgpu_needs_command" -f -a "completions" -d 'Print shell completions'
 complete -c canhazgpu -n "__fish_canhazgpu_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand admin" -s g -l gpus -d 'Number of GPUs in the pool (IDs 0 to N-1) [default: the number NVML reports]' -r
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand admin" -s g -l gpus -d 'Number of GPUs in the pool (IDs 0 to N-1) [default: the number NVML or AMD SMI reports, MIG instances counted with mig = true]' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand admin" -l nvml-library -d 'NVML library to load: the file, or a directory holding libnvidia-ml.so.1 [default: the config\'s nvml_library, else the dynamic loader\'s search path]' -r -F
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand admin" -l amd-smi-library -d 'AMD SMI library to load: the file, or a directory holding libamd_smi.so [default: the config\'s amd_smi_library, else the dynamic loader\'s search path, else $ROCM_PATH/lib and /opt/rocm/lib]' -r -F
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand admin" -l store -d 'Where the pool lives: file:///dir (embedded, default file:///var/lib/canhazgpu), redis://host:port/db or redis+unix:///path/to/redis.sock' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand admin" -l config -d 'Configuration file [default: /etc/canhazgpu/config.toml]' -r -F
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand admin" -l force -d 'Reinitialize an existing pool, dropping every reservation'
@@ -61,8 +62,9 @@ complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand reserve" -s u -l use
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand reserve" -l policy -d 'How free GPUs are ranked [default: lru, or the config\'s allocation_policy]' -r -f -a "lru\t'Least recently released first, so that wear and heat spread over all GPUs'
 sticky\t'The GPUs the requesting user released most recently first, then LRU: the same card again for benchmarks and warm caches'"
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand reserve" -l nvml-library -d 'NVML library to load: the file, or a directory holding libnvidia-ml.so.1 [default: the config\'s nvml_library, else the dynamic loader\'s search path]' -r -F
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand reserve" -l amd-smi-library -d 'AMD SMI library to load: the file, or a directory holding libamd_smi.so [default: the config\'s amd_smi_library, else the dynamic loader\'s search path, else $ROCM_PATH/lib and /opt/rocm/lib]' -r -F
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand reserve" -l memory-threshold -d 'A GPU without reservation with more than this many MiB of memory in use is "in use without reservation" [default: 1024, or the config\'s memory_threshold]' -r
-complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand reserve" -l visible-devices -d 'What CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES list: GPU indices (in PCI order, as nvidia-smi numbers them) or GPU UUIDs (needs NVML) [default: index, or the config\'s visible_devices]' -r -f -a "index\t''
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand reserve" -l visible-devices -d 'What CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES list on NVIDIA GPUs: GPU indices (in PCI order, as nvidia-smi numbers them) or GPU UUIDs (needs NVML); MIG instances always go by UUID, AMD GPUs by index [default: index, or the config\'s visible_devices]' -r -f -a "index\t''
 uuid\t''"
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand reserve" -l store -d 'Where the pool lives: file:///dir (embedded, default file:///var/lib/canhazgpu), redis://host:port/db or redis+unix:///path/to/redis.sock' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand reserve" -l config -d 'Configuration file [default: /etc/canhazgpu/config.toml]' -r -F
@@ -81,18 +83,20 @@ complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand run" -l timeout-grac
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand run" -l on-lost -d 'What to do when someone else took this run\'s GPUs while it ran (after a store reset, say): warn, or also send the command SIGTERM' -r -f -a "warn\t'Warn on stderr at every heartbeat and let the command run on'
 kill\t'Warn and send the command SIGTERM once'"
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand run" -l nvml-library -d 'NVML library to load: the file, or a directory holding libnvidia-ml.so.1 [default: the config\'s nvml_library, else the dynamic loader\'s search path]' -r -F
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand run" -l amd-smi-library -d 'AMD SMI library to load: the file, or a directory holding libamd_smi.so [default: the config\'s amd_smi_library, else the dynamic loader\'s search path, else $ROCM_PATH/lib and /opt/rocm/lib]' -r -F
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand run" -l memory-threshold -d 'A GPU without reservation with more than this many MiB of memory in use is "in use without reservation" [default: 1024, or the config\'s memory_threshold]' -r
-complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand run" -l visible-devices -d 'What CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES list: GPU indices (in PCI order, as nvidia-smi numbers them) or GPU UUIDs (needs NVML) [default: index, or the config\'s visible_devices]' -r -f -a "index\t''
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand run" -l visible-devices -d 'What CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES list on NVIDIA GPUs: GPU indices (in PCI order, as nvidia-smi numbers them) or GPU UUIDs (needs NVML); MIG instances always go by UUID, AMD GPUs by index [default: index, or the config\'s visible_devices]' -r -f -a "index\t''
 uuid\t''"
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand run" -l store -d 'Where the pool lives: file:///dir (embedded, default file:///var/lib/canhazgpu), redis://host:port/db or redis+unix:///path/to/redis.sock' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand run" -l config -d 'Configuration file [default: /etc/canhazgpu/config.toml]' -r -F
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand run" -l force -d 'Also hand out GPUs that are in use without a reservation'
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -l nvml-library -d 'NVML library to load: the file, or a directory holding libnvidia-ml.so.1 [default: the config\'s nvml_library, else the dynamic loader\'s search path]' -r -F
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -l amd-smi-library -d 'AMD SMI library to load: the file, or a directory holding libamd_smi.so [default: the config\'s amd_smi_library, else the dynamic loader\'s search path, else $ROCM_PATH/lib and /opt/rocm/lib]' -r -F
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -l memory-threshold -d 'A GPU without reservation with more than this many MiB of memory in use is "in use without reservation" [default: 1024, or the config\'s memory_threshold]' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -l store -d 'Where the pool lives: file:///dir (embedded, default file:///var/lib/canhazgpu), redis://host:port/db or redis+unix:///path/to/redis.sock' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -l config -d 'Configuration file [default: /etc/canhazgpu/config.toml]' -r -F
-complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -s v -l verbose -d 'Also say which store was read and what NVML reported'
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -s v -l verbose -d 'Also say which store was read and what the GPU library (NVML, AMD SMI) reported'
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -l json -d 'Print a JSON array, one object per GPU (schema: docs/status-json.md)'
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand status" -s h -l help -d 'Print help'
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand queue" -l store -d 'Where the pool lives: file:///dir (embedded, default file:///var/lib/canhazgpu), redis://host:port/db or redis+unix:///path/to/redis.sock' -r
@@ -106,6 +110,7 @@ complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand report" -l json -d '
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand report" -s h -l help -d 'Print help'
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand web" -l listen -d 'Address and port to listen on. Any address but a loopback one makes the page readable by everyone who can reach it (there is no login)' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand web" -l nvml-library -d 'NVML library to load: the file, or a directory holding libnvidia-ml.so.1 [default: the config\'s nvml_library, else the dynamic loader\'s search path]' -r -F
+complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand web" -l amd-smi-library -d 'AMD SMI library to load: the file, or a directory holding libamd_smi.so [default: the config\'s amd_smi_library, else the dynamic loader\'s search path, else $ROCM_PATH/lib and /opt/rocm/lib]' -r -F
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand web" -l memory-threshold -d 'A GPU without reservation with more than this many MiB of memory in use is "in use without reservation" [default: 1024, or the config\'s memory_threshold]' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand web" -l store -d 'Where the pool lives: file:///dir (embedded, default file:///var/lib/canhazgpu), redis://host:port/db or redis+unix:///path/to/redis.sock' -r
 complete -c canhazgpu -n "__fish_canhazgpu_using_subcommand web" -l config -d 'Configuration file [default: /etc/canhazgpu/config.toml]' -r -F

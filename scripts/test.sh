@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs (Debian packages) and runs every test.
-# The tests start their own redis-server on unix sockets, drive real bash, zsh and fish, and
-# load the dashboard in a headless Chromium (through chromedriver) that reaches nothing but
-# 127.0.0.1.
+# Installs what the test suite needs (Debian packages) and runs every test: the cargo
+# suite (it starts its own redis-server on unix sockets, drives real bash, zsh and fish, and
+# loads the dashboard in a headless Chromium, through chromedriver, that reaches nothing but
+# 127.0.0.1), then the Debian package test (scripts/package-test.sh: builds the .deb,
+# installs it on this machine, tries it as a fresh account and purges it; it needs root or
+# sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,3 +24,4 @@ fi
 
 # The browser is installed above: its tests must not skip for want of one.
 CANHAZGPU_REQUIRE_BROWSER=1 cargo test --locked "$@"
+bash scripts/package-test.sh

@@ -14,9 +14,18 @@
 zmodload zsh/datetime 2>/dev/null
 zmodload -F zsh/system p:sysparams 2>/dev/null
 
+# Every variable a reservation sets and a release restores (the binary's list).
+typeset -ga _canhazgpu_vars=(
+  CUDA_VISIBLE_DEVICES NVIDIA_VISIBLE_DEVICES CUDA_DEVICE_ORDER
+  HIP_VISIBLE_DEVICES ROCR_VISIBLE_DEVICES
+  CANHAZGPU_GPUS CANHAZGPU_DEVICES CANHAZGPU_EXPIRES CANHAZGPU_OWNER_PID CANHAZGPU_LEASE
+  CANHAZGPU_SHELL_STORE CANHAZGPU_RESTORE
+)
+
 function canhazgpu {
   emulate -L zsh
   local arg sub= skip=
+  local -i st=0
   # The subcommand is the first word that is not an option or an option's value.
   for arg in "$@"; do
     if [[ -n $skip ]]; then
@@ -33,13 +42,16 @@ function canhazgpu {
     command canhazgpu "$@"
     return
   fi
-  # A subshell's exports die with it, and its $$ is still the parent's: refuse rather
-  # than bind GPUs to a shell whose environment never sees them.
   if (( ${+sysparams} )) && [[ ${sysparams[pid]} != $$ ]]; then
-    print -ru2 -- "canhazgpu: $sub in a subshell ( ), a pipeline or \$( ) cannot change this shell's environment; run it as a command of its own"
-    return 1
+    # A subshell's exports die with it, and its $$ is still the parent's. Only
+    # `eval "$(canhazgpu reserve)"` can work: the binary checks that its output goes
+    # back to this shell, and prints the code for it instead of evaluating it here.
+    (_canhazgpu_exec "$@" --shell zsh --owner-pid $$ --subshell) || st=$?
+  else
+    _canhazgpu_eval "$@" --shell zsh --owner-pid $$ || st=$?
   fi
-  _canhazgpu_eval "$@" --shell zsh --owner-pid $$
+  (( st != 127 )) || _canhazgpu_not_found
+  return st
 }
 
 # Runs the binary and evaluates what it printed, only if it succeeded.
@@ -47,23 +59,71 @@ function _canhazgpu_eval {
   emulate -L zsh
   local code
   local -i st=0
-  code=$(command canhazgpu "$@") || st=$?
+  code=$(_canhazgpu_exec "$@") || st=$?
   if (( st == 0 )) && [[ -n $code ]]; then
     eval "$code"
   fi
   return st
 }
 
+# In a subshell: describes this shell's variables to the binary and runs it; status
+# 127, and not a word, when there is no binary (the callers say it, once).
+function _canhazgpu_exec {
+  emulate -L zsh
+  if [[ ! -x ${commands[canhazgpu]-} ]]; then
+    unhash canhazgpu 2>/dev/null
+    [[ -x ${commands[canhazgpu]-} ]] || return 127
+  fi
+  _canhazgpu_describe
+  command canhazgpu "$@"
+}
+
+# Tells the binary, in the environment of this subshell only, how the shell keeps each
+# variable it manages: exported or not, and the attributes an assignment would trip
+# over (typeset -r, integer...). Unexported values are exported here, so that the
+# binary can save them and give them back unexported.
+function _canhazgpu_describe {
+  emulate -L zsh
+  local name kind all=
+  for name in $_canhazgpu_vars; do
+    kind=${(tP)name}
+    if [[ -n $kind && $kind != *-export* ]]; then
+      export $name 2>/dev/null
+    fi
+    all+="$name=$kind "
+  done
+  export _CANHAZGPU_ATTRS=$all
+}
+
+function _canhazgpu_not_found {
+  print -ru2 -- "canhazgpu: the canhazgpu binary is not on PATH, so this shell's GPU variables" \
+    "(CANHAZGPU_GPUS=${CANHAZGPU_GPUS-}) cannot be reserved, released or kept in step" \
+    "with the store; put it back on PATH (PATH=$PATH)"
+}
+
 # Before each prompt. Forks nothing unless the reservation may have ended: its expiry
-# passed, or its marker file was deleted by a release elsewhere.
+# passed, its marker file was deleted by a release elsewhere, or the time the binary
+# set for a look anyway (a few minutes) came.
 function _canhazgpu_hook {
-  local -i st=$?
+  local -i st=$? synced=0
   emulate -L zsh
   if [[ -n ${CANHAZGPU_OWNER_PID-} ]]; then
+    local -i now=${EPOCHSECONDS:-0}
+    if [[ ${_canhazgpu_check-} != <-> || ${#_canhazgpu_check} -gt 18 ]]; then
+      typeset -g _canhazgpu_check=0
+    fi
     if [[ ${CANHAZGPU_EXPIRES-} != <-> || ${#CANHAZGPU_EXPIRES} -gt 18 ]] ||
-       (( ${EPOCHSECONDS:-0} >= 10#${CANHAZGPU_EXPIRES} )) ||
+       (( now >= 10#${CANHAZGPU_EXPIRES} || now >= 10#${_canhazgpu_check} )) ||
        [[ -n ${CANHAZGPU_LEASE-} && ! -e ${CANHAZGPU_LEASE} ]]; then
-      _canhazgpu_eval release --sync --shell zsh --owner-pid $$
+      # Until the binary says when next (it cannot when it fails): in a minute.
+      typeset -g _canhazgpu_check=$(( now + 60 ))
+      _canhazgpu_eval release --sync --shell zsh --owner-pid $$ || synced=$?
+      if (( synced != 127 )); then
+        typeset -g _canhazgpu_missing=
+      elif [[ -z ${_canhazgpu_missing-} ]]; then
+        typeset -g _canhazgpu_missing=1
+        _canhazgpu_not_found
+      fi
     fi
   fi
   return st
@@ -74,7 +134,7 @@ function _canhazgpu_hook {
 function _canhazgpu_exit {
   local -i st=$?
   emulate -L zsh
-  if [[ ${CANHAZGPU_OWNER_PID-} == $$ ]]; then
+  if [[ ${CANHAZGPU_OWNER_PID-} == $$ && -x ${commands[canhazgpu]-} ]]; then
     command canhazgpu release --owner-pid $$
   fi
   return st
@@ -115,9 +175,13 @@ function canhazgpu_prompt {
 }
 
 # Hook arrays rather than precmd/zshexit themselves, so that other hooks stay; each is
-# added once however often init is evaluated.
+# added once however often init is evaluated. The prompt hook goes first, so that
+# prompt builders hooked on precmd (add-zsh-hook) already see the variables as they are
+# now; a `precmd` function itself runs before every array entry.
 typeset -ga precmd_functions zshexit_functions
-(( ${precmd_functions[(Ie)_canhazgpu_hook]} )) || precmd_functions+=(_canhazgpu_hook)
+if (( ! ${precmd_functions[(Ie)_canhazgpu_hook]} )); then
+  precmd_functions=(_canhazgpu_hook $precmd_functions)
+fi
 (( ${zshexit_functions[(Ie)_canhazgpu_exit]} )) || zshexit_functions+=(_canhazgpu_exit)
 
 # Variables inherited from a shell that is not an ancestor of this one (a tmux server

@@ -50,6 +50,8 @@ pub enum Command {
     Init(InitArgs),
     Prompt(PromptArgs),
     Completions(CompletionsArgs),
+    #[command(hide = true)]
+    GenerateMan(GenerateManArgs),
 }
 
 /// Initialize GPU pool for this machine
@@ -61,7 +63,8 @@ pub enum Command {
     with mode 0777 so that every local user can reserve; on an existing one it repairs the\n\
     modes of the directory and its files.")]
 pub struct AdminArgs {
-    /// Number of GPUs in the pool (IDs 0 to N-1) [default: the number NVML reports]
+    /// Number of GPUs in the pool (IDs 0 to N-1) [default: the number NVML or AMD SMI
+    /// reports, MIG instances counted with mig = true]
     #[arg(short, long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub gpus: Option<u32>,
 
@@ -70,7 +73,7 @@ pub struct AdminArgs {
     pub force: bool,
 
     #[command(flatten)]
-    pub nvml: NvmlArgs,
+    pub libraries: GpuLibraryArgs,
 }
 
 /// Release all manually reserved GPUs held by the current user
@@ -122,6 +125,11 @@ pub struct ReleaseArgs {
     /// not an ancestor (used by the script from `init` at shell start)
     #[arg(long, hide = true, requires = "shell", conflicts_with_all = ["all", "gpu_ids"])]
     pub inherited: bool,
+
+    /// The shell function runs in a subshell: print the shell code only if it goes back
+    /// to the shell for `eval "$(...)"` (used by the function from `init`)
+    #[arg(long, hide = true, requires = "shell")]
+    pub subshell: bool,
 }
 
 /// Reserve GPUs manually for a specified duration
@@ -134,8 +142,10 @@ pub struct ReleaseArgs {
     Durations: 30m, 2h, 1d, 0.5h, 1h30m (at most 30d). The export line goes to stdout,\n\
     everything else to stderr.\n\n\
     In a shell set up with `canhazgpu init`, reserve exports CUDA_VISIBLE_DEVICES into that\n\
-    shell by itself, the GPUs are released when the shell exits, and a second reserve adds\n\
-    GPUs to the ones the shell holds.")]
+    shell by itself (the eval form above does the same there), the GPUs are released when\n\
+    the shell exits, and a second reserve adds GPUs to the ones the shell holds.\n\n\
+    On AMD GPUs the export line sets ROCR_VISIBLE_DEVICES, HIP_VISIBLE_DEVICES and\n\
+    CUDA_VISIBLE_DEVICES instead (see docs/gpus.md).")]
 pub struct ReserveArgs {
     /// Number of GPUs to reserve
     #[arg(short, long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -156,6 +166,11 @@ pub struct ReserveArgs {
     #[arg(long, hide = true, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
     pub owner_pid: Option<u32>,
 
+    /// The shell function runs in a subshell: print the shell code only if it goes back
+    /// to the shell for `eval "$(...)"` (used by the function from `init`)
+    #[arg(long, hide = true, requires = "shell")]
+    pub subshell: bool,
+
     // Last, because its help heading applies to every argument after it.
     #[command(flatten)]
     pub alloc: AllocationArgs,
@@ -168,7 +183,10 @@ pub struct ReserveArgs {
     canhazgpu run --gpus 2 -- torchrun --nproc-per-node 2 train.py\n  \
     canhazgpu run -- nvidia-smi\n\n\
     The GPUs are released when the command ends, fails, is killed, or when run itself is\n\
-    interrupted. run exits with the command's status (128+N if it died of signal N).")]
+    interrupted. run exits with the command's status (128+N if it died of signal N).\n\n\
+    On AMD GPUs, ROCR_VISIBLE_DEVICES names them and HIP_VISIBLE_DEVICES and\n\
+    CUDA_VISIBLE_DEVICES count from 0 within them; a MIG instance (mig = true) goes by its\n\
+    MIG UUID. See docs/gpus.md.")]
 pub struct RunArgs {
     /// Number of GPUs to reserve
     #[arg(short, long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -278,7 +296,7 @@ pub enum OnLost {
     canhazgpu status\n  \
     canhazgpu status --verbose     # also say which store was read")]
 pub struct StatusArgs {
-    /// Also say which store was read and what NVML reported
+    /// Also say which store was read and what the GPU library (NVML, AMD SMI) reported
     #[arg(long, short)]
     pub verbose: bool,
 
@@ -290,22 +308,29 @@ pub struct StatusArgs {
     pub usage: UsageArgs,
 }
 
-/// Where NVML (the NVIDIA driver's libnvidia-ml.so.1) is, for the commands that ask it.
+/// Where the GPU vendors' libraries are, for the commands that ask them: NVML (the
+/// NVIDIA driver's libnvidia-ml.so.1) and AMD SMI (ROCm's libamd_smi.so).
 #[derive(Args, Debug)]
-#[command(next_help_heading = "GPU detection (NVML)")]
-pub struct NvmlArgs {
+#[command(next_help_heading = "GPU detection (NVML, AMD SMI)")]
+pub struct GpuLibraryArgs {
     /// NVML library to load: the file, or a directory holding libnvidia-ml.so.1
     /// [default: the config's nvml_library, else the dynamic loader's search path]
     #[arg(long, env = "CANHAZGPU_NVML_LIBRARY", value_name = "PATH")]
     pub nvml_library: Option<PathBuf>,
+
+    /// AMD SMI library to load: the file, or a directory holding libamd_smi.so
+    /// [default: the config's amd_smi_library, else the dynamic loader's search path,
+    /// else $ROCM_PATH/lib and /opt/rocm/lib]
+    #[arg(long, env = "CANHAZGPU_AMD_SMI_LIBRARY", value_name = "PATH")]
+    pub amd_smi_library: Option<PathBuf>,
 }
 
 /// How much GPU memory in use makes a GPU without reservation busy.
 #[derive(Args, Debug)]
-#[command(next_help_heading = "GPU detection (NVML)")]
+#[command(next_help_heading = "GPU detection (NVML, AMD SMI)")]
 pub struct UsageArgs {
     #[command(flatten)]
-    pub nvml: NvmlArgs,
+    pub libraries: GpuLibraryArgs,
 
     /// A GPU without reservation with more than this many MiB of memory in use is
     /// "in use without reservation" [default: 1024, or the config's memory_threshold]
@@ -353,7 +378,7 @@ pub struct RequestArgs {
 
 /// What `run` and `reserve` share: which GPUs they may hand out and how they name them.
 #[derive(Args, Debug)]
-#[command(next_help_heading = "GPU detection (NVML)")]
+#[command(next_help_heading = "GPU detection (NVML, AMD SMI)")]
 pub struct AllocationArgs {
     #[command(flatten)]
     pub usage: UsageArgs,
@@ -362,9 +387,10 @@ pub struct AllocationArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// What CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES list: GPU indices (in PCI
-    /// order, as nvidia-smi numbers them) or GPU UUIDs (needs NVML)
-    /// [default: index, or the config's visible_devices]
+    /// What CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES list on NVIDIA GPUs: GPU
+    /// indices (in PCI order, as nvidia-smi numbers them) or GPU UUIDs (needs NVML); MIG
+    /// instances always go by UUID, AMD GPUs by index [default: index, or the config's
+    /// visible_devices]
     #[arg(long, value_enum, value_name = "MODE")]
     pub visible_devices: Option<VisibleDevices>,
 }
@@ -384,7 +410,11 @@ pub enum VisibleDevices {
     canhazgpu init fish | source           # ~/.config/fish/config.fish\n\n\
     Then `canhazgpu reserve` exports CUDA_VISIBLE_DEVICES into the shell, `canhazgpu release`\n\
     restores what was there before, the shell's exit releases, and `canhazgpu_prompt` prints\n\
-    a prompt segment such as `gpu:1,5 3h59m`. See docs/shell.md.")]
+    a prompt segment such as `gpu:1,5 3h59m`. See docs/shell.md.\n\n\
+    The Debian package also installs these scripts as /usr/share/canhazgpu/init.bash,\n\
+    init.zsh and init.fish; `source` one instead, and shells start without running\n\
+    canhazgpu:\n  \
+    source /usr/share/canhazgpu/init.bash   # ~/.bashrc (init.zsh: ~/.zshrc, init.fish)")]
 pub struct InitArgs {
     #[arg(value_enum)]
     pub shell: Shell,
@@ -410,4 +440,13 @@ pub struct PromptArgs {}
 pub struct CompletionsArgs {
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// Write the manual pages (canhazgpu.1 and one per subcommand) into DIR; hidden, for
+/// packaging (scripts/package.sh) and for the committed man/ (a test keeps it fresh)
+#[derive(Args, Debug)]
+pub struct GenerateManArgs {
+    /// Directory to write the pages to (created if missing)
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }

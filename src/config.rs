@@ -9,13 +9,16 @@ use clap::ValueEnum;
 use crate::cli::VisibleDevices;
 use crate::duration;
 use crate::error::{Error, Result};
+use crate::gpu::Vendor;
 use crate::liveness::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT};
 use crate::store::Store;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/canhazgpu/config.toml";
+/// The environment variable that chooses the store (the `--store` flag reads it too).
+pub const STORE_ENV: &str = "CANHAZGPU_STORE";
 /// The seed's default for `reserve`.
 const DEFAULT_RESERVATION: Duration = Duration::from_secs(8 * 3600);
-const KNOWN_KEYS: [&str; 9] = [
+const KNOWN_KEYS: [&str; 12] = [
     "admins",
     "store",
     "default_duration",
@@ -25,6 +28,9 @@ const KNOWN_KEYS: [&str; 9] = [
     "memory_threshold",
     "nvml_library",
     "visible_devices",
+    "gpu_vendor",
+    "mig",
+    "amd_smi_library",
 ];
 
 #[derive(Debug, Default)]
@@ -42,6 +48,12 @@ pub struct Config {
     /// Absolute path of the NVML library file, or of a directory holding it.
     pub nvml_library: Option<PathBuf>,
     pub visible_devices: Option<VisibleDevices>,
+    /// The only vendor whose GPUs this host manages; both are asked when unset.
+    pub gpu_vendor: Option<Vendor>,
+    /// Whether each MIG instance of a GPU in MIG mode is a GPU of the pool.
+    pub mig: Option<bool>,
+    /// Absolute path of the AMD SMI library file, or of a directory holding it.
+    pub amd_smi_library: Option<PathBuf>,
     /// Who besides root may reinitialize the pool and take back others' GPUs: user
     /// names, and group names after an `@`.
     pub admins: Vec<String>,
@@ -141,15 +153,23 @@ fn parse(text: &str) -> std::result::Result<Config, String> {
                 config.memory_threshold = Some(mib);
             }
             "nvml_library" => {
-                let path = PathBuf::from(as_str()?);
-                // A relative path would mean something different in every user's
-                // working directory.
-                if !path.is_absolute() {
-                    return Err(format!(
-                        "`{key}` must be an absolute path, e.g. /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1"
-                    ));
-                }
-                config.nvml_library = Some(path);
+                let example = "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1";
+                config.nvml_library = Some(absolute_path(key, as_str()?, example)?);
+            }
+            "amd_smi_library" => {
+                let example = "/opt/rocm/lib/libamd_smi.so";
+                config.amd_smi_library = Some(absolute_path(key, as_str()?, example)?);
+            }
+            "gpu_vendor" => {
+                let vendor = Vendor::parse(as_str()?)
+                    .ok_or_else(|| format!("`{key}` must be \"nvidia\" or \"amd\""))?;
+                config.gpu_vendor = Some(vendor);
+            }
+            "mig" => {
+                let on = value
+                    .as_bool()
+                    .ok_or_else(|| format!("`{key}` must be true or false, e.g. mig = true"))?;
+                config.mig = Some(on);
             }
             "default_duration" => config.default_duration = Some(as_duration()?),
             "allocation_policy" => {
@@ -169,6 +189,17 @@ fn parse(text: &str) -> std::result::Result<Config, String> {
         }
     }
     Ok(config)
+}
+
+/// A library path: absolute, since a relative one would mean something different in
+/// every user's working directory.
+fn absolute_path(key: &str, text: &str, example: &str) -> std::result::Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(format!("`{key}` must be an absolute path, e.g. {example}"))
+    }
 }
 
 /// `admins = ["alice", "@gpu-admins"]`.
@@ -224,6 +255,67 @@ mod tests {
         );
     }
 
+    /// The commented configuration that the Debian package installs as a conffile.
+    const PACKAGED: &str = include_str!("../packaging/deb/config.toml");
+
+    /// The packaged file's `# key = value` lines, uncommented, by key.
+    fn packaged_settings() -> Vec<(&'static str, &'static str)> {
+        PACKAGED
+            .lines()
+            .filter_map(|line| line.strip_prefix("# ")?.split_once(" = "))
+            .filter(|(key, _)| !key.contains(' '))
+            .collect()
+    }
+
+    #[test]
+    fn the_packaged_config_explains_every_key_and_changes_nothing() {
+        let keys: Vec<&str> = packaged_settings().iter().map(|(key, _)| *key).collect();
+        for key in KNOWN_KEYS {
+            assert!(
+                keys.contains(&key),
+                "packaging/deb/config.toml has no `# {key} = ...` line explaining `{key}`"
+            );
+        }
+        assert_eq!(
+            keys.len(),
+            KNOWN_KEYS.len(),
+            "unknown or repeated keys: {keys:?}"
+        );
+        assert!(
+            PACKAGED.lines().all(|l| l.is_empty() || l.starts_with('#')),
+            "as installed, every line must be commented out"
+        );
+    }
+
+    #[test]
+    fn the_packaged_config_shows_the_defaults() {
+        let settings: Vec<String> = packaged_settings()
+            .iter()
+            .map(|(key, value)| format!("{key} = {value}"))
+            .collect();
+        let config = parse(&settings.join("\n")).unwrap();
+        assert_eq!(config.store, Some(Store::default_url()));
+        assert_eq!(config.default_duration, Some(DEFAULT_RESERVATION));
+        assert_eq!(
+            config.allocation_policy,
+            Some(crate::alloc::Policy::default())
+        );
+        assert_eq!(config.heartbeat_interval, Some(DEFAULT_HEARTBEAT_INTERVAL));
+        assert_eq!(config.heartbeat_timeout, Some(DEFAULT_HEARTBEAT_TIMEOUT));
+        assert_eq!(
+            config.memory_threshold,
+            Some(crate::commands::gpus::DEFAULT_MEMORY_THRESHOLD_MIB)
+        );
+        assert_eq!(config.visible_devices, Some(VisibleDevices::default()));
+        assert!(config.admins.is_empty());
+        // No default path exists (the loader searches); the file shows an example.
+        assert!(config.nvml_library.is_some());
+        assert!(config.amd_smi_library.is_some());
+        assert_eq!(config.mig, Some(false));
+        // Both vendors are asked by default; the file shows one way to pick.
+        assert!(config.gpu_vendor.is_some());
+    }
+
     #[test]
     fn reads_admins() {
         let config = parse("admins = [\"alice\", \"@gpu-admins\"]").unwrap();
@@ -248,5 +340,32 @@ mod tests {
         assert_eq!(config.memory_threshold, Some(2048));
         assert_eq!(config.nvml_library, Some(PathBuf::from("/opt/nvidia/lib")));
         assert_eq!(config.visible_devices, Some(VisibleDevices::Uuid));
+    }
+
+    #[test]
+    fn reads_vendor_and_mig_keys() {
+        let config =
+            parse("gpu_vendor = \"amd\"\nmig = true\namd_smi_library = \"/opt/rocm/lib\"\n")
+                .unwrap();
+        assert_eq!(config.gpu_vendor, Some(Vendor::Amd));
+        assert_eq!(config.mig, Some(true));
+        assert_eq!(config.amd_smi_library, Some(PathBuf::from("/opt/rocm/lib")));
+        assert_eq!(parse("").unwrap().gpu_vendor, None);
+        assert!(
+            parse("gpu_vendor = \"intel\"")
+                .unwrap_err()
+                .contains("\"amd\"")
+        );
+        assert!(
+            parse("mig = \"yes\"")
+                .unwrap_err()
+                .contains("true or false")
+        );
+        assert!(parse("mig = 1").is_err());
+        assert!(
+            parse("amd_smi_library = \"lib\"")
+                .unwrap_err()
+                .contains("absolute")
+        );
     }
 }

@@ -7,6 +7,7 @@ mod config;
 mod duration;
 mod error;
 mod gpu;
+mod gpu_env;
 mod lab;
 mod liveness;
 mod model;
@@ -100,11 +101,18 @@ fn dispatch(cli: Cli) -> Result<i32> {
         // need it.
         Command::Init(args) => commands::init::init(args),
         Command::Completions(args) => commands::completions::completions(args),
-        Command::Prompt(_) => commands::prompt::prompt(|| context(&cli)),
+        Command::GenerateMan(args) => commands::man::generate_man(args),
+        Command::Prompt(_) => commands::prompt::prompt(|| shell_context(&cli, true)),
         Command::Release(args) if args.inherited => commands::release::inherited(args),
         Command::Admin(args) => commands::admin::admin(&context(&cli)?, args).map(|()| 0),
-        Command::Release(args) => commands::release::release(&context(&cli)?, args).map(|()| 0),
-        Command::Reserve(args) => commands::reserve::reserve(&context(&cli)?, args).map(|()| 0),
+        Command::Release(args) => {
+            let ctx = shell_context(&cli, args.owner_pid.is_some())?;
+            commands::release::release(&ctx, args).map(|()| 0)
+        }
+        Command::Reserve(args) => {
+            let ctx = shell_context(&cli, args.owner_pid.is_some())?;
+            commands::reserve::reserve(&ctx, args).map(|()| 0)
+        }
         Command::Run(args) => commands::run::run(&context(&cli)?, args),
         Command::Status(args) => commands::status::status(&context(&cli)?, args).map(|()| 0),
         Command::Queue(args) => commands::queue::queue(&context(&cli)?, args).map(|()| 0),
@@ -114,11 +122,28 @@ fn dispatch(cli: Cli) -> Result<i32> {
 }
 
 fn context(cli: &Cli) -> Result<Context> {
+    shell_context(cli, false)
+}
+
+/// The context of a command; for the shell function's commands (`for_shell`) the store
+/// is the one the shell's reservation is in (`CANHAZGPU_SHELL_STORE`, which
+/// `reserve --store` records) unless `--store` names another.
+fn shell_context(cli: &Cli, for_shell: bool) -> Result<Context> {
     let config = Config::load(cli.config.as_deref())?;
-    let store = config.open_store(cli.store.as_deref())?;
+    let env = std::env::var(config::STORE_ENV).ok();
+    // clap fills `store` from the flag or the environment; only the flag is a choice
+    // made for this command.
+    let flag = cli.store.clone().filter(|url| Some(url) != env.as_ref());
+    let layer = for_shell
+        .then(|| std::env::var(shell::vars::STORE).ok())
+        .flatten()
+        .filter(|url| !url.is_empty());
+    let store_key = flag.or(layer);
+    let store = config.open_store(store_key.as_deref().or(env.as_deref()))?;
     Ok(Context {
         store,
         config,
         view: ProcView::new(),
+        store_key,
     })
 }

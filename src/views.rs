@@ -18,7 +18,7 @@ pub enum GpuState {
     Available,
     /// Reserved.
     InUse,
-    /// Free in the pool, but NVML shows more memory in use than the threshold.
+    /// Free in the pool, but the GPU library shows more memory in use than the threshold.
     InUseWithoutReservation,
 }
 
@@ -36,10 +36,15 @@ pub struct GpuView {
     pub expires: Option<Timestamp>,
     pub note: Option<String>,
     pub last_released: Option<Timestamp>,
+    /// What the GPU library (NVML or AMD SMI) says; the key predates AMD support.
     pub nvml: Option<NvmlView>,
+    /// `"nvidia"` or `"amd"`: whose library answered; `null` without one.
+    pub vendor: Option<&'static str>,
+    /// Set when this pool GPU is a MIG instance.
+    pub mig: Option<MigView>,
 }
 
-/// What NVML says about one GPU.
+/// What the GPU library says about one GPU.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct NvmlView {
     pub name: String,
@@ -47,6 +52,19 @@ pub struct NvmlView {
     pub memory_used_mib: u64,
     pub memory_total_mib: u64,
     pub processes: Vec<GpuProcessView>,
+    /// What `status` notes about the GPU, e.g. MIG mode without instances.
+    pub note: Option<String>,
+}
+
+/// Where a MIG instance lives.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MigView {
+    /// NVML's index of its GPU.
+    pub gpu: u32,
+    pub gpu_uuid: String,
+    /// Its index among the GPU's MIG devices.
+    pub index: u32,
+    pub profile: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -111,7 +129,7 @@ impl HostSummary {
     }
 }
 
-/// The state of `slot` given what NVML reports about it (`info`).
+/// The state of `slot` given what the GPU library reports about it (`info`).
 pub fn gpu_state(slot: &GpuSlot, info: Option<&GpuInfo>, threshold_mib: u64) -> GpuState {
     match (&slot.reservation, info) {
         (Some(_), _) => GpuState::InUse,
@@ -135,6 +153,13 @@ pub fn gpu_view(slot: &GpuSlot, gpus: &Gpus, threshold_mib: u64) -> GpuView {
         note: r.and_then(|r| r.note.clone()),
         last_released: slot.last_released,
         nvml: info.map(nvml_view),
+        vendor: info.and(gpus.vendor()).map(|vendor| vendor.as_str()),
+        mig: info.and_then(|gpu| gpu.mig.as_ref()).map(|mig| MigView {
+            gpu: mig.gpu,
+            gpu_uuid: mig.gpu_uuid.clone(),
+            index: mig.index,
+            profile: mig.profile.clone(),
+        }),
     }
 }
 
@@ -153,6 +178,7 @@ fn nvml_view(gpu: &GpuInfo) -> NvmlView {
                 used_mib: p.used_mib,
             })
             .collect(),
+        note: gpu.note.clone(),
     }
 }
 
@@ -238,6 +264,8 @@ mod tests {
             "note",
             "last_released",
             "nvml",
+            "vendor",
+            "mig",
         ];
         for entry in json.as_array().unwrap() {
             let object = entry.as_object().unwrap();

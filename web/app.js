@@ -133,7 +133,7 @@
         ? ['released ', ago(gpu.last_released, skewMs)]
         : 'never reserved'));
     }
-    if (gpu.nvml) tile.append(nvmlBlock(gpu.nvml));
+    if (gpu.nvml) tile.append(nvmlBlock(gpu.nvml, gpu.mig));
     if (foreign.length) {
       tile.append(el('p', { class: 'warning' },
         `Also used by ${foreign.map(describeProcess).join(', ')}`));
@@ -159,7 +159,8 @@
     return el('div', { class: 'times' }, parts);
   }
 
-  function nvmlBlock(nvml) {
+  // What the GPU library (NVML, or AMD SMI: the key is older than AMD support) says.
+  function nvmlBlock(nvml, mig) {
     const total = Math.max(nvml.memory_total_mib, 1);
     const share = Math.min(100, (100 * nvml.memory_used_mib) / total);
     const fill = el('div', { class: 'fill' });
@@ -173,11 +174,15 @@
       'aria-valuenow': nvml.memory_used_mib,
       'aria-label': 'memory in use',
     }, fill);
+    const where = mig
+      ? ` · MIG ${mig.profile ? `${mig.profile} ` : ''}on GPU ${mig.gpu} (device ${mig.index})`
+      : '';
     return el('div', { class: 'nvml' },
-      el('div', { class: 'model' }, nvml.name),
+      el('div', { class: 'model', title: `${nvml.name}${where}` }, `${nvml.name}${where}`),
       el('div', { class: 'memory' }, bar,
         el('span', { class: 'amount' },
-          `${gib(nvml.memory_used_mib)} / ${gib(nvml.memory_total_mib)}`)));
+          `${gib(nvml.memory_used_mib)} / ${gib(nvml.memory_total_mib)}`)),
+      nvml.note ? el('div', { class: 'library-note' }, nvml.note) : null);
   }
 
   function summaryPills(summary) {

@@ -1,15 +1,12 @@
 //! `canhazgpu admin`: create or recreate the pool.
 
 use crate::cli::AdminArgs;
-use crate::commands::gpus::Gpus;
+use crate::commands::gpus::{Gpus, MAX_POOL};
 use crate::commands::{Context, now};
 use crate::error::{Error, Result};
 use crate::model::Pool;
 use crate::output;
 use crate::powers;
-
-/// The most GPUs a pool may have, as `--gpus` accepts.
-const MAX_GPUS: usize = 1024;
 
 pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
     powers::require_admin(
@@ -70,9 +67,9 @@ fn gpus_counted(count: u32, adjective: &str) -> String {
     format!("{count} {adjective}GPU{plural}")
 }
 
-/// `--gpus`, checked against what NVML reports; or NVML's count when not given.
+/// `--gpus`, checked against what the GPU library reports; or its count when not given.
 fn pool_size(ctx: &Context, args: &AdminArgs) -> Result<u32> {
-    let gpus = Gpus::probe(&ctx.config, &args.nvml);
+    let gpus = Gpus::probe(&ctx.config, &args.libraries);
     let Some(n) = args.gpus else {
         return detected(&gpus);
     };
@@ -80,17 +77,21 @@ fn pool_size(ctx: &Context, args: &AdminArgs) -> Result<u32> {
         gpus.warn(&format!("cannot check --gpus {n} against this host's GPUs"));
         return Ok(n);
     };
+    gpus.warn_notes();
     let found = devices.len();
     let wanted = n as usize;
-    // An admin may hold GPUs back, or NVML may miss some: say so and go on.
+    let library = gpus.library();
+    // An admin may hold GPUs back, or the library may miss some: say so and go on.
     if wanted < found {
         eprintln!(
-            "canhazgpu: warning: NVML reports {found} GPUs but --gpus is {n}, so the pool leaves out {}",
+            "canhazgpu: warning: {library} reports {found} GPUs but --gpus is {n}, so the pool \
+             leaves out {}",
             gpu_range(wanted, found)
         );
     } else if wanted > found {
         eprintln!(
-            "canhazgpu: warning: --gpus is {n} but NVML reports only {found} GPU(s): the driver knows no {}, and jobs handed those ids will find no GPU",
+            "canhazgpu: warning: --gpus is {n} but {library} reports only {found} GPU(s): the \
+             driver knows no {}, and jobs handed those ids will find no GPU",
             gpu_range(found, wanted)
         );
     }
@@ -100,20 +101,25 @@ fn pool_size(ctx: &Context, args: &AdminArgs) -> Result<u32> {
 fn detected(gpus: &Gpus) -> Result<u32> {
     let Some(devices) = gpus.devices() else {
         let why = gpus.problem().unwrap_or(
-            "no NVIDIA library (libnvidia-ml.so.1) was found to count them (use --nvml-library PATH if it is installed outside the loader's search path)",
+            "no GPU library was found to count them, neither NVIDIA's libnvidia-ml.so.1 nor \
+             AMD's libamd_smi.so (use --nvml-library PATH or --amd-smi-library PATH if one \
+             is installed outside the loader's search path)",
         );
         return Err(Error::usage(format!(
             "cannot detect this host's GPUs: {why}; pass the pool size as --gpus N"
         )));
     };
+    gpus.warn_notes();
+    let library = gpus.library();
     if devices.is_empty() {
-        return Err(Error::usage(
-            "NVML reports no GPUs on this host; pass --gpus N to initialize a pool of N GPUs anyway",
-        ));
-    }
-    if devices.len() > MAX_GPUS {
         return Err(Error::usage(format!(
-            "NVML reports {} GPUs, more than the {MAX_GPUS} a pool may have; pass --gpus N",
+            "{library} reports no GPUs on this host; pass --gpus N to initialize a pool of N \
+             GPUs anyway"
+        )));
+    }
+    if devices.len() > MAX_POOL as usize {
+        return Err(Error::usage(format!(
+            "{library} reports {} GPUs, more than the {MAX_POOL} a pool may have; pass --gpus N",
             devices.len()
         )));
     }
@@ -121,8 +127,14 @@ fn detected(gpus: &Gpus) -> Result<u32> {
         .driver_version()
         .map(|version| format!(" (driver {version})"))
         .unwrap_or_default();
+    let instances = devices.iter().filter(|gpu| gpu.mig.is_some()).count();
+    let of_them = match instances {
+        0 => String::new(),
+        1 => ", 1 of them a MIG instance".to_string(),
+        n => format!(", {n} of them MIG instances"),
+    };
     output::println(&format!(
-        "Detected {} through NVML{driver}",
+        "Detected {} through {library}{driver}{of_them}",
         gpus_counted(devices.len() as u32, "")
     ))?;
     Ok(devices.len() as u32)

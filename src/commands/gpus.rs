@@ -1,100 +1,169 @@
-//! What NVML says about the GPUs, as the commands use it: which GPUs are in use without
-//! a reservation and by whom, and how to name the GPUs handed out.
+//! What the GPU libraries say about the GPUs, as the commands use it: which GPUs are in
+//! use without a reservation and by whom, and how to name the GPUs handed out. Which
+//! vendor answered matters only to the names (see `gpu_env`) and to the messages.
 //!
 //! Commands probe once, before any store transaction: asking the driver can take a
 //! while on a big host, and must never happen while the pool is locked.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 
-use crate::cli::{AllocationArgs, NvmlArgs, UsageArgs, VisibleDevices};
-use crate::commands::{cuda_list, format_ids};
+use crate::cli::{AllocationArgs, GpuLibraryArgs, UsageArgs, VisibleDevices};
 use crate::config::Config;
-use crate::gpu::{self, GpuInfo, GpuProcess, Probe};
+use crate::error::{Error, Result};
+use crate::gpu::{self, GpuInfo, GpuProcess, Host, Library, Request, Vendor};
+use crate::gpu_env::{self, Device, Known, Scheme};
 
 pub const DEFAULT_MEMORY_THRESHOLD_MIB: u64 = 1024;
 
-/// What `run` and `reserve` do without NVML, for the warning that says why.
+/// The most GPUs a pool may have, as `admin --gpus` accepts.
+pub const MAX_POOL: u32 = 1024;
+
+/// What `run` and `reserve` do without a GPU library, for the warning that says why.
 const UNDETECTED: &str = "GPUs in use without a reservation cannot be detected";
 
 /// The outcome of one probe.
 pub struct Gpus {
-    /// `None` when NVML could not be asked.
-    devices: Option<Vec<GpuInfo>>,
-    driver_version: Option<String>,
-    /// Why NVML could not be asked, where that deserves a warning. A host without the
-    /// NVIDIA library is normal and gets none.
-    problem: Option<String>,
+    host: Host,
 }
 
 impl Gpus {
-    /// Loads NVML from the flag or environment, else the configured path, else the
-    /// dynamic loader's search path.
-    pub fn probe(config: &Config, args: &NvmlArgs) -> Gpus {
-        let (path, source) = match (&args.nvml_library, &config.nvml_library) {
-            (Some(path), _) => (Some(path), "--nvml-library or CANHAZGPU_NVML_LIBRARY"),
-            (None, Some(path)) => (Some(path), "nvml_library in the configuration file"),
-            (None, None) => (None, ""),
+    /// Loads the vendors' libraries from the flag or environment, else the configured
+    /// path, else the dynamic loader's search path; only the configured vendor's when
+    /// `gpu_vendor` is set.
+    pub fn probe(config: &Config, args: &GpuLibraryArgs) -> Gpus {
+        let library =
+            |flag: &Option<PathBuf>, configured: &Option<PathBuf>, sources: [&'static str; 2]| {
+                match (flag, configured) {
+                    (Some(path), _) => Some((path.clone(), sources[0])),
+                    (None, Some(path)) => Some((path.clone(), sources[1])),
+                    (None, None) => None,
+                }
+            };
+        let nvml = library(
+            &args.nvml_library,
+            &config.nvml_library,
+            [
+                "--nvml-library or CANHAZGPU_NVML_LIBRARY",
+                "nvml_library in the configuration file",
+            ],
+        );
+        let amd_smi = library(
+            &args.amd_smi_library,
+            &config.amd_smi_library,
+            [
+                "--amd-smi-library or CANHAZGPU_AMD_SMI_LIBRARY",
+                "amd_smi_library in the configuration file",
+            ],
+        );
+        fn as_library<'a>(found: &'a Option<(PathBuf, &'static str)>) -> Option<Library<'a>> {
+            found.as_ref().map(|(path, source)| Library {
+                path: path.as_path(),
+                source,
+            })
+        }
+        let request = Request {
+            vendor: config.gpu_vendor,
+            nvml: as_library(&nvml),
+            amd_smi: as_library(&amd_smi),
+            mig: config.mig.unwrap_or(false),
         };
-        match gpu::probe(path.map(|path| path.as_path())) {
-            Probe::Devices {
-                driver_version,
-                gpus,
-            } => Gpus {
-                devices: Some(gpus),
-                driver_version,
-                problem: None,
-            },
-            // Silent only when nobody asked for a library: a path someone set and got
-            // wrong should not quietly turn the detection off.
-            Probe::NoLibrary => Gpus {
-                devices: None,
-                driver_version: None,
-                problem: path.map(|path| {
-                    format!(
-                        "there is no NVML library at {} (set by {source}); fix or unset that path",
-                        path.display()
-                    )
-                }),
-            },
-            Probe::Unavailable(problem) => Gpus {
-                devices: None,
-                driver_version: None,
-                problem: Some(problem),
-            },
+        Gpus {
+            host: gpu::detect(&request),
         }
     }
 
-    /// The one warning a command gives when NVML was expected but failed, ending with
-    /// what the command does instead.
+    /// The warnings a command gives about the GPU libraries; the one that leaves it
+    /// without GPU facts ends with what it does instead (`consequence`).
     pub fn warn(&self, consequence: &str) {
-        if let Some(problem) = &self.problem {
+        self.warn_notes();
+        let failed = self.host.conflict.as_ref().or(self.host.problem.as_ref());
+        if let Some(problem) = failed {
             eprintln!("canhazgpu: warning: {problem}; {consequence}");
         }
     }
 
-    /// No NVML at all, as on a host without the driver.
-    #[cfg(test)]
-    pub fn none() -> Gpus {
-        Gpus {
-            devices: None,
-            driver_version: None,
-            problem: None,
+    /// Warnings about a vendor's broken library while another vendor answered.
+    pub fn warn_notes(&self) {
+        for note in &self.host.notes {
+            eprintln!("canhazgpu: warning: {note}");
         }
     }
 
-    pub fn devices(&self) -> Option<&[GpuInfo]> {
-        self.devices.as_deref()
+    /// An error when both vendors have GPUs here and the configuration picks neither:
+    /// handing out GPUs, or counting them, would have to guess which kind is meant.
+    pub fn refuse_conflict(&self, refused: &str) -> Result<()> {
+        match &self.host.conflict {
+            Some(conflict) => Err(Error::failure(format!("{conflict}; {refused}"))),
+            None => Ok(()),
+        }
     }
 
+    /// No GPU library at all, as on a host without a driver.
+    #[cfg(test)]
+    pub fn none() -> Gpus {
+        Gpus {
+            host: Host::default(),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn of(vendor: Vendor, gpus: Vec<GpuInfo>) -> Gpus {
+        Gpus {
+            host: Host {
+                found: Some(gpu::Found {
+                    vendor,
+                    version: None,
+                    gpus,
+                }),
+                ..Host::default()
+            },
+        }
+    }
+
+    /// The units the library reports; `None` when no library could be asked.
+    pub fn devices(&self) -> Option<&[GpuInfo]> {
+        self.host.found.as_ref().map(|found| found.gpus.as_slice())
+    }
+
+    pub fn vendor(&self) -> Option<Vendor> {
+        self.host.found.as_ref().map(|found| found.vendor)
+    }
+
+    /// The library that answered, as messages name it (NVML without any).
+    pub fn library(&self) -> &'static str {
+        self.vendor().unwrap_or(Vendor::Nvidia).library()
+    }
+
+    /// How the GPUs handed out are named to their programs.
+    pub fn scheme(&self) -> Scheme {
+        match self.vendor() {
+            Some(Vendor::Amd) => Scheme::Rocm,
+            _ => Scheme::Cuda,
+        }
+    }
+
+    /// Why no library answered, or that two vendors did.
     pub fn problem(&self) -> Option<&str> {
-        self.problem.as_deref()
+        self.host
+            .conflict
+            .as_deref()
+            .or(self.host.problem.as_deref())
     }
 
     pub fn driver_version(&self) -> Option<&str> {
-        self.driver_version.as_deref()
+        self.host.found.as_ref()?.version.as_deref()
     }
 
-    /// NVML's GPU `id`, which is the pool's GPU `id`: both number in PCI order.
+    /// Whether some unit is a MIG instance, so that pool ids are not GPU indices.
+    pub fn has_mig(&self) -> bool {
+        self.devices()
+            .unwrap_or_default()
+            .iter()
+            .any(|gpu| gpu.mig.is_some())
+    }
+
+    /// The unit with the pool's id `id`.
     pub fn get(&self, id: u32) -> Option<&GpuInfo> {
         self.devices()?.iter().find(|gpu| gpu.index == id)
     }
@@ -144,43 +213,65 @@ pub fn describe_processes<'a>(processes: impl IntoIterator<Item = &'a GpuProcess
     described.join(", ")
 }
 
-/// What `run` and `reserve` take from NVML: GPUs to skip, and how to name the chosen.
+/// What `run` and `reserve` take from the GPU library: GPUs to skip, and how to name
+/// the chosen.
 pub struct Allocation {
     gpus: Gpus,
     busy: BTreeSet<u32>,
+    /// Pool ids no unit answers to where pool ids are not GPU indices (MIG): naming
+    /// them by index would hand out someone else's GPU.
+    unnamable: BTreeSet<u32>,
     force: bool,
     mode: VisibleDevices,
 }
 
 impl Allocation {
-    /// Probes NVML (warning once if it fails); call before the store transaction.
-    pub fn probe(config: &Config, args: &AllocationArgs) -> Allocation {
-        let gpus = Gpus::probe(config, &args.usage.nvml);
+    /// Probes the GPU libraries (warning once if they fail); call before the store
+    /// transaction. Refuses when two vendors' GPUs are here and the configuration picks
+    /// neither, and when `mig = true` but NVML cannot say which MIG instance an id is.
+    pub fn probe(config: &Config, args: &AllocationArgs) -> Result<Allocation> {
+        let gpus = Gpus::probe(config, &args.usage.libraries);
+        gpus.refuse_conflict("nothing was reserved")?;
+        if config.mig == Some(true) && gpus.devices().is_none() {
+            let why = gpus
+                .problem()
+                .unwrap_or("no NVML library (libnvidia-ml.so.1) was found");
+            return Err(Error::failure(format!(
+                "{why}; with mig = true in the configuration, GPU ids mean MIG instances \
+                 that only NVML can name, so nothing was reserved: fix NVML, or set \
+                 mig = false"
+            )));
+        }
         gpus.warn(UNDETECTED);
         let busy = gpus.busy(memory_threshold(config, &args.usage));
-        Allocation {
+        let unnamable = match gpus.devices() {
+            Some(units) if gpus.has_mig() => (units.len() as u32..MAX_POOL).collect(),
+            _ => BTreeSet::new(),
+        };
+        Ok(Allocation {
             gpus,
             busy,
+            unnamable,
             force: args.force,
             mode: args
                 .visible_devices
                 .or(config.visible_devices)
                 .unwrap_or_default(),
-        }
+        })
     }
 
     /// GPUs that must not be handed out even when the pool has them free.
     pub fn unusable(&self) -> BTreeSet<u32> {
-        if self.force {
-            BTreeSet::new()
-        } else {
-            self.busy.clone()
+        let mut unusable = self.unnamable.clone();
+        if !self.force {
+            unusable.extend(&self.busy);
         }
+        unusable
     }
 
-    /// Warns about busy GPUs that `--force` handed out, and returns the device list to
-    /// export for `ids`.
-    pub fn chosen(&self, ids: &[u32]) -> String {
+    /// Warns about busy GPUs that `--force` handed out, and returns the devices `ids`
+    /// are, named as the configuration asks.
+    pub fn chosen(&self, ids: &[u32]) -> Vec<Device> {
         for &id in ids {
             if let Some(gpu) = self.gpus.get(id).filter(|_| self.busy.contains(&id)) {
                 let by = if gpu.processes.is_empty() {
@@ -193,41 +284,25 @@ impl Allocation {
                 );
             }
         }
-        visible_devices(ids, self.mode, &self.gpus)
-    }
-}
-
-/// The CUDA_VISIBLE_DEVICES list for `ids`. Without NVML, UUID mode falls back to the
-/// indices: under CUDA_DEVICE_ORDER=PCI_BUS_ID they name the same GPUs, and refusing
-/// every job while the driver is unwell would help nobody.
-pub fn visible_devices(ids: &[u32], mode: VisibleDevices, gpus: &Gpus) -> String {
-    if mode == VisibleDevices::Uuid {
-        let uuids: Option<Vec<&str>> = ids
-            .iter()
-            .map(|&id| gpus.get(id).map(|gpu| gpu.uuid.as_str()))
-            .collect();
-        match (uuids, gpus.devices()) {
-            (Some(uuids), _) => return uuids.join(","),
-            (None, None) => eprintln!(
-                "canhazgpu: warning: GPU UUIDs (visible_devices = uuid) need NVML, which is not \
-                 available here; exporting GPU indices instead, which name the same GPUs"
-            ),
-            (None, Some(devices)) => {
-                let missing: Vec<u32> = ids
-                    .iter()
-                    .copied()
-                    .filter(|&id| gpus.get(id).is_none())
-                    .collect();
-                eprintln!(
-                    "canhazgpu: warning: NVML reports {} GPU(s) and no GPU {}, so it has no UUID \
-                     for it (is the pool larger than this host?); exporting GPU indices instead",
-                    devices.len(),
-                    format_ids(&missing)
-                );
-            }
+        let known = |id: u32| {
+            self.gpus.get(id).map(|gpu| Known {
+                index: gpu.gpu_index,
+                uuid: gpu.uuid.clone(),
+                mig: gpu.mig.is_some(),
+            })
+        };
+        let (devices, warnings) = gpu_env::name_devices(
+            ids,
+            self.mode,
+            self.gpus.scheme(),
+            known,
+            self.gpus.devices().map(<[GpuInfo]>::len),
+        );
+        for warning in warnings {
+            eprintln!("canhazgpu: warning: {warning}");
         }
+        devices
     }
-    cuda_list(ids)
 }
 
 #[cfg(test)]
@@ -237,6 +312,9 @@ mod tests {
     fn gpu(index: u32, used: u64, processes: &[(u32, u64, Option<&str>)]) -> GpuInfo {
         GpuInfo {
             index,
+            gpu_index: index,
+            mig: None,
+            note: None,
             name: format!("GPU model {index}"),
             uuid: format!("GPU-{index}"),
             memory_total_mib: 80_000,
@@ -253,10 +331,9 @@ mod tests {
     }
 
     fn gpus(devices: Option<Vec<GpuInfo>>) -> Gpus {
-        Gpus {
-            devices,
-            driver_version: None,
-            problem: None,
+        match devices {
+            Some(devices) => Gpus::of(Vendor::Nvidia, devices),
+            None => Gpus::none(),
         }
     }
 
@@ -279,22 +356,6 @@ mod tests {
         assert_eq!(
             describe_processes(&gpu.processes),
             "alice (pid 12, 10240 MiB), ? (pid 13, 0 MiB)"
-        );
-    }
-
-    #[test]
-    fn uuids_or_indices() {
-        let two = gpus(Some(vec![gpu(0, 0, &[]), gpu(1, 0, &[])]));
-        assert_eq!(
-            visible_devices(&[0, 1], VisibleDevices::Uuid, &two),
-            "GPU-0,GPU-1"
-        );
-        assert_eq!(visible_devices(&[0, 1], VisibleDevices::Index, &two), "0,1");
-        // A GPU NVML does not know, or no NVML at all: indices for all.
-        assert_eq!(visible_devices(&[1, 2], VisibleDevices::Uuid, &two), "1,2");
-        assert_eq!(
-            visible_devices(&[1], VisibleDevices::Uuid, &gpus(None)),
-            "1"
         );
     }
 }

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod completions;
 pub mod gpus;
 pub mod init;
+pub mod man;
 pub mod prompt;
 pub mod queue;
 pub mod release;
@@ -25,6 +26,10 @@ pub struct Context {
     pub store: Store,
     pub config: Config,
     pub view: ProcView,
+    /// What a shell's layer records as `store`'s place (`CANHAZGPU_SHELL_STORE`): the
+    /// URL when `--store` or the shell's layer chose it, `None` for the default
+    /// (`CANHAZGPU_STORE` or the configuration).
+    pub store_key: Option<String>,
 }
 
 impl Context {
@@ -47,6 +52,22 @@ impl Context {
             });
         }
         Ok((pool, now))
+    }
+
+    /// A snapshot of the pool in the store a shell's layer records (`None`: the
+    /// default store); shell layers may come from different stores.
+    pub fn snapshot_of(&self, store_key: Option<&str>) -> Result<Option<Pool>> {
+        if store_key == self.store_key.as_deref() {
+            return self.store.snapshot().map(|snapshot| snapshot.pool);
+        }
+        let store = match store_key {
+            Some(url) => Store::open(url)?,
+            None => {
+                let env = std::env::var(crate::config::STORE_ENV).ok();
+                self.config.open_store(env.as_deref())?
+            }
+        };
+        store.snapshot().map(|snapshot| snapshot.pool)
     }
 
     /// This process as a reservation or queue owner.
@@ -79,57 +100,4 @@ pub fn current_user() -> String {
 pub fn format_ids(ids: &[u32]) -> String {
     let list: Vec<String> = ids.iter().map(u32::to_string).collect();
     format!("[{}]", list.join(", "))
-}
-
-pub fn cuda_list(ids: &[u32]) -> String {
-    let list: Vec<String> = ids.iter().map(u32::to_string).collect();
-    list.join(",")
-}
-
-/// The environment a job needs to use `devices` (a CUDA_VISIBLE_DEVICES list).
-pub fn device_env(devices: &str) -> [(&'static str, String); 3] {
-    [
-        ("CUDA_VISIBLE_DEVICES", devices.to_string()),
-        // Container runtimes (nvidia-container-toolkit) read this one instead.
-        ("NVIDIA_VISIBLE_DEVICES", devices.to_string()),
-        // Ids mean NVML's and nvidia-smi's numbering, not CUDA's fastest-first order.
-        ("CUDA_DEVICE_ORDER", "PCI_BUS_ID".to_string()),
-    ]
-}
-
-/// `export NAME=value ...` for POSIX shells (and fish's `export`) to eval.
-pub fn export_line(devices: &str) -> String {
-    let assignments: Vec<String> = device_env(devices)
-        .iter()
-        .map(|(name, value)| format!("{name}={}", sh_quote(value)))
-        .collect();
-    format!("export {}", assignments.join(" "))
-}
-
-/// Quotes `value` for a shell where needed: UUIDs come from the driver, and eval must
-/// not run whatever a broken one returns.
-fn sh_quote(value: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || ",._-:/+@%".contains(c);
-    if !value.is_empty() && value.chars().all(plain) {
-        value.to_string()
-    } else {
-        format!("'{}'", value.replace('\'', "'\\''"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn export_line_quotes_odd_values() {
-        assert_eq!(
-            export_line("0,1"),
-            "export CUDA_VISIBLE_DEVICES=0,1 NVIDIA_VISIBLE_DEVICES=0,1 CUDA_DEVICE_ORDER=PCI_BUS_ID"
-        );
-        assert_eq!(sh_quote("GPU-ab12-cd"), "GPU-ab12-cd");
-        assert_eq!(sh_quote("a b"), "'a b'");
-        assert_eq!(sh_quote("x'$(rm -rf ~)"), "'x'\\''$(rm -rf ~)'");
-        assert_eq!(sh_quote(""), "''");
-    }
 }

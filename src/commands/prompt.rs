@@ -6,6 +6,7 @@
 
 use crate::commands::Context;
 use crate::error::Result;
+use crate::gpu_env::Device;
 use crate::output;
 use crate::shell::prompt::{FORMAT_VAR, segment};
 use crate::shell::session::holding_of;
@@ -14,7 +15,7 @@ use crate::shell::vars::Vars;
 pub fn prompt(open: impl FnOnce() -> Result<Context>) -> Result<i32> {
     // Variables we cannot read cannot name a holder either; print nothing, like a shell
     // that holds nothing.
-    let Ok(vars) = Vars::from_env() else {
+    let Ok((vars, _)) = Vars::from_env(None) else {
         return Ok(0);
     };
     let Some(holder) = vars.holder() else {
@@ -35,7 +36,7 @@ pub fn prompt(open: impl FnOnce() -> Result<Context>) -> Result<i32> {
     }
     // The environment's order is the one CUDA_VISIBLE_DEVICES uses.
     let mut shown = vars;
-    shown.hold(&holding);
+    shown.hold(&holding, &Device::by_index);
     let format = std::env::var(FORMAT_VAR).ok();
     let text = segment(
         format.as_deref(),

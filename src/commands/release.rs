@@ -8,38 +8,161 @@
 use crate::cli::ReleaseArgs;
 use crate::commands::{Context, current_user, format_ids, now};
 use crate::error::{Error, Result};
+use crate::gpu_env::Device;
 use crate::liveness::ProcView;
-use crate::model::{Kind, Owner, Reservation};
+use crate::model::{Kind, Owner, Pool, Reservation, Timestamp};
 use crate::output;
 use crate::powers;
+use crate::shell::Shell;
 use crate::shell::lease;
-use crate::shell::session::{self, Session, Truth};
-use crate::shell::vars::Vars;
+use crate::shell::session::{self, Clock, Pools, Session, Truth};
+use crate::shell::vars::{Lost, Unwritable, Vars};
+
+/// What a release did.
+struct Released {
+    ids: Vec<u32>,
+    /// The processes that held them, whose shells' markers go.
+    owners: Vec<Owner>,
+    /// Manual reservations of the user left elsewhere, for the hint when none was this
+    /// shell's.
+    others: Vec<u32>,
+    /// GPUs an administrator took back, and from whom.
+    reclaimed: Vec<(u32, String)>,
+    pool: Pool,
+    /// The store's time of the commit.
+    now: Timestamp,
+}
 
 pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
     let session = args
         .owner_pid
         .map(|pid| Session::attach(&ctx.view, pid))
         .transpose()?;
+    if let Some(session) = session.as_ref().filter(|_| args.subshell) {
+        session.check_output_returns("release")?;
+    }
     if args.sync {
         return sync(ctx, args, session);
     }
-    if let Some(ids) = &args.gpu_ids {
-        return release_ids(ctx, ids, args.shell.is_some(), args.force);
-    }
-    let vars = args.shell.map(|_| Vars::from_env()).transpose()?;
-    let only = match (&session, args.all) {
-        (Some(session), false) => Some(session.owner.clone()),
-        _ => None,
+    let (vars, unwritable) = match args.shell {
+        Some(shell) => Vars::from_env(Some(shell))?,
+        None => (Vars::default(), Vec::new()),
     };
     let user = current_user();
-    let (released, owners, others, pool, now) = ctx.store.update(|pool, now| {
+    let done = match &args.gpu_ids {
+        Some(ids) => release_ids(ctx, ids, &user, args.force)?,
+        None => {
+            let only = match (&session, args.all) {
+                (Some(session), false) => Some(session.owner.clone()),
+                _ => None,
+            };
+            release_manual(ctx, only.as_ref(), &user)?
+        }
+    };
+    // The shells that held them look at their markers at the next prompt.
+    for owner in &done.owners {
+        lease::remove(owner);
+    }
+    let message = match done.ids.len() {
+        0 if args.gpu_ids.is_none() => None,
+        n => {
+            let mut message = format!("Released {n} GPU(s): {}", format_ids(&done.ids));
+            for (id, holder) in &done.reclaimed {
+                message.push_str(&format!("\nTook GPU {id} back from {holder}"));
+            }
+            Some(message)
+        }
+    };
+    let Some(session) = session else {
+        let message = message.as_deref();
+        return output::println(message.unwrap_or("No manually reserved GPUs to release"));
+    };
+    // Shell mode: stdout is for shell code only.
+    let Some(shell) = args.shell else {
+        // The exit hook: whatever this shell held is over, its marker too.
+        lease::remove(&session.owner);
+        if let Some(message) = message {
+            eprintln!("{message}");
+        }
+        return Ok(());
+    };
+    match message {
+        Some(message) => eprintln!("{message}"),
+        None => explain_nothing_released(&session, &vars, &done, args.all, &user),
+    }
+    restore_shell(ctx, shell, &session, (&vars, &unwritable), done)
+}
+
+/// After a release in shell mode: the shell code that brings its variables in line
+/// with what it still holds, and news of what else ended.
+fn restore_shell(
+    ctx: &Context,
+    shell: Shell,
+    session: &Session,
+    (vars, unwritable): (&Vars, &[Unwritable]),
+    done: Released,
+) -> Result<()> {
+    let now = done.now;
+    let (pools, unread) = Pools::read(
+        vars,
+        Some((ctx.store_key.clone(), Some(done.pool))),
+        |store| ctx.snapshot_of(store),
+    );
+    for problem in unread {
+        eprintln!("canhazgpu: warning: {problem}");
+    }
+    let truth = Truth::Store(&pools);
+    let (mut after, lost) =
+        session.settle(vars, truth, now, &ctx.rules(), &ctx.view, &Device::by_index);
+    // What this command released needs no story; anything else that went is news.
+    session.report(&news(&lost, &done.ids));
+    session.forget(&lost, &ctx.view);
+    if after.has_layer() {
+        session.refresh_lease(&mut after, &ctx.view);
+    }
+    Session::warn_unwritable(shell, unwritable, vars, &after);
+    output::print(&session::script(
+        shell,
+        vars,
+        &after,
+        unwritable,
+        Clock::at(now),
+    ))
+}
+
+/// `lost` without the GPUs in `released`.
+fn news(lost: &[Lost], released: &[u32]) -> Vec<Lost> {
+    lost.iter()
+        .filter_map(|layer| {
+            let ended: Vec<_> = layer
+                .ended
+                .iter()
+                .filter_map(|(why, ids)| {
+                    let ids: Vec<u32> = ids
+                        .iter()
+                        .copied()
+                        .filter(|id| !released.contains(id))
+                        .collect();
+                    (!ids.is_empty()).then(|| (why.clone(), ids))
+                })
+                .collect();
+            (!ended.is_empty()).then(|| Lost {
+                ended,
+                ..layer.clone()
+            })
+        })
+        .collect()
+}
+
+/// The manual reservations of `user`; only those of `only` when given (a shell's own).
+fn release_manual(ctx: &Context, only: Option<&Owner>, user: &str) -> Result<Released> {
+    ctx.store.update(|pool, now| {
         ctx.sweep(pool, now);
-        let mine = |r: &Reservation| r.kind == Kind::Manual && r.held_by(&user);
+        let mine = |r: &Reservation| r.kind == Kind::Manual && r.held_by(user);
         let chosen = pool.ids_where(|slot| {
             slot.reservation
                 .as_ref()
-                .is_some_and(|r| mine(r) && (only.is_none() || r.owner == only))
+                .is_some_and(|r| mine(r) && (only.is_none() || r.owner.as_ref() == only))
         });
         let mut owners: Vec<Owner> = Vec::new();
         for &id in &chosen {
@@ -49,93 +172,103 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
                 owners.push(owner);
             }
         }
-        // What the user still holds elsewhere, for the hint when this shell held nothing.
         let others = pool.ids_where(|slot| slot.reservation.as_ref().is_some_and(mine));
-        let after = vars.is_some().then(|| pool.clone());
-        Ok((chosen, owners, others, after, now))
-    })?;
-    // The shells that held them look at their markers at the next prompt.
-    for owner in &owners {
-        lease::remove(owner);
-    }
-
-    let Some(session) = session else {
-        if released.is_empty() {
-            return output::println("No manually reserved GPUs to release");
-        }
-        return output::println(&format!(
-            "Released {} GPU(s): {}",
-            released.len(),
-            format_ids(&released)
-        ));
-    };
-    // Shell mode: stdout is for shell code only.
-    if !released.is_empty() {
-        eprintln!(
-            "Released {} GPU(s): {}",
-            released.len(),
-            format_ids(&released)
-        );
-    } else if args.shell.is_some() {
-        explain_nothing_released(&session, vars.as_ref(), &others);
-    }
-    let (Some(shell), Some(vars)) = (args.shell, vars) else {
-        return Ok(());
-    };
-    let truth = Truth::Store(pool.as_ref());
-    let (after, dropped) = session.settle(&vars, truth, now, &ctx.rules(), &ctx.view);
-    // What this shell released itself needs no story; anything else that went is news.
-    let news: Vec<_> = dropped
-        .into_iter()
-        .filter(|d| !d.ids.iter().all(|id| released.contains(id)))
-        .collect();
-    session.report(&news);
-    output::print(&session::script(shell, &vars, &after, now))
+        Ok(Released {
+            ids: chosen,
+            owners,
+            others,
+            reclaimed: Vec::new(),
+            pool: pool.clone(),
+            now,
+        })
+    })
 }
 
-fn explain_nothing_released(session: &Session, vars: Option<&Vars>, others: &[u32]) {
+/// Why nothing was released, and what would release it.
+fn explain_nothing_released(
+    session: &Session,
+    vars: &Vars,
+    done: &Released,
+    all: bool,
+    user: &str,
+) {
     let inherited = vars
-        .and_then(|v| Some((v.holder()?, v.gpus())))
-        .filter(|(holder, ids)| *holder != session.shell_pid && !ids.is_empty());
+        .holder()
+        .filter(|holder| *holder != session.shell_pid)
+        .map(|holder| (holder, vars.gpus()))
+        .filter(|(_, ids)| !ids.is_empty());
     if let Some((holder, ids)) = inherited {
+        let ids = format_ids(&ids);
+        match account_of(&done.pool, holder) {
+            // `--all` is no help: they are another account's (a shell after `su`).
+            Some(account) if account != user => eprintln!(
+                "GPU(s) {ids} in this shell's environment were reserved by {account}'s shell \
+                 {holder}, and this shell runs as {user}: only {account} or an administrator \
+                 can release them; they leave this shell's variables when that happens"
+            ),
+            _ if all => eprintln!("No manually reserved GPUs to release"),
+            _ => eprintln!(
+                "This shell reserved no GPUs itself; GPU(s) {ids} in its environment belong to \
+                 shell {holder}: release them there, or with `canhazgpu release --all`"
+            ),
+        }
+    } else if !done.others.is_empty() && !all {
         eprintln!(
-            "This shell reserved no GPUs itself; GPU(s) {} in its environment belong to shell {holder}: release them there, or with `canhazgpu release --all`",
-            format_ids(&ids)
-        );
-    } else if !others.is_empty() {
-        eprintln!(
-            "No GPUs reserved by this shell; you hold GPU(s) {} from elsewhere, which `canhazgpu release --all` releases",
-            format_ids(others)
+            "No GPUs reserved by this shell; you hold GPU(s) {} from elsewhere, which \
+             `canhazgpu release --all` releases",
+            format_ids(&done.others)
         );
     } else {
         eprintln!("No manually reserved GPUs to release");
     }
 }
 
-/// `--sync`: the prompt hook saw the expiry pass or the marker vanish.
+/// The account whose reservation process `pid` holds.
+fn account_of(pool: &Pool, pid: u32) -> Option<String> {
+    pool.gpus
+        .iter()
+        .filter_map(|slot| slot.reservation.as_ref())
+        .find(|r| r.owner.as_ref().is_some_and(|owner| owner.pid == pid))
+        .map(|r| r.actual_user.clone().unwrap_or_else(|| r.user.clone()))
+}
+
+/// `--sync`: the prompt hook saw the expiry pass, the marker vanish, or its time to
+/// look come.
 fn sync(ctx: &Context, args: &ReleaseArgs, session: Option<Session>) -> Result<()> {
     let (Some(shell), Some(session)) = (args.shell, session) else {
         return Err(Error::usage("--sync needs --shell and --owner-pid"));
     };
-    let vars = Vars::from_env()?;
-    let snapshot = if vars.has_layer() {
-        Some(ctx.store.snapshot()?)
-    } else {
-        None
-    };
-    let now = snapshot.as_ref().map_or_else(now, |snapshot| snapshot.now);
-    let (mut after, dropped) = match &snapshot {
-        Some(snapshot) => {
-            let truth = Truth::Store(snapshot.pool.as_ref());
-            session.settle(&vars, truth, now, &ctx.rules(), &ctx.view)
+    let (vars, unwritable) = Vars::from_env(Some(shell))?;
+    let mut clock = Clock::now();
+    let (mut after, lost) = if vars.has_layer() {
+        // The store's time judges expiry, as in every command.
+        let top = ctx.store.snapshot()?;
+        clock = Clock::at(top.now);
+        let known = Some((ctx.store_key.clone(), top.pool));
+        let (pools, unread) = Pools::read(&vars, known, |store| ctx.snapshot_of(store));
+        for problem in unread {
+            eprintln!("canhazgpu: warning: {problem}");
         }
-        None => (vars.clone(), Vec::new()),
+        let truth = Truth::Store(&pools);
+        let now = clock.unix();
+        session.settle(
+            &vars,
+            truth,
+            now,
+            &ctx.rules(),
+            &ctx.view,
+            &Device::by_index,
+        )
+    } else {
+        (vars.clone(), Vec::new())
     };
-    session.report(&dropped);
+    session.report(&lost);
+    session.forget(&lost, &ctx.view);
     if after.has_layer() {
         session.refresh_lease(&mut after, &ctx.view);
     }
-    output::print(&session::script(shell, &vars, &after, now))
+    Session::warn_unwritable(shell, &unwritable, &vars, &after);
+    output::print(&session::script(shell, &vars, &after, &unwritable, clock))
 }
 
 /// `--inherited`: at shell start, drop variables that came from a shell that is not this
@@ -146,20 +279,22 @@ pub fn inherited(args: &ReleaseArgs) -> Result<i32> {
     };
     let view = ProcView::new();
     let session = Session::attach(&view, pid)?;
-    let vars = Vars::from_env()?;
-    let now = now();
+    let (vars, unwritable) = Vars::from_env(Some(shell))?;
+    let clock = Clock::now();
     let rules = crate::liveness::Rules {
         heartbeat_timeout: crate::liveness::DEFAULT_HEARTBEAT_TIMEOUT,
     };
-    let (after, dropped) = session.settle(&vars, Truth::ProcessTree, now, &rules, &view);
-    session.report(&dropped);
-    output::print(&session::script(shell, &vars, &after, now))?;
+    let truth = Truth::ProcessTree;
+    let (after, lost) = session.settle(&vars, truth, now(), &rules, &view, &Device::by_index);
+    session.report(&lost);
+    Session::warn_unwritable(shell, &unwritable, &vars, &after);
+    output::print(&session::script(shell, &vars, &after, &unwritable, clock))?;
     Ok(0)
 }
 
 /// `release --gpu-ids`: exactly these GPUs, all or nothing, each of them the caller's;
 /// with `--force` (admins only) others' too.
-fn release_ids(ctx: &Context, ids: &[u32], shell_mode: bool, force: bool) -> Result<()> {
+fn release_ids(ctx: &Context, ids: &[u32], user: &str, force: bool) -> Result<Released> {
     let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
     if ids.is_empty() || distinct.len() != ids.len() {
         return Err(Error::usage(
@@ -169,8 +304,7 @@ fn release_ids(ctx: &Context, ids: &[u32], shell_mode: bool, force: bool) -> Res
     if force {
         powers::require_admin(&ctx.config, &ctx.store, "take back GPUs that others hold")?;
     }
-    let user = current_user();
-    let (owners, reclaimed) = ctx.store.update(|pool, now| {
+    ctx.store.update(|pool, now| {
         ctx.sweep(pool, now);
         let refusals: Vec<String> = ids
             .iter()
@@ -178,8 +312,9 @@ fn release_ids(ctx: &Context, ids: &[u32], shell_mode: bool, force: bool) -> Res
                 None => Some(format!("GPU {id} is not in the pool")),
                 Some(slot) => match &slot.reservation {
                     None => Some(format!("GPU {id} is not reserved")),
-                    Some(r) if !r.held_by(&user) && !force => Some(format!(
-                        "GPU {id} is held by {}, not by you (an admin can take it back with --force)",
+                    Some(r) if !r.held_by(user) && !force => Some(format!(
+                        "GPU {id} is held by {}, not by you (an admin can take it back with \
+                         --force)",
                         r.user
                     )),
                     Some(_) => None,
@@ -198,32 +333,24 @@ fn release_ids(ctx: &Context, ids: &[u32], shell_mode: bool, force: bool) -> Res
             let others = pool.gpus[id as usize]
                 .reservation
                 .as_ref()
-                .filter(|r| !r.held_by(&user))
+                .filter(|r| !r.held_by(user))
                 .map(|r| r.user.clone());
             let ended = match &others {
                 Some(holder) => {
                     reclaimed.push((id, holder.clone()));
-                    pool.reclaim(id, now, &user)
+                    pool.reclaim(id, now, user)
                 }
                 None => pool.release(id, now),
             };
             owners.extend(ended.and_then(|r| r.owner));
         }
-        Ok((owners, reclaimed))
-    })?;
-    // Shells that held any of them notice at their next prompt.
-    for owner in &owners {
-        lease::remove(owner);
-    }
-    let mut message = format!("Released {} GPU(s): {}", ids.len(), format_ids(ids));
-    for (id, holder) in &reclaimed {
-        message.push_str(&format!("\nTook GPU {id} back from {holder}"));
-    }
-    // In shell mode stdout is evaluated as shell code.
-    if shell_mode {
-        eprintln!("{message}");
-        Ok(())
-    } else {
-        output::println(&message)
-    }
+        Ok(Released {
+            ids: ids.to_vec(),
+            owners,
+            others: Vec::new(),
+            reclaimed,
+            pool: pool.clone(),
+            now,
+        })
+    })
 }

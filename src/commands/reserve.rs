@@ -6,15 +6,17 @@
 use crate::cli::ReserveArgs;
 use crate::commands::acquire::{Asked, acquire};
 use crate::commands::gpus::Allocation;
-use crate::commands::{Context, current_user, export_line, format_ids};
+use crate::commands::{Context, current_user, format_ids};
 use crate::duration::{self, format_hms};
 use crate::error::{Error, Result};
+use crate::gpu_env::{self, Device};
 use crate::model::{Kind, Pool, Reservation, Timestamp};
 use crate::output;
 use crate::shell::Shell;
+use crate::shell::emit;
 use crate::shell::lease;
-use crate::shell::session::{self, Session, Truth};
-use crate::shell::vars::Vars;
+use crate::shell::session::{self, Clock, Pools, Session, Truth};
+use crate::shell::vars::{Unwritable, Vars};
 
 pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     let length = match &args.duration {
@@ -26,13 +28,19 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
         .owner_pid
         .map(|pid| Session::attach(&ctx.view, pid))
         .transpose()?;
-    // Read before reserving: variables that could not be restored later must stop us
-    // before the store changes, not after.
-    let vars = args.shell.map(|_| Vars::from_env()).transpose()?;
+    if let Some(session) = session.as_ref().filter(|_| args.subshell) {
+        session.check_output_returns("reserve")?;
+    }
+    // Read before reserving: variables the shell could not take, or could not get back
+    // later, must stop us before the store changes, not after.
+    let vars = match (args.shell, &session) {
+        (Some(shell), Some(session)) => Some(shell_vars(ctx, shell, session)?),
+        _ => None,
+    };
     let owner = session.as_ref().map(|s| s.owner.clone());
     // While waiting in the queue, this process is what must stay alive.
     let me = ctx.own_identity()?;
-    let gpus = Allocation::probe(&ctx.config, &args.alloc);
+    let gpus = Allocation::probe(&ctx.config, &args.alloc)?;
     let unusable = gpus.unusable();
     let request = asked.request(args.gpus, Kind::Manual, &unusable);
     let mut started = 0;
@@ -80,11 +88,41 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     announced.map_err(|e| take_back(ctx, &reserved.ids, written.as_ref(), &e))
 }
 
+/// The shell's variables, if a reservation can be put into them: none read-only,
+/// numeric or otherwise unable to take a device list, and no layer of this shell from
+/// another store (the new GPUs would hide those from `CUDA_VISIBLE_DEVICES`).
+fn shell_vars(ctx: &Context, shell: Shell, session: &Session) -> Result<Vars> {
+    let (vars, unwritable) = Vars::from_env(Some(shell))?;
+    if let Some(locked) = unwritable.first() {
+        return Err(refusal(shell, locked));
+    }
+    if vars.holder() == Some(session.shell_pid) && vars.store() != ctx.store_key.as_deref() {
+        let theirs = vars.store().unwrap_or("the default store");
+        return Err(Error::usage(format!(
+            "this shell holds GPU(s) {} from {theirs}, and a reservation from another store \
+             would hide them from CUDA_VISIBLE_DEVICES; nothing was reserved. Release them \
+             first (`canhazgpu release`), or reserve from the same store",
+            format_ids(&vars.gpus())
+        )));
+    }
+    Ok(vars)
+}
+
+fn refusal(shell: Shell, locked: &Unwritable) -> Error {
+    Error::failure(format!(
+        "{} is {} in this shell, so the GPUs could not be put into it; nothing was \
+         reserved. Fix: {}; or reserve without the shell integration: \
+         `command canhazgpu reserve ...`",
+        locked.name,
+        locked.problem.describe(shell),
+        locked.problem.remedy(shell, locked.name)
+    ))
+}
+
 /// What was reserved, for the messages.
 struct Reserved {
     ids: Vec<u32>,
-    /// The CUDA_VISIBLE_DEVICES list.
-    devices: String,
+    devices: Vec<Device>,
     length: std::time::Duration,
     now: Timestamp,
 }
@@ -99,13 +137,25 @@ impl Reserved {
             format_hms(self.length.as_secs() as i64)
         )
     }
+
+    /// How the shell's device lists name GPU `id`.
+    fn device(&self, id: u32) -> Device {
+        self.devices
+            .iter()
+            .find(|device| device.id == id)
+            .cloned()
+            .unwrap_or_else(|| Device::by_index(id))
+    }
 }
 
 /// Plain `reserve`: the news on stderr, the export line alone on stdout.
 fn announce(reserved: &Reserved) -> Result<()> {
     eprintln!("{}", reserved.summary());
     eprintln!("Release them early with `canhazgpu release`. To use them in this shell:");
-    output::println(&export_line(&reserved.devices))
+    let env = gpu_env::environment(&reserved.devices);
+    output::println(&emit::posix_export_line(
+        env.iter().map(|(name, value)| (*name, value.as_str())),
+    ))
 }
 
 /// From the shell function of `init`: shell code on stdout that exports the GPUs into
@@ -119,23 +169,27 @@ fn announce_to_shell(
     pool: &Pool,
 ) -> Result<()> {
     let now = reserved.now;
+    let name = |id: u32| reserved.device(id);
     let rules = ctx.rules();
+    let known = Some((ctx.store_key.clone(), Some(pool.clone())));
+    let (pools, unread) = Pools::read(vars, known, |store| ctx.snapshot_of(store));
+    for problem in unread {
+        eprintln!("canhazgpu: warning: {problem}");
+    }
     // Stale layers (an inherited reservation that ended) go first, so that the new layer
     // does not save them as the environment to come back to.
-    let truth = Truth::Store(Some(pool));
-    let (mut after, dropped) = session.settle(vars, truth, now, &rules, &ctx.view);
-    session.report(&dropped);
+    let truth = Truth::Store(&pools);
+    let (mut after, lost) = session.settle(vars, truth, now, &rules, &ctx.view, &name);
+    session.report(&lost);
+    session.forget(&lost, &ctx.view);
     // A second reserve in the same shell adds to its layer; otherwise this shell starts
     // its own on top of whatever it inherited.
     if after.holder() != Some(session.shell_pid) {
-        after = after.push_layer(session.shell_pid, None);
-        after.hold(&session::holding_of(
-            pool,
-            &session.owner,
-            now,
-            &rules,
-            &ctx.view,
-        ));
+        after = after.push_layer(session.shell_pid, ctx.store_key.as_deref());
+        after.hold(
+            &session::holding_of(pool, &session.owner, now, &rules, &ctx.view),
+            &name,
+        );
     }
     session.refresh_lease(&mut after, &ctx.view);
     let held = after.gpus();
@@ -148,7 +202,7 @@ fn announce_to_shell(
     } else {
         eprintln!("{}", reserved.summary());
     }
-    output::print(&session::script(shell, vars, &after, now))
+    output::print(&session::script(shell, vars, &after, &[], Clock::at(now)))
 }
 
 /// Gives back the GPUs of a reservation whose caller never heard of it (its stdout had
@@ -175,9 +229,10 @@ fn take_back(ctx: &Context, ids: &[u32], written: Option<&Reservation>, why: &Er
             format_ids(&released)
         )),
         Err(e) => Error::failure(format!(
-            "{what}, and giving GPU(s) {} back failed: {e}; release them with `canhazgpu release --gpu-ids {}`",
+            "{what}, and giving GPU(s) {} back failed: {e}; release them with `canhazgpu \
+             release --gpu-ids {}`",
             format_ids(ids),
-            crate::commands::cuda_list(ids)
+            gpu_env::id_list(ids)
         )),
     }
 }

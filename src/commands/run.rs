@@ -20,9 +20,10 @@ use signal_hook::low_level::siginfo::Cause;
 use crate::cli::{OnLost, RunArgs};
 use crate::commands::acquire::{Asked, acquire};
 use crate::commands::gpus::Allocation;
-use crate::commands::{Context, current_user, device_env, format_ids};
+use crate::commands::{Context, current_user, format_ids};
 use crate::duration;
 use crate::error::{Error, Result};
+use crate::gpu_env::{self, Device};
 use crate::model::{Kind, Owner, Pool, Reservation};
 use crate::signals;
 
@@ -49,7 +50,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
         None => None,
     };
     let asked = Asked::from_args(&args.request, &ctx.config, current_user())?;
-    let gpus = Allocation::probe(&ctx.config, &args.alloc);
+    let gpus = Allocation::probe(&ctx.config, &args.alloc)?;
     let unusable = gpus.unusable();
     let request = asked.request(args.gpus, Kind::Run, &unusable);
     let mut reservation = Reservation {
@@ -111,7 +112,7 @@ struct Held {
 fn supervise(
     ctx: &Context,
     held: &Held,
-    devices: &str,
+    devices: &[Device],
     interval: Duration,
     program: &std::ffi::OsString,
     program_args: &[std::ffi::OsString],
@@ -124,7 +125,9 @@ fn supervise(
         .map_err(|e| Error::failure(format!("cannot install signal handlers: {e}")))?;
     let signal_handle = signals.handle();
     let mut command = Command::new(program);
-    command.args(program_args).envs(device_env(devices));
+    command
+        .args(program_args)
+        .envs(gpu_env::environment(devices));
     if signals::ignored_by_caller(SIGPIPE) {
         // SAFETY: the hook only makes an async-signal-safe call.
         unsafe { command.pre_exec(signals::restore_sigpipe_in_child) };

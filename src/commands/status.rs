@@ -1,14 +1,16 @@
 //! `canhazgpu status`: one line per GPU.
 //!
 //! Each line starts with the seed's words (`GPU 0: AVAILABLE ...`, `GPU 1: IN USE by ...`)
-//! so that scripts reading them keep working; what NVML adds comes after them, or
-//! replaces AVAILABLE with IN USE WITHOUT RESERVATION for a GPU someone uses unasked.
+//! so that scripts reading them keep working; what the GPU library (NVML or AMD SMI)
+//! adds comes after them, or replaces AVAILABLE with IN USE WITHOUT RESERVATION for a
+//! GPU someone uses unasked.
 
 use crate::cli::StatusArgs;
 use crate::commands::Context;
 use crate::commands::gpus::{Gpus, describe_processes, memory_threshold};
 use crate::duration::format_hms;
 use crate::error::{Error, Result};
+use crate::gpu::GpuInfo;
 use crate::model::{GpuSlot, Kind, Pool, Reservation, Timestamp};
 use crate::output;
 use crate::views::{self, GpuState};
@@ -16,7 +18,7 @@ use crate::views::{self, GpuState};
 pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
     // Asked before the pool is read, so the reservations shown are no older than the
     // processes they are compared with.
-    let gpus = Gpus::probe(&ctx.config, &args.usage.nvml);
+    let gpus = Gpus::probe(&ctx.config, &args.usage.libraries);
     gpus.warn("showing reservations only");
     let threshold = memory_threshold(&ctx.config, &args.usage);
     let (pool, now) = ctx.current_pool()?;
@@ -40,7 +42,7 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
 
 fn describe_nvml(gpus: &Gpus, pool_size: usize, threshold: u64) -> String {
     let Some(devices) = gpus.devices() else {
-        return "NVML: not available; showing reservations only".to_string();
+        return "NVML, AMD SMI: not available; showing reservations only".to_string();
     };
     let driver = gpus
         .driver_version()
@@ -51,8 +53,15 @@ fn describe_nvml(gpus: &Gpus, pool_size: usize, threshold: u64) -> String {
     } else {
         format!(" (the pool has {pool_size})")
     };
+    let instances = devices.iter().filter(|gpu| gpu.mig.is_some()).count();
+    let of_them = match instances {
+        0 => String::new(),
+        n => format!(", {n} of them MIG instances"),
+    };
     format!(
-        "NVML: {driver}{} GPU(s){mismatch}; in use without reservation above {threshold} MiB",
+        "{}: {driver}{} GPU(s){of_them}{mismatch}; in use without reservation above \
+         {threshold} MiB",
+        gpus.library(),
         devices.len()
     )
 }
@@ -65,8 +74,9 @@ fn describe(slot: &GpuSlot, pool: &Pool, now: Timestamp, gpus: &Gpus, threshold:
         (None, Some(gpu)) if state == GpuState::InUseWithoutReservation => {
             if gpu.processes.is_empty() {
                 format!(
-                    "GPU {}: IN USE WITHOUT RESERVATION (NVML lists no processes)",
-                    slot.id
+                    "GPU {}: IN USE WITHOUT RESERVATION ({} lists no processes)",
+                    slot.id,
+                    gpus.library()
                 )
             } else {
                 format!(
@@ -82,8 +92,13 @@ fn describe(slot: &GpuSlot, pool: &Pool, now: Timestamp, gpus: &Gpus, threshold:
         Some(gpu) => {
             line.push_str(&format!(
                 " — {}, {}/{} MiB",
-                gpu.name, gpu.memory_used_mib, gpu.memory_total_mib
+                label(gpu),
+                gpu.memory_used_mib,
+                gpu.memory_total_mib
             ));
+            if let Some(note) = &gpu.note {
+                line.push_str(&format!(" — {note}"));
+            }
             if let Some(r) = &slot.reservation {
                 // Someone else's job on a reserved GPU is what crashes the holder's
                 // runs with out-of-memory errors. Processes whose owner cannot be seen
@@ -102,10 +117,27 @@ fn describe(slot: &GpuSlot, pool: &Pool, now: Timestamp, gpus: &Gpus, threshold:
                 }
             }
         }
-        None if gpus.devices().is_some() => line.push_str(" — not reported by NVML"),
+        None if gpus.devices().is_some() => {
+            line.push_str(&format!(" — not reported by {}", gpus.library()))
+        }
         None => {}
     }
     line
+}
+
+/// The model, and for a MIG instance where it is: `GPU 0/MIG 1g.10gb #2, NVIDIA A100`.
+fn label(gpu: &GpuInfo) -> String {
+    match &gpu.mig {
+        Some(mig) => {
+            let profile = mig
+                .profile
+                .as_deref()
+                .map(|profile| format!(" {profile}"))
+                .unwrap_or_default();
+            format!("GPU {}/MIG{profile} #{}, {}", mig.gpu, mig.index, gpu.name)
+        }
+        None => gpu.name.clone(),
+    }
 }
 
 fn available(slot: &GpuSlot, pool: &Pool, now: Timestamp) -> String {

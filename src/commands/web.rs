@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cli::{NvmlArgs, WebArgs};
+use crate::cli::{GpuLibraryArgs, WebArgs};
 use crate::commands::Context;
 use crate::commands::gpus::{Gpus, memory_threshold};
 use crate::commands::report::Report;
@@ -16,16 +16,17 @@ use crate::output;
 use crate::views::HostView;
 use crate::web::{Lab, Limits, Server, Wait};
 
-/// NVML is asked at most this often, however many requests come: loading and
-/// initializing the library is the slow part of a status on a real driver.
+/// The GPU library (NVML, AMD SMI) is asked at most this often, however many requests
+/// come: loading and initializing it is the slow part of a status on a real driver.
 const NVML_MAX_AGE: Duration = Duration::from_secs(1);
 
 pub fn web(ctx: Context, args: &WebArgs) -> Result<()> {
     let threshold = memory_threshold(&ctx.config, &args.usage);
-    let nvml_library = args.usage.nvml.nvml_library.clone();
+    let libraries = &args.usage.libraries;
     let lab = StoreLab {
         ctx,
-        nvml_library,
+        nvml_library: libraries.nvml_library.clone(),
+        amd_smi_library: libraries.amd_smi_library.clone(),
         threshold,
         gpus: Mutex::new(None),
     };
@@ -64,12 +65,13 @@ pub fn exposure_warning(listen: SocketAddr) -> Option<String> {
 struct StoreLab {
     ctx: Context,
     nvml_library: Option<PathBuf>,
+    amd_smi_library: Option<PathBuf>,
     threshold: u64,
     gpus: Mutex<Option<(Instant, Arc<Gpus>)>>,
 }
 
 impl StoreLab {
-    /// What NVML said at most [`NVML_MAX_AGE`] ago.
+    /// What the GPU library said at most [`NVML_MAX_AGE`] ago.
     fn gpus(&self) -> Arc<Gpus> {
         let mut cached = match self.gpus.lock() {
             Ok(cached) => cached,
@@ -80,8 +82,9 @@ impl StoreLab {
         {
             return gpus.clone();
         }
-        let args = NvmlArgs {
+        let args = GpuLibraryArgs {
             nvml_library: self.nvml_library.clone(),
+            amd_smi_library: self.amd_smi_library.clone(),
         };
         let gpus = Arc::new(Gpus::probe(&self.ctx.config, &args));
         *cached = Some((Instant::now(), gpus.clone()));

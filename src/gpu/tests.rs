@@ -1,6 +1,7 @@
-//! Probing against the stub NVML in tests/support/nvml_stub.c.
+//! Probing against the stub libraries of tests/support: NVML (nvml_stub.c, with MIG
+//! devices) and AMD SMI (amd_smi_stub.c).
 //!
-//! Each test loads its own copy of the stub with its own config beside it,
+//! Each test loads its own copy of a stub with its own config beside it,
 //! so tests can run in parallel threads without sharing the stub's state or
 //! touching the process environment.
 
@@ -9,9 +10,15 @@ use std::process::{Child, Command};
 
 use tempfile::TempDir;
 
-use super::load::loader_found_nothing;
+use super::amd_stub::{self, Variant as AmdVariant};
+use super::loader::loader_found_nothing;
 use super::stub::{self, Variant};
-use super::{GpuInfo, GpuProcess, Probe, probe};
+use super::{GpuInfo, GpuProcess, Mig, Probe};
+
+/// NVML as `mig = false` asks it.
+fn probe(library: Option<&Path>) -> Probe {
+    super::nvml::probe(library, false)
+}
 
 /// A pid no kernel hands out (pid_max is at most 2^22).
 const NO_SUCH_PID: u32 = u32::MAX - 1;
@@ -32,10 +39,7 @@ fn install(variant: Variant, config: &str) -> (TempDir, PathBuf) {
 
 fn devices(outcome: Probe) -> (Option<String>, Vec<GpuInfo>) {
     match outcome {
-        Probe::Devices {
-            driver_version,
-            gpus,
-        } => (driver_version, gpus),
+        Probe::Devices { version, gpus } => (version, gpus),
         other => panic!("expected devices, got {other:?}"),
     }
 }
@@ -101,6 +105,9 @@ fn reads_devices_memory_and_processes() {
         vec![
             GpuInfo {
                 index: 0,
+                gpu_index: 0,
+                mig: None,
+                note: None,
                 name: "NVIDIA H100 80GB HBM3".into(),
                 uuid: "GPU-11111111-2222-3333-4444-555555555555".into(),
                 memory_total_mib: 81559,
@@ -120,6 +127,9 @@ fn reads_devices_memory_and_processes() {
             },
             GpuInfo {
                 index: 1,
+                gpu_index: 1,
+                mig: None,
+                note: None,
                 name: "NVIDIA A10".into(),
                 uuid: "GPU-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".into(),
                 memory_total_mib: 24576,
@@ -161,22 +171,32 @@ fn missing_library_is_silent() {
 
 #[test]
 fn loader_messages_for_a_missing_library() {
+    let nvml = "libnvidia-ml.so.1";
     assert!(loader_found_nothing(
-        "libnvidia-ml.so.1: cannot open shared object file: No such file or directory"
+        "libnvidia-ml.so.1: cannot open shared object file: No such file or directory",
+        nvml
     ));
     assert!(loader_found_nothing(
-        "Error loading shared library libnvidia-ml.so.1: No such file or directory"
+        "Error loading shared library libnvidia-ml.so.1: No such file or directory",
+        nvml
+    ));
+    assert!(loader_found_nothing(
+        "libamd_smi.so: cannot open shared object file: No such file or directory",
+        "libamd_smi.so"
     ));
     // Found, but broken: worth a warning.
     assert!(!loader_found_nothing(
-        "libfoo.so.2: cannot open shared object file: No such file or directory"
+        "libfoo.so.2: cannot open shared object file: No such file or directory",
+        nvml
     ));
     assert!(!loader_found_nothing(
-        "libnvidia-ml.so.1: cannot open shared object file: Permission denied"
+        "libnvidia-ml.so.1: cannot open shared object file: Permission denied",
+        nvml
     ));
     assert!(!loader_found_nothing(
         "Error loading shared library libfoo.so.2: No such file or directory \
-         (needed by /usr/lib/libnvidia-ml.so.1)"
+         (needed by /usr/lib/libnvidia-ml.so.1)",
+        nvml
     ));
 }
 
@@ -295,6 +315,270 @@ fn probes_repeat_and_overlap() {
         let names = handle.join().expect("probe thread panicked");
         assert_eq!(names, vec![format!("T{n}"); 3]);
     }
+}
+
+const A100: &str = "NVIDIA A100-SXM4-80GB";
+
+/// GPU 0 an A100 in MIG mode with instances in slots 0 and 2, GPU 1 without MIG; a
+/// process on instance 2 and one on GPU 1.
+fn mig_host(sleeper: u32) -> String {
+    format!(
+        "gpu GPU-a100 81920 9000 {A100}\n\
+         mig 0 1\n\
+         mig_device 0 0 MIG-aaaa 9856 12 {A100} MIG 1g.10gb\n\
+         mig_device 0 2 MIG-cccc 40192 8000 {A100} MIG 3g.40gb\n\
+         gpu GPU-h100 81559 0 NVIDIA H100 80GB HBM3\n\
+         proc 0/2 {sleeper} 7900\n\
+         proc 1 {NO_SUCH_PID} 10\n"
+    )
+}
+
+#[test]
+fn mig_instances_are_the_units_when_asked() {
+    let sleeper = Sleeper::start();
+    let (_dir, library) = install(Variant::Current, &mig_host(sleeper.pid()));
+    let (_, gpus) = devices(super::nvml::probe(Some(&library), true));
+    let mig = |index: u32, profile: &str| {
+        Some(Mig {
+            gpu: 0,
+            gpu_uuid: "GPU-a100".into(),
+            index,
+            profile: Some(profile.into()),
+        })
+    };
+    assert_eq!(
+        gpus,
+        vec![
+            GpuInfo {
+                index: 0,
+                gpu_index: 0,
+                name: A100.into(),
+                uuid: "MIG-aaaa".into(),
+                memory_total_mib: 9856,
+                memory_used_mib: 12,
+                processes: vec![],
+                mig: mig(0, "1g.10gb"),
+                note: None,
+            },
+            GpuInfo {
+                index: 1,
+                gpu_index: 0,
+                name: A100.into(),
+                uuid: "MIG-cccc".into(),
+                memory_total_mib: 40192,
+                memory_used_mib: 8000,
+                processes: vec![GpuProcess {
+                    pid: sleeper.pid(),
+                    used_mib: 7900,
+                    user: Some(current_user()),
+                }],
+                mig: mig(2, "3g.40gb"),
+                note: None,
+            },
+            GpuInfo {
+                index: 2,
+                gpu_index: 1,
+                name: "NVIDIA H100 80GB HBM3".into(),
+                uuid: "GPU-h100".into(),
+                memory_total_mib: 81559,
+                memory_used_mib: 0,
+                processes: vec![GpuProcess {
+                    pid: NO_SUCH_PID,
+                    used_mib: 10,
+                    user: None,
+                }],
+                mig: None,
+                note: None,
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_mig_gpu_is_whole_without_the_switch_or_without_instances() {
+    let (dir, library) = install(Variant::Current, &mig_host(NO_SUCH_PID));
+    let (_, gpus) = devices(super::nvml::probe(Some(&library), false));
+    assert_eq!(gpus.len(), 2);
+    assert_eq!(
+        (gpus[0].uuid.as_str(), gpus[0].mig.as_ref()),
+        ("GPU-a100", None)
+    );
+    assert_eq!(gpus[0].memory_used_mib, 9000);
+    assert!(gpus[0].note.as_deref().unwrap().contains("mig = true"));
+    assert_eq!(gpus[1].note, None);
+
+    let config = format!("gpu GPU-a100 81920 0 {A100}\nmig 0 1\n");
+    stub::write_config(dir.path(), &config);
+    let (_, gpus) = devices(super::nvml::probe(Some(&library), true));
+    assert_eq!(gpus.len(), 1);
+    assert!(
+        gpus[0]
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("without MIG instances"),
+        "{gpus:?}"
+    );
+
+    // MIG mode off: instances left over in the configuration are not there.
+    let config = format!("gpu GPU-a100 81920 0 {A100}\nmig 0 0\nmig_device 0 0 MIG-a 10 0 X\n");
+    stub::write_config(dir.path(), &config);
+    let (_, gpus) = devices(super::nvml::probe(Some(&library), true));
+    assert_eq!((gpus.len(), gpus[0].note.as_ref()), (1, None));
+}
+
+#[test]
+fn unlistable_mig_instances_fail_the_probe() {
+    let config = format!("gpu GPU-a100 81920 0 {A100}\nmig 0 1\nmig_error 0 999\n");
+    let (_dir, library) = install(Variant::Current, &config);
+    let message = unavailable(super::nvml::probe(Some(&library), true));
+    assert!(message.contains("MIG instances of GPU 0"), "{message}");
+    // Without the switch they are not asked for.
+    let (_, gpus) = devices(super::nvml::probe(Some(&library), false));
+    assert_eq!(gpus.len(), 1);
+}
+
+fn install_amd(variant: AmdVariant, config: &str) -> (TempDir, PathBuf) {
+    let dir = scratch();
+    let library = amd_stub::install_stub(variant, dir.path(), config);
+    (dir, library)
+}
+
+fn amd(library: &Path) -> Probe {
+    super::amd::probe(Some(library))
+}
+
+const MI300X: &str = "AMD Instinct MI300X";
+
+/// A pid no kernel hands out, within the range AMD SMI's records may hold.
+const NO_SUCH_AMD_PID: u32 = 1 << 22;
+
+#[test]
+fn reads_amd_gpus_memory_and_processes() {
+    let sleeper = Sleeper::start();
+    let config = format!(
+        "driver 6.10.5\n\
+         gpu 58ff74a1-0000-1000-8012-aaaaaaaaaaaa 196592 10283 {MI300X}\n\
+         cpu\n\
+         socket\n\
+         gpu - 196592 0 -\n\
+         proc 0 {pid} 10000\n\
+         proc 0 {NO_SUCH_AMD_PID} 200\n",
+        pid = sleeper.pid()
+    );
+    for variant in [
+        AmdVariant::Current,
+        AmdVariant::ShortRecords,
+        AmdVariant::ProcessPids,
+    ] {
+        let (_dir, library) = install_amd(variant, &config);
+        let (version, gpus) = devices(amd(&library));
+        assert_eq!(version.as_deref(), Some("6.10.5"), "{variant:?}");
+        assert_eq!(
+            gpus,
+            vec![
+                GpuInfo {
+                    index: 0,
+                    gpu_index: 0,
+                    name: MI300X.into(),
+                    uuid: "58ff74a1-0000-1000-8012-aaaaaaaaaaaa".into(),
+                    memory_total_mib: 196592,
+                    memory_used_mib: 10283,
+                    processes: vec![
+                        GpuProcess {
+                            pid: sleeper.pid(),
+                            used_mib: 10000,
+                            user: Some(current_user()),
+                        },
+                        GpuProcess {
+                            pid: NO_SUCH_AMD_PID,
+                            used_mib: 200,
+                            user: None,
+                        },
+                    ],
+                    mig: None,
+                    note: None,
+                },
+                // On another socket, after a CPU; without a UUID or a market name.
+                GpuInfo {
+                    index: 1,
+                    gpu_index: 1,
+                    name: "AMD GPU".into(),
+                    uuid: String::new(),
+                    memory_total_mib: 196592,
+                    memory_used_mib: 0,
+                    processes: vec![],
+                    mig: None,
+                    note: None,
+                },
+            ],
+            "{variant:?}"
+        );
+    }
+}
+
+#[test]
+fn amd_process_lists_that_change_or_fail_leave_the_rest() {
+    // Many processes, and a GPU that will not list them.
+    let mut config = format!("gpu U1 1000 900 {MI300X}\ngpu U2 1000 0 {MI300X}\nproc_error 1 10\n");
+    for pid in 1..=30 {
+        config.push_str(&format!("proc 0 {pid} 1\nproc 1 {pid} 1\n"));
+    }
+    let (_dir, library) = install_amd(AmdVariant::Current, &config);
+    let (_, gpus) = devices(amd(&library));
+    assert_eq!(gpus[0].processes.len(), 30);
+    assert!(gpus[1].processes.is_empty());
+    assert_eq!(gpus[0].memory_used_mib, 900);
+}
+
+#[test]
+fn amd_failures_warn_and_say_what_to_do() {
+    let cases = [
+        ("init_error 34\n", "sudo modprobe amdgpu"),
+        ("init_error 10\n", "/dev/kfd"),
+        ("init_error 7\n", "status 7"),
+        (
+            "gpu A 100 0 X\ngpu B 100 0 Y\nmemory_error 1 2\n",
+            "memory usage of GPU 1",
+        ),
+    ];
+    for (config, says) in cases {
+        let (_dir, library) = install_amd(AmdVariant::Current, config);
+        let message = unavailable(amd(&library));
+        assert!(message.contains(says), "{config:?}: {message}");
+    }
+    let (_dir, library) = install_amd(AmdVariant::NoShutdown, "gpu A 100 0 X\n");
+    let message = unavailable(amd(&library));
+    assert!(message.contains("amdsmi_shut_down"), "{message}");
+
+    let dir = scratch();
+    let fake = dir.path().join("libamd_smi.so");
+    std::fs::write(&fake, "not an ELF file").expect("writing a fake library");
+    let message = unavailable(amd(&fake));
+    assert!(message.contains("cannot load"), "{message}");
+    assert!(message.contains("amd-smi"), "{message}");
+}
+
+#[test]
+fn a_missing_amd_library_is_silent() {
+    let dir = scratch();
+    assert_eq!(amd(&dir.path().join("libamd_smi.so")), Probe::NoLibrary);
+    assert_eq!(amd(dir.path()), Probe::NoLibrary);
+    let (dir, _) = install_amd(AmdVariant::Current, "gpu A 100 0 X\n");
+    assert_eq!(
+        devices(amd(dir.path())).1.len(),
+        1,
+        "a directory means the file in it"
+    );
+}
+
+#[test]
+fn amd_probes_repeat() {
+    let (dir, library) = install_amd(AmdVariant::Current, "gpu A 100 0 First\n");
+    assert_eq!(devices(amd(&library)).1[0].name, "First");
+    amd_stub::write_config(dir.path(), "gpu A 100 0 Second\ngpu B 100 0 Third\n");
+    let (_, gpus) = devices(amd(&library));
+    assert_eq!((gpus.len(), gpus[1].name.as_str()), (2, "Third"));
 }
 
 #[test]

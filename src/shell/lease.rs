@@ -1,60 +1,62 @@
 //! Marker files that let a shell's prompt hook notice, without running anything, that its
 //! reservation was released from somewhere else.
 //!
-//! A shell that reserves gets an empty file named after its process identity in a private
-//! per-user directory, and `CANHAZGPU_LEASE` names it. Whoever releases that reservation
-//! (the shell itself, `canhazgpu release` in another shell of the same user) deletes the
-//! file; the hook only tests that the file exists, a `stat` inside the shell, and asks the
-//! store only when it is gone. Expiry needs no marker: the hook compares the exported
-//! expiry with the shell's clock. A marker is only a hint: when one is missing for any
-//! other reason the hook asks the store once and the binary puts the marker back.
+//! A shell that reserves gets an empty file named after its process identity, and
+//! `CANHAZGPU_LEASE` names it. Whoever releases that reservation (the shell itself,
+//! `canhazgpu release` in another terminal, cron, an administrator reclaiming it) deletes
+//! the file; the hook only tests that the file exists, a `stat` inside the shell, and
+//! asks the store only when it is gone. Expiry needs no marker: the hook compares the
+//! exported expiry with the shell's clock. A marker is only a hint: when one is missing
+//! for any other reason the hook asks the store once and the binary puts the marker back.
+//!
+//! The marker's directory depends on nothing but the holder's uid (`/tmp/canhazgpu-UID`),
+//! never on the environment, so a release finds it whatever the releaser's
+//! `XDG_RUNTIME_DIR` or `TMPDIR`, and a shell started with `su` from the holder can
+//! still test it: the directory is `0711`, so others may look up a name they know but
+//! not list or change anything.
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::liveness::ProcessView;
+use crate::liveness::{self, OwnerState, ProcView, ProcessView};
 use crate::model::Owner;
 
-const PRIVATE_DIR_MODE: u32 = 0o700;
+/// Searchable by everyone (a shell after `su` tests its parent's marker by name), not
+/// listable, writable by the owner only.
+const MARKER_DIR_MODE: u32 = 0o711;
 
-/// Where markers may live, preferred first: the XDG runtime directory (private, cleared
-/// at logout), the standard runtime directory, then a private directory in /tmp. Removal
-/// tries all of them, since two shells of one user need not agree on XDG_RUNTIME_DIR.
-fn candidate_dirs() -> Vec<PathBuf> {
-    let uid = nix::unistd::getuid().as_raw();
-    let mut dirs = Vec::new();
-    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from)
-        && runtime.is_absolute()
-    {
-        dirs.push(runtime.join("canhazgpu"));
-    }
-    for dir in [
-        PathBuf::from(format!("/run/user/{uid}/canhazgpu")),
+/// Where markers of `uid`'s shells may be: the current place first, then where versions
+/// before it put them (the default runtime directory), which removal still cleans.
+fn dirs_of(uid: u32) -> [PathBuf; 2] {
+    [
         PathBuf::from(format!("/tmp/canhazgpu-{uid}")),
-    ] {
-        if !dirs.contains(&dir) {
-            dirs.push(dir);
-        }
-    }
-    dirs
+        PathBuf::from(format!("/run/user/{uid}/canhazgpu")),
+    ]
 }
 
-/// A directory only this user can write, creating it if its parent exists. Anything
-/// else at that path (another user's directory, a symlink, a loose mode) is not used.
-fn private_dir(dir: &Path) -> Option<PathBuf> {
-    if !dir.parent()?.is_dir() {
-        return None;
-    }
-    match fs::DirBuilder::new().mode(PRIVATE_DIR_MODE).create(dir) {
+fn my_uid() -> u32 {
+    nix::unistd::getuid().as_raw()
+}
+
+/// The directory for this user's markers, created if needed. Anything else at that path
+/// (another user's directory, a symlink, a mode others can write) is not used.
+fn marker_dir() -> Option<PathBuf> {
+    let [dir, _] = dirs_of(my_uid());
+    match fs::DirBuilder::new().mode(MARKER_DIR_MODE).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(_) => return None,
     }
-    let meta = fs::symlink_metadata(dir).ok()?;
-    let mine = meta.uid() == nix::unistd::getuid().as_raw();
-    let private = meta.permissions().mode() & 0o077 == 0;
-    (meta.is_dir() && mine && private).then(|| dir.to_path_buf())
+    let meta = fs::symlink_metadata(&dir).ok()?;
+    if !meta.is_dir() || meta.uid() != my_uid() || meta.permissions().mode() & 0o022 != 0 {
+        return None;
+    }
+    // A umask applied to the creation (077 would shut out a shell after `su`).
+    if meta.permissions().mode() & 0o777 != MARKER_DIR_MODE {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(MARKER_DIR_MODE)).ok()?;
+    }
+    Some(dir)
 }
 
 fn file_name(owner: &Owner) -> String {
@@ -69,10 +71,25 @@ fn file_name(owner: &Owner) -> String {
     format!("{}-{}-{boot}", owner.pid, owner.start_ticks)
 }
 
-/// Creates the marker for `owner`; `None` when no private directory is available, in
-/// which case the hook relies on expiry alone.
+/// The uid `owner` runs as, when it is alive and visible from here.
+fn uid_of(owner: &Owner, view: &ProcView) -> Option<u32> {
+    if !matches!(liveness::owner_state(owner, view), OwnerState::Alive) {
+        return None;
+    }
+    fs::metadata(format!("/proc/{}", owner.pid))
+        .ok()
+        .map(|meta| meta.uid())
+}
+
+/// Creates the marker for `owner`; `None` when `owner` runs as another user (its marker
+/// is in that user's directory, which only it can write) or no directory is usable, in
+/// which case the hook relies on expiry and a slow poll.
 pub fn create(owner: &Owner) -> Option<PathBuf> {
-    let dir = candidate_dirs().iter().find_map(|dir| private_dir(dir))?;
+    let view = ProcView::new();
+    if uid_of(owner, &view) != Some(my_uid()) {
+        return None;
+    }
+    let dir = marker_dir()?;
     let path = dir.join(file_name(owner));
     fs::OpenOptions::new()
         .create(true)
@@ -82,29 +99,39 @@ pub fn create(owner: &Owner) -> Option<PathBuf> {
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(&path)
         .ok()?;
-    prune(&dir);
+    prune(&dir, &view);
     Some(path)
 }
 
-/// Deletes `owner`'s marker wherever it is, so that its shell's next prompt looks.
+/// Deletes `owner`'s marker, so that its shell's next prompt looks. The directory is
+/// the one of the uid `owner` runs as, whoever asks (root reclaiming a GPU, say).
 pub fn remove(owner: &Owner) {
+    let view = ProcView::new();
     let name = file_name(owner);
-    for dir in candidate_dirs() {
-        // Missing files and foreign directories are the normal case here.
-        let _ = fs::remove_file(dir.join(&name));
+    let mut uids = vec![my_uid()];
+    if let Some(uid) = uid_of(owner, &view).filter(|uid| *uid != my_uid()) {
+        uids.push(uid);
+    }
+    for uid in uids {
+        for dir in dirs_of(uid) {
+            // Missing files and foreign directories are the normal case here.
+            let _ = fs::remove_file(dir.join(&name));
+        }
+    }
+    for dir in dirs_of(my_uid()) {
+        prune(&dir, &view);
     }
 }
 
 /// Deletes markers of shells that are gone (killed shells run no exit hook).
-fn prune(dir: &Path) {
+fn prune(dir: &Path, view: &ProcView) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
-    let view = crate::liveness::ProcView::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if !alive(name, &view) {
+        if !alive(name, view) {
             let _ = fs::remove_file(entry.path());
         }
     }
@@ -156,15 +183,23 @@ mod tests {
     }
 
     #[test]
-    fn private_dir_refuses_loose_modes() {
-        let base = tempfile::tempdir().unwrap();
-        let dir = base.path().join("m");
-        assert_eq!(private_dir(&dir), Some(dir.clone()));
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
-        assert_eq!(private_dir(&dir), None);
-        let link = base.path().join("l");
-        std::os::unix::fs::symlink(&dir, &link).unwrap();
-        assert_eq!(private_dir(&link), None);
-        assert_eq!(private_dir(&base.path().join("no/such/dir")), None);
+    fn markers_of_this_user_are_made_and_removed_whatever_the_environment() {
+        let view = ProcView::new();
+        let me = view.owner(std::process::id()).unwrap();
+        let path = create(&me).unwrap();
+        assert_eq!(path, dirs_of(my_uid())[0].join(file_name(&me)));
+        let mode = fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, MARKER_DIR_MODE);
+        assert!(path.exists());
+        remove(&me);
+        assert!(!path.exists());
+        // A process that is not this user's gets no marker from us.
+        let init = view.owner(1).unwrap();
+        if uid_of(&init, &view) != Some(my_uid()) {
+            assert_eq!(create(&init), None);
+        }
     }
 }

@@ -27,7 +27,7 @@ pub fn segment(format: Option<&str>, ids: &[u32], seconds: Option<i64>) -> Strin
     let format = format.filter(|f| !f.is_empty()).unwrap_or(DEFAULT_FORMAT);
     let left = seconds.map_or_else(|| "?".to_string(), left);
     format
-        .replace("{gpus}", &crate::commands::cuda_list(ids))
+        .replace("{gpus}", &crate::gpu_env::id_list(ids))
         .replace("{count}", &ids.len().to_string())
         .replace("{left}", &left)
 }

@@ -1,73 +1,98 @@
 //! The environment variables that describe what a shell holds, and how they stack.
 //!
-//! A shell that reserves gets a *layer*: `CUDA_VISIBLE_DEVICES`, `NVIDIA_VISIBLE_DEVICES`,
-//! `CUDA_DEVICE_ORDER` and
-//! the `CANHAZGPU_*` variables, plus `CANHAZGPU_RESTORE`, a JSON snapshot of all of them
-//! as they were before. Release puts the snapshot back. Because the snapshot includes the
-//! previous `CANHAZGPU_RESTORE`, a nested shell that reserves on top of GPUs it inherited
-//! gets back exactly its parent's variables when it releases.
+//! A shell that reserves gets a *layer*: the variables [`gpu_env`] decides
+//! (`CUDA_VISIBLE_DEVICES` and the rest), the `CANHAZGPU_*` variables, and
+//! `CANHAZGPU_RESTORE`, a JSON snapshot of all of them as they were before, exported or
+//! not. Release puts the snapshot back exactly. Because the snapshot includes the
+//! previous `CANHAZGPU_RESTORE`, a nested shell that reserves on top of GPUs it
+//! inherited gets back exactly its parent's variables when it releases.
 //!
-//! Everything here is pure: the store and the process tree come in through closures, so
-//! the rules can be tested without either.
+//! Everything here is pure: the store, the process tree and the names of devices come
+//! in through closures, so the rules can be tested without any of them.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use super::Shell;
+use super::attrs::{self, Problem};
 use super::emit::Script;
 use crate::error::{Error, Result};
+use crate::gpu_env::{self, Device};
 use crate::model::Timestamp;
 
-pub const CUDA_VISIBLE_DEVICES: &str = "CUDA_VISIBLE_DEVICES";
-/// What container runtimes (nvidia-container-toolkit) read instead.
-pub const NVIDIA_VISIBLE_DEVICES: &str = "NVIDIA_VISIBLE_DEVICES";
-pub const CUDA_DEVICE_ORDER: &str = "CUDA_DEVICE_ORDER";
-/// The ids this shell holds, in `CUDA_VISIBLE_DEVICES` order.
+/// The ids this shell holds, in the order it got them.
 pub const GPUS: &str = "CANHAZGPU_GPUS";
+/// What the device lists call each GPU of `CANHAZGPU_GPUS`, when not by index (UUIDs).
+pub const DEVICES: &str = "CANHAZGPU_DEVICES";
 /// Unix time at which the first of them expires.
 pub const EXPIRES: &str = "CANHAZGPU_EXPIRES";
 /// The shell that holds them.
 pub const OWNER_PID: &str = "CANHAZGPU_OWNER_PID";
 /// Marker file whose disappearance tells the prompt hook to check the store.
 pub const LEASE: &str = "CANHAZGPU_LEASE";
+/// The store the GPUs are in, when `reserve --store` named one other than the default.
+pub const STORE: &str = "CANHAZGPU_SHELL_STORE";
 /// The variables as they were before this layer.
 pub const RESTORE: &str = "CANHAZGPU_RESTORE";
 
-pub const MANAGED: [&str; 8] = [
-    CUDA_VISIBLE_DEVICES,
-    NVIDIA_VISIBLE_DEVICES,
-    CUDA_DEVICE_ORDER,
-    GPUS,
-    EXPIRES,
-    OWNER_PID,
-    LEASE,
-    RESTORE,
-];
+const OWN: [&str; 7] = [GPUS, DEVICES, EXPIRES, OWNER_PID, LEASE, STORE, RESTORE];
 
-/// NVML and nvidia-smi number GPUs in PCI order; CUDA's default is fastest first.
-pub const PCI_BUS_ID: &str = "PCI_BUS_ID";
+/// Every variable a layer sets and a release restores; the init scripts carry the same
+/// list (a test keeps them equal).
+pub fn managed() -> impl Iterator<Item = &'static str> + Clone {
+    gpu_env::VARIABLES.into_iter().chain(OWN)
+}
 
 /// Nesting deeper than this is a loop, not a person.
 const MAX_LAYERS: usize = 64;
 
+/// How a variable lives in the shell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Exported,
+    /// A shell variable the user set without exporting it.
+    Unexported,
+    /// fish: only in the universal scope (`set -U`); restored by erasing the global
+    /// copy that shadowed it.
+    Universal,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Var {
+    value: String,
+    scope: Scope,
+}
+
 /// The managed variables of one shell (absent means unset).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Vars(BTreeMap<&'static str, String>);
+pub struct Vars(BTreeMap<&'static str, Var>);
+
+/// A managed variable the shell cannot be given a new value, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unwritable {
+    pub name: &'static str,
+    pub problem: Problem,
+}
 
 /// What the store says a holder has.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Holding {
     pub ids: Vec<u32>,
     /// The earliest expiry among them.
     pub expires: Option<Timestamp>,
+    /// GPUs the layer lists that the holder no longer has, and why.
+    pub lost: Vec<(u32, Ending)>,
 }
 
-/// Why a layer's GPUs are gone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why GPUs of a layer are gone.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ending {
     Expired,
-    /// Released from elsewhere, or reclaimed.
+    /// Released from elsewhere.
     Released,
+    /// An administrator took it back (`release --gpu-ids N --force`); their account.
+    Reclaimed(String),
     /// The shell that held them is gone.
     HolderGone,
     /// Inherited from a shell that is not an ancestor (a tmux server started there).
@@ -78,44 +103,73 @@ pub enum Ending {
 
 pub enum Fate {
     Holds(Holding),
+    /// The whole layer is gone, for one reason.
     Ended(Ending),
 }
 
-/// A layer `settle` took off.
+/// GPUs a layer lost in `settle`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Dropped {
+pub struct Lost {
     pub holder: Option<u32>,
-    pub ids: Vec<u32>,
-    pub why: Ending,
+    /// What ended, grouped by why, in the layer's order.
+    pub ended: Vec<(Ending, Vec<u32>)>,
+    /// What the layer still holds; empty when the layer was taken off.
+    pub kept: Vec<u32>,
     /// False when `CANHAZGPU_RESTORE` was unreadable and the variables were cleared
     /// instead of restored.
     pub restored: bool,
 }
 
 impl Vars {
-    /// This process's environment, which the shell passed down.
-    pub fn from_env() -> Result<Vars> {
+    /// This process's environment, which the shell function passed down, with what the
+    /// shell said about each variable (exported or not, and what cannot be assigned).
+    pub fn from_env(shell: Option<Shell>) -> Result<(Vars, Vec<Unwritable>)> {
+        let described = shell.zip(std::env::var(attrs::ATTRS_VAR).ok());
+        let described = described.map(|(shell, text)| attrs::parse(shell, &text));
         let mut vars = Vars::default();
-        for name in MANAGED {
-            match std::env::var(name) {
-                Ok(value) => vars.set(name, value),
-                Err(std::env::VarError::NotPresent) => {}
+        let mut unwritable = Vec::new();
+        for name in managed() {
+            let about = described
+                .as_ref()
+                .map(|all| all.get(name).copied().unwrap_or_default());
+            if let Some(problem) = about.and_then(|a| a.problem) {
+                unwritable.push(Unwritable { name, problem });
+            }
+            let value = match std::env::var(name) {
+                Ok(value) => value,
+                Err(std::env::VarError::NotPresent) => continue,
                 Err(std::env::VarError::NotUnicode(_)) => {
                     return Err(Error::failure(format!(
-                        "{name} holds bytes that are not UTF-8, which the shell integration cannot save and restore; unset it (or set it to plain text) and try again"
+                        "{name} holds bytes that are not UTF-8, which the shell integration \
+                         cannot save and restore; unset it (or set it to plain text) and try \
+                         again"
                     )));
                 }
-            }
+            };
+            // Without a description (a script from an older `init`) everything the
+            // binary sees was exported.
+            let scope = match about {
+                Some(about) if about.universal => Scope::Universal,
+                Some(about) if !about.exported => Scope::Unexported,
+                _ => Scope::Exported,
+            };
+            vars.0.insert(name, Var { value, scope });
         }
-        Ok(vars)
+        Ok((vars, unwritable))
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+        self.0.get(name).map(|var| var.value.as_str())
     }
 
+    /// Sets and exports.
     pub fn set(&mut self, name: &'static str, value: impl Into<String>) {
-        self.0.insert(name, value.into());
+        self.set_scoped(name, value, Scope::Exported);
+    }
+
+    pub fn set_scoped(&mut self, name: &'static str, value: impl Into<String>, scope: Scope) {
+        let value = value.into();
+        self.0.insert(name, Var { value, scope });
     }
 
     pub fn remove(&mut self, name: &str) {
@@ -138,45 +192,85 @@ impl Vars {
         self.get(GPUS).and_then(parse_ids).unwrap_or_default()
     }
 
+    /// The layer's GPUs as its device lists name them.
+    pub fn devices(&self) -> Vec<Device> {
+        gpu_env::decode_names(&self.gpus(), self.get(DEVICES))
+    }
+
     pub fn expires(&self) -> Option<Timestamp> {
         parse_number(self.get(EXPIRES)?)
     }
 
+    /// The store of the top layer, when it is not the default one.
+    pub fn store(&self) -> Option<&str> {
+        self.get(STORE).filter(|url| !url.is_empty())
+    }
+
+    /// Each layer's store, top first.
+    pub fn layer_stores(&self) -> Vec<Option<String>> {
+        let mut stores = Vec::new();
+        let mut vars = self.clone();
+        while vars.has_layer() && stores.len() < MAX_LAYERS {
+            stores.push(vars.store().map(str::to_string));
+            vars = vars.pop().0;
+        }
+        stores
+    }
+
     /// A new layer for `holder` on top of these variables; `hold` fills in the GPUs.
-    pub fn push_layer(&self, holder: u32, lease: Option<&str>) -> Vars {
+    pub fn push_layer(&self, holder: u32, store: Option<&str>) -> Vars {
         let mut layer = self.clone();
         layer.set(RESTORE, self.snapshot().to_string());
         layer.set(OWNER_PID, holder.to_string());
-        // Respect an order the user chose; otherwise make ids mean what NVML says.
-        if self.get(CUDA_DEVICE_ORDER).is_none() {
-            layer.set(CUDA_DEVICE_ORDER, PCI_BUS_ID);
+        layer.set(LEASE, "");
+        match store {
+            Some(url) => layer.set(STORE, url),
+            None => layer.remove(STORE),
         }
-        layer.set(LEASE, lease.unwrap_or(""));
-        layer.remove(GPUS);
-        layer.remove(EXPIRES);
+        // `hold` sets the device variables afresh for a layer that holds nothing yet.
+        for name in [GPUS, DEVICES, EXPIRES] {
+            layer.remove(name);
+        }
         layer
     }
 
-    /// Makes the layer say it holds `holding`. Ids it already listed keep their places,
-    /// so `cuda:0` keeps meaning the same GPU when a second `reserve` adds more.
-    pub fn hold(&mut self, holding: &Holding) {
-        let mut order: Vec<u32> = self
-            .gpus()
+    /// Makes the layer say it holds `holding`, naming GPUs new to it with `name`. The
+    /// device lists are edited as [`gpu_env::shell_update`] says: what the user left in
+    /// them stays in its place.
+    pub fn hold(&mut self, holding: &Holding, name: &dyn Fn(u32) -> Device) {
+        let (kept, removed): (Vec<Device>, Vec<Device>) = self
+            .devices()
             .into_iter()
-            .filter(|id| holding.ids.contains(id))
-            .collect();
-        let mut rest: Vec<u32> = holding
+            .partition(|device| holding.ids.contains(&device.id));
+        let mut added: Vec<Device> = holding
             .ids
             .iter()
-            .copied()
-            .filter(|id| !order.contains(id))
+            .filter(|&&id| !kept.iter().any(|device| device.id == id))
+            .map(|&id| name(id))
             .collect();
-        rest.sort_unstable();
-        order.extend(rest);
-        let list = crate::commands::cuda_list(&order);
-        self.set(CUDA_VISIBLE_DEVICES, list.clone());
-        self.set(NVIDIA_VISIBLE_DEVICES, list.clone());
-        self.set(GPUS, list);
+        added.sort_by_key(|device| device.id);
+        added.dedup_by_key(|device| device.id);
+        // A new layer: the lists the user had are not this layer's to edit (they come back
+        // at release), but only the variables of the vendor it holds are touched.
+        if self.gpus().is_empty() {
+            for name in gpu_env::variables_of(&added) {
+                self.remove(name);
+            }
+        }
+        let update = gpu_env::shell_update(|n| self.get(n), &kept, &removed, &added);
+        for (variable, value) in update {
+            match value {
+                Some(value) => self.set(variable, value),
+                None => self.remove(variable),
+            }
+        }
+        let held: Vec<Device> = kept.into_iter().chain(added).collect();
+        let ids: Vec<u32> = held.iter().map(|device| device.id).collect();
+        self.set(GPUS, gpu_env::id_list(&ids));
+        match gpu_env::encode_names(&held) {
+            Some(names) => self.set(DEVICES, names),
+            None => self.remove(DEVICES),
+        }
         match holding.expires {
             Some(t) => self.set(EXPIRES, t.to_string()),
             None => self.remove(EXPIRES),
@@ -191,21 +285,29 @@ impl Vars {
             .and_then(|text| serde_json::from_str::<Value>(text).ok());
         let Some(Value::Object(map)) = snapshot else {
             let mut cleared = self.clone();
-            for name in MANAGED {
-                if name != CUDA_DEVICE_ORDER {
+            for name in managed() {
+                if name != gpu_env::CUDA_DEVICE_ORDER {
                     cleared.remove(name);
                 }
             }
             return (cleared, false);
         };
         let mut before = Vars::default();
-        for name in MANAGED {
+        for name in managed() {
             match map.get(name) {
                 Some(Value::String(s)) => before.set(name, s.clone()),
                 // The previous snapshot is kept as an object so that nesting grows the
                 // variable linearly rather than by doubling escapes.
                 Some(object @ Value::Object(_)) if name == RESTORE => {
                     before.set(name, object.to_string())
+                }
+                Some(Value::Object(var)) => {
+                    let value = var.get("value").and_then(Value::as_str).unwrap_or("");
+                    match var.get("scope").and_then(Value::as_str) {
+                        Some("unexported") => before.set_scoped(name, value, Scope::Unexported),
+                        Some("universal") => before.set_scoped(name, value, Scope::Universal),
+                        _ => {}
+                    }
                 }
                 _ => {}
             }
@@ -215,21 +317,35 @@ impl Vars {
 
     fn snapshot(&self) -> Value {
         let mut map = Map::new();
-        for (&name, value) in &self.0 {
-            let value = match serde_json::from_str::<Value>(value) {
-                Ok(object @ Value::Object(_)) if name == RESTORE => object,
-                _ => Value::String(value.clone()),
+        for (&name, var) in &self.0 {
+            let scope = match var.scope {
+                Scope::Exported => None,
+                Scope::Unexported => Some("unexported"),
+                Scope::Universal => Some("universal"),
+            };
+            let value = match (scope, serde_json::from_str::<Value>(&var.value)) {
+                (Some(scope), _) => serde_json::json!({ "scope": scope, "value": var.value }),
+                (None, Ok(object @ Value::Object(_))) if name == RESTORE => object,
+                (None, _) => Value::String(var.value.clone()),
             };
             map.insert(name.to_string(), value);
         }
         Value::Object(map)
     }
 
-    /// Writes the statements that turn `self` into `to`.
-    pub fn write_changes(&self, to: &Vars, script: &mut Script) {
-        for name in MANAGED {
-            match (self.get(name), to.get(name)) {
-                (old, Some(new)) if old != Some(new) => script.export(name, new),
+    /// Writes the statements that turn `self` into `to`, leaving out the variables
+    /// `unwritable` names (their assignment would fail or mean something else).
+    pub fn write_changes(&self, to: &Vars, unwritable: &[Unwritable], script: &mut Script) {
+        for name in managed() {
+            if unwritable.iter().any(|u| u.name == name) {
+                continue;
+            }
+            match (self.0.get(name), to.0.get(name)) {
+                (old, Some(new)) if old != Some(new) => match new.scope {
+                    Scope::Exported => script.export(name, &new.value),
+                    Scope::Unexported => script.set_unexported(name, &new.value),
+                    Scope::Universal => script.unset(name),
+                },
                 (Some(_), None) => script.unset(name),
                 _ => {}
             }
@@ -238,34 +354,70 @@ impl Vars {
 
     /// Takes off every layer whose GPUs are gone, top first, and brings the remaining
     /// top layer up to date with what its holder still has. `fate` is asked about each
-    /// layer: its holder (if readable) and the layer itself.
-    pub fn settle(&self, mut fate: impl FnMut(Option<u32>, &Vars) -> Fate) -> (Vars, Vec<Dropped>) {
+    /// layer: its holder (if readable) and the layer itself; `name` names GPUs the
+    /// holder has that the layer did not list yet.
+    pub fn settle(
+        &self,
+        mut fate: impl FnMut(Option<u32>, &Vars) -> Fate,
+        name: &dyn Fn(u32) -> Device,
+    ) -> (Vars, Vec<Lost>) {
         let mut vars = self.clone();
-        let mut dropped = Vec::new();
+        let mut lost = Vec::new();
         for _ in 0..MAX_LAYERS {
             if !vars.has_layer() {
                 break;
             }
             let holder = vars.holder();
-            let why = match fate(holder, &vars) {
+            let mut reasons = match fate(holder, &vars) {
                 Fate::Holds(holding) if !holding.ids.is_empty() => {
-                    vars.hold(&holding);
-                    return (vars, dropped);
+                    if !holding.lost.is_empty() {
+                        lost.push(Lost {
+                            holder,
+                            ended: group(holding.lost.clone()),
+                            kept: holding.ids.clone(),
+                            restored: true,
+                        });
+                    }
+                    vars.hold(&holding, name);
+                    return (vars, lost);
                 }
-                Fate::Holds(_) => Ending::Released,
-                Fate::Ended(why) => why,
+                Fate::Holds(holding) => holding.lost,
+                Fate::Ended(why) => vars
+                    .gpus()
+                    .into_iter()
+                    .map(|id| (id, why.clone()))
+                    .collect(),
             };
+            if reasons.is_empty() {
+                reasons = vars
+                    .gpus()
+                    .into_iter()
+                    .map(|id| (id, Ending::Released))
+                    .collect();
+            }
             let (before, restored) = vars.pop();
-            dropped.push(Dropped {
+            lost.push(Lost {
                 holder,
-                ids: vars.gpus(),
-                why,
+                ended: group(reasons),
+                kept: Vec::new(),
                 restored,
             });
             vars = before;
         }
-        (vars, dropped)
+        (vars, lost)
     }
+}
+
+/// Reasons per GPU, grouped by reason in the order they first appear.
+fn group(reasons: Vec<(u32, Ending)>) -> Vec<(Ending, Vec<u32>)> {
+    let mut groups: Vec<(Ending, Vec<u32>)> = Vec::new();
+    for (id, why) in reasons {
+        match groups.iter_mut().find(|(known, _)| *known == why) {
+            Some((_, ids)) => ids.push(id),
+            None => groups.push((why, vec![id])),
+        }
+    }
+    groups
 }
 
 /// A non-negative decimal number as the shells print them; nothing else.
@@ -284,7 +436,9 @@ pub fn parse_ids(text: &str) -> Option<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shell::Shell;
+    use crate::gpu_env::PCI_BUS_ID;
+    use crate::gpu_env::{CUDA_DEVICE_ORDER, CUDA_VISIBLE_DEVICES, NVIDIA_VISIBLE_DEVICES};
+    use crate::gpu_env::{HIP_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES, Scheme};
 
     fn vars(pairs: &[(&'static str, &str)]) -> Vars {
         let mut vars = Vars::default();
@@ -298,50 +452,167 @@ mod tests {
         Holding {
             ids: ids.to_vec(),
             expires: Some(expires),
+            lost: Vec::new(),
+        }
+    }
+
+    fn index(id: u32) -> Device {
+        Device::by_index(id)
+    }
+
+    fn uuid(id: u32) -> Device {
+        Device {
+            name: format!("GPU-{id}"),
+            ..Device::by_index(id)
         }
     }
 
     #[test]
     fn layer_round_trip_restores_what_was_there() {
-        let before = vars(&[
-            (CUDA_VISIBLE_DEVICES, "7"),
-            ("CUDA_DEVICE_ORDER", "FASTEST_FIRST"),
-        ]);
-        let mut layer = before.push_layer(42, Some("/run/x/42-1"));
-        layer.hold(&holding(&[1, 5], 100));
+        let mut before = vars(&[(CUDA_VISIBLE_DEVICES, "7")]);
+        before.set_scoped(CUDA_DEVICE_ORDER, "FASTEST_FIRST", Scope::Unexported);
+        let mut layer = before.push_layer(42, None);
+        layer.hold(&holding(&[1, 5], 100), &index);
         assert_eq!(layer.get(CUDA_VISIBLE_DEVICES), Some("1,5"));
         assert_eq!(layer.get(NVIDIA_VISIBLE_DEVICES), Some("1,5"));
         assert_eq!(layer.get(GPUS), Some("1,5"));
+        assert_eq!(layer.get(DEVICES), None);
         assert_eq!(layer.get(EXPIRES), Some("100"));
         assert_eq!(layer.get(OWNER_PID), Some("42"));
-        assert_eq!(layer.get(CUDA_DEVICE_ORDER), Some("FASTEST_FIRST"));
+        // One rule: PCI order while GPUs are held, the user's order afterwards.
+        assert_eq!(layer.get(CUDA_DEVICE_ORDER), Some(PCI_BUS_ID));
         assert_eq!(layer.pop(), (before, true));
+    }
+
+    #[test]
+    fn unexported_and_universal_variables_come_back_as_they_were() {
+        let mut before = Vars::default();
+        before.set_scoped(CUDA_VISIBLE_DEVICES, "3", Scope::Unexported);
+        before.set_scoped(NVIDIA_VISIBLE_DEVICES, "all", Scope::Universal);
+        let mut layer = before.push_layer(42, None);
+        layer.hold(&holding(&[0], 100), &index);
+        let (after, exact) = layer.pop();
+        assert!(exact);
+        assert_eq!(after, before);
+        let mut script = Script::new(Shell::Fish);
+        layer.write_changes(&after, &[], &mut script);
+        let text = script.finish();
+        assert!(
+            text.contains("set -gu CUDA_VISIBLE_DEVICES '3'\n"),
+            "{text}"
+        );
+        // The universal shows through once the global copy is gone.
+        assert!(
+            text.contains(
+                "set -q -g NVIDIA_VISIBLE_DEVICES; and set -e -g NVIDIA_VISIBLE_DEVICES\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
     fn unset_variables_come_back_unset() {
         let before = Vars::default();
-        let mut layer = before.push_layer(42, None);
-        layer.hold(&holding(&[0], 1));
-        assert_eq!(layer.get(CUDA_DEVICE_ORDER), Some(PCI_BUS_ID));
+        let mut layer = before.push_layer(42, Some("file:///elsewhere"));
+        layer.hold(&holding(&[0], 1), &uuid);
         assert_eq!(layer.get(LEASE), Some(""));
+        assert_eq!(layer.get(CUDA_VISIBLE_DEVICES), Some("GPU-0"));
+        assert_eq!(layer.get(DEVICES), Some("GPU-0"));
+        assert_eq!(layer.store(), Some("file:///elsewhere"));
         let mut script = Script::new(Shell::Bash);
-        layer.write_changes(&before, &mut script);
+        layer.write_changes(&before, &[], &mut script);
         let text = script.finish();
-        for name in MANAGED {
+        for name in managed().filter(|name| layer.get(name).is_some()) {
             assert!(text.contains(&format!("unset {name}\n")), "{text}");
         }
+        // An NVIDIA layer leaves AMD's variables alone.
+        assert_eq!(layer.get(ROCR_VISIBLE_DEVICES), None);
     }
 
     #[test]
-    fn adding_keeps_the_order_of_what_is_held() {
+    fn unwritable_variables_are_left_alone() {
+        let before = Vars::default();
+        let mut layer = before.push_layer(42, None);
+        layer.hold(&holding(&[0], 1), &index);
+        let mut script = Script::new(Shell::Bash);
+        let locked = [Unwritable {
+            name: CUDA_VISIBLE_DEVICES,
+            problem: Problem::ReadOnly,
+        }];
+        before.write_changes(&layer, &locked, &mut script);
+        let text = script.finish();
+        assert!(!text.contains(CUDA_VISIBLE_DEVICES), "{text}");
+        assert!(text.contains("export NVIDIA_VISIBLE_DEVICES=0\n"), "{text}");
+    }
+
+    #[test]
+    fn adding_keeps_the_order_and_the_narrowing_of_what_is_held() {
         let mut layer = Vars::default().push_layer(1, None);
-        layer.hold(&holding(&[5, 1], 100));
+        layer.hold(&holding(&[5, 1], 100), &index);
         assert_eq!(layer.get(GPUS), Some("1,5"));
+        // The user narrows and reorders; a second reserve appends to what is there.
+        layer.set(CUDA_VISIBLE_DEVICES, "5");
         layer.set(GPUS, "5,1");
-        layer.hold(&holding(&[0, 1, 5], 50));
-        assert_eq!(layer.get(CUDA_VISIBLE_DEVICES), Some("5,1,0"));
+        layer.hold(&holding(&[0, 1, 5], 50), &index);
+        assert_eq!(layer.get(CUDA_VISIBLE_DEVICES), Some("5,0"));
+        assert_eq!(layer.get(NVIDIA_VISIBLE_DEVICES), Some("1,5,0"));
+        assert_eq!(layer.get(GPUS), Some("5,1,0"));
         assert_eq!(layer.get(EXPIRES), Some("50"));
+    }
+
+    #[test]
+    fn an_amd_layer_names_rocr_and_counts_for_hip_until_released() {
+        let amd = |id: u32| Device {
+            scheme: Scheme::Rocm,
+            ..Device::by_index(id)
+        };
+        let before = vars(&[(HIP_VISIBLE_DEVICES, "3")]);
+        let mut layer = before.push_layer(7, None);
+        layer.hold(&holding(&[2, 5], 100), &amd);
+        assert_eq!(layer.get(ROCR_VISIBLE_DEVICES), Some("2,5"));
+        assert_eq!(layer.get(HIP_VISIBLE_DEVICES), Some("0,1"));
+        assert_eq!(layer.get(CUDA_VISIBLE_DEVICES), Some("0,1"));
+        assert_eq!(layer.get(CUDA_DEVICE_ORDER), None);
+        assert_eq!(layer.get(DEVICES), Some("rocm:2,5"));
+        // The user keeps only GPU 5 for HIP; GPU 2 ends: HIP still means GPU 5.
+        layer.set(HIP_VISIBLE_DEVICES, "1");
+        layer.hold(&holding(&[5], 100), &|_| panic!("no new GPU"));
+        assert_eq!(layer.get(ROCR_VISIBLE_DEVICES), Some("5"));
+        assert_eq!(layer.get(HIP_VISIBLE_DEVICES), Some("0"));
+        assert_eq!(layer.get(DEVICES), Some("rocm:5"));
+        assert_eq!(layer.pop(), (before, true));
+    }
+
+    #[test]
+    fn a_layer_leaves_the_other_vendors_variables_alone() {
+        let before = vars(&[
+            (ROCR_VISIBLE_DEVICES, "3"),
+            (CUDA_DEVICE_ORDER, "FASTEST_FIRST"),
+        ]);
+        let mut nvidia = before.push_layer(7, None);
+        nvidia.hold(&holding(&[1], 100), &index);
+        assert_eq!(nvidia.get(ROCR_VISIBLE_DEVICES), Some("3"));
+        assert_eq!(nvidia.get(CUDA_DEVICE_ORDER), Some(PCI_BUS_ID));
+        let amd = |id: u32| Device {
+            scheme: Scheme::Rocm,
+            ..Device::by_index(id)
+        };
+        let mut rocm = before.push_layer(7, None);
+        rocm.hold(&holding(&[1], 100), &amd);
+        assert_eq!(rocm.get(ROCR_VISIBLE_DEVICES), Some("1"));
+        assert_eq!(rocm.get(CUDA_DEVICE_ORDER), Some("FASTEST_FIRST"));
+        assert_eq!(rocm.pop(), (before, true));
+    }
+
+    #[test]
+    fn uuid_names_are_kept_for_the_gpus_that_remain() {
+        let mut layer = Vars::default().push_layer(1, None);
+        layer.hold(&holding(&[0, 1], 100), &uuid);
+        assert_eq!(layer.get(CUDA_VISIBLE_DEVICES), Some("GPU-0,GPU-1"));
+        // GPU 0 ends; the namer is not asked about the ones the layer knows.
+        layer.hold(&holding(&[1], 100), &|_| panic!("no new GPU"));
+        assert_eq!(layer.get(CUDA_VISIBLE_DEVICES), Some("GPU-1"));
+        assert_eq!(layer.get(DEVICES), Some("GPU-1"));
     }
 
     #[test]
@@ -350,19 +621,36 @@ mod tests {
         let mut sizes = Vec::new();
         for depth in 0..6u32 {
             layer = layer.push_layer(100 + depth, None);
-            layer.hold(&holding(&[depth], 100));
+            layer.hold(&holding(&[depth], 100), &index);
             sizes.push(layer.get(RESTORE).map_or(0, str::len));
         }
         assert!(
             sizes[5] - sizes[4] < 2 * (sizes[2] - sizes[1]) + 64,
             "{sizes:?}"
         );
+        assert_eq!(layer.layer_stores().len(), 6);
         for depth in (0..6u32).rev() {
             assert_eq!(layer.holder(), Some(100 + depth));
             assert_eq!(layer.gpus(), vec![depth]);
             layer = layer.pop().0;
         }
         assert_eq!(layer, Vars::default());
+    }
+
+    #[test]
+    fn older_snapshots_still_restore() {
+        let layer = vars(&[
+            (CUDA_VISIBLE_DEVICES, "1"),
+            (GPUS, "1"),
+            (OWNER_PID, "9"),
+            (
+                RESTORE,
+                r#"{"CUDA_VISIBLE_DEVICES":"7","CANHAZGPU_RESTORE":{}}"#,
+            ),
+        ]);
+        let (after, exact) = layer.pop();
+        assert!(exact);
+        assert_eq!(after, vars(&[(CUDA_VISIBLE_DEVICES, "7"), (RESTORE, "{}")]));
     }
 
     #[test]
@@ -382,36 +670,75 @@ mod tests {
     #[test]
     fn settle_drops_ended_layers_and_updates_the_rest() {
         let mut parent = Vars::default().push_layer(10, None);
-        parent.hold(&holding(&[0, 1], 100));
-        let mut child = parent.push_layer(20, None);
-        child.hold(&holding(&[2], 100));
+        parent.hold(&holding(&[0, 1], 100), &index);
+        let mut child = parent.push_layer(20, Some("redis://x"));
+        child.hold(&holding(&[2], 100), &index);
+        assert_eq!(
+            child.layer_stores(),
+            vec![Some("redis://x".to_string()), None]
+        );
 
-        // The child's reservation is gone, the parent lost GPU 1.
-        let (after, dropped) = child.settle(|holder, _| match holder {
-            Some(20) => Fate::Ended(Ending::Expired),
-            Some(10) => Fate::Holds(holding(&[0], 90)),
-            _ => panic!("unexpected holder"),
-        });
-        assert_eq!(dropped.len(), 1);
-        assert_eq!(dropped[0].ids, vec![2]);
-        assert_eq!(dropped[0].why, Ending::Expired);
+        // The child's reservation expired, the parent lost GPU 1 to an administrator.
+        let (after, lost) = child.settle(
+            |holder, _| match holder {
+                Some(20) => Fate::Ended(Ending::Expired),
+                Some(10) => Fate::Holds(Holding {
+                    lost: vec![(1, Ending::Reclaimed("root".into()))],
+                    ..holding(&[0], 90)
+                }),
+                _ => panic!("unexpected holder"),
+            },
+            &index,
+        );
+        assert_eq!(lost.len(), 2);
+        assert_eq!(lost[0].ended, vec![(Ending::Expired, vec![2])]);
+        assert!(lost[0].kept.is_empty());
+        assert_eq!(
+            lost[1].ended,
+            vec![(Ending::Reclaimed("root".into()), vec![1])]
+        );
+        assert_eq!(lost[1].kept, vec![0]);
         assert_eq!(after.get(GPUS), Some("0"));
+        assert_eq!(after.get(CUDA_VISIBLE_DEVICES), Some("0"));
         assert_eq!(after.get(EXPIRES), Some("90"));
         assert_eq!(after.holder(), Some(10));
 
         // Nothing held anywhere: back to the start.
-        let (after, dropped) = child.settle(|_, _| Fate::Holds(holding(&[], 0)));
+        let (after, lost) = child.settle(|_, _| Fate::Holds(Holding::default()), &index);
         assert_eq!(after, Vars::default());
-        assert_eq!(dropped.len(), 2);
-        assert!(dropped.iter().all(|d| d.why == Ending::Released));
+        assert_eq!(lost.len(), 2);
+        assert_eq!(lost[1].ended, vec![(Ending::Released, vec![0, 1])]);
+    }
+
+    #[test]
+    fn settle_groups_reasons_per_gpu() {
+        let mut layer = Vars::default().push_layer(10, None);
+        layer.hold(&holding(&[0, 1, 2], 100), &index);
+        let (_, lost) = layer.settle(
+            |_, _| {
+                Fate::Holds(Holding {
+                    lost: vec![
+                        (0, Ending::Expired),
+                        (1, Ending::Released),
+                        (2, Ending::Expired),
+                    ],
+                    ..Holding::default()
+                })
+            },
+            &index,
+        );
+        assert_eq!(
+            lost[0].ended,
+            vec![(Ending::Expired, vec![0, 2]), (Ending::Released, vec![1])]
+        );
     }
 
     #[test]
     fn settle_without_layer_asks_nothing() {
         let plain = vars(&[(CUDA_VISIBLE_DEVICES, "3")]);
-        let (after, dropped) = plain.settle(|_, _| panic!("no layer to judge"));
+        let (after, lost) = plain.settle(|_, _| panic!("no layer to judge"), &index);
         assert_eq!(after, plain);
-        assert!(dropped.is_empty());
+        assert!(lost.is_empty());
     }
 
     #[test]

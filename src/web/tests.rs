@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::cli::NvmlArgs;
+use crate::cli::GpuLibraryArgs;
 use crate::commands::Context;
 use crate::commands::gpus::Gpus;
 use crate::commands::report::Report;
@@ -63,6 +63,7 @@ fn context(url: &str) -> Context {
         store: Store::open(url).expect("a store URL"),
         config: Config::default(),
         view: ProcView::new(),
+        store_key: Some(url.to_string()),
     }
 }
 
@@ -570,8 +571,9 @@ fn demo_nvml(dir: &Path) -> Gpus {
     let stub_dir = dir.join("nvml");
     std::fs::create_dir_all(&stub_dir).unwrap();
     let library = nvml_stub::install_stub(nvml_stub::Variant::Current, &stub_dir, &config);
-    let args = NvmlArgs {
+    let args = GpuLibraryArgs {
         nvml_library: Some(library),
+        amd_smi_library: None,
     };
     Gpus::probe(&Config::default(), &args)
 }
@@ -660,8 +662,8 @@ fn bench_lab(dir: &Path, count: usize) -> StoresLab {
 #[ignore = "a benchmark: run by bench/web.sh in a release build"]
 fn bench_requests() {
     let clients = 4;
-    println!("| route | hosts | requests/s ({clients} clients, new connection each) |");
-    println!("|---|---|---|");
+    println!("| route | hosts | answer bytes | requests/s ({clients} clients) |");
+    println!("|---|---|---|---|");
     for count in [1, 100] {
         let dir = tempfile::tempdir().unwrap();
         let server = serve(bench_lab(dir.path(), count), Limits::default());
@@ -669,7 +671,7 @@ fn bench_requests() {
             let _warm = requests_per_second(server.addr(), path, clients, 0.5);
             let rate = requests_per_second(server.addr(), path, clients, 3.0);
             let bytes = http::get(server.addr(), path).body.len();
-            println!("| {path} | {count} ({bytes} bytes) | {rate:.0} |");
+            println!("| {path} | {count} | {bytes} | {rate:.0} |");
         }
     }
 }

@@ -5,29 +5,17 @@
 use crate::common;
 use crate::nvml_stub as nvml;
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{BACKENDS, Backend, TestStore, wait_for};
+use common::gpus::without_gpu_libraries as without_nvml;
+use common::gpus::{NO_SUCH_PID, NvmlStub as Stub, Out, Sleeper, each_backend, is_root, me};
+use common::{Backend, TestStore, wait_for};
 use nvml::{CONFIG_ENV, Variant};
 use tempfile::TempDir;
 
 const H100: &str = "NVIDIA H100 80GB HBM3";
-/// A uid with a passwd entry on every Linux host.
-const NOBODY: u32 = 65534;
-/// A pid no kernel hands out (pid_max is at most 2^22).
-const NO_SUCH_PID: u32 = u32::MAX - 1;
-
-fn each_backend(test: impl Fn(&TestStore)) {
-    for backend in BACKENDS {
-        let store = TestStore::new(backend);
-        eprintln!("--- {backend:?}");
-        test(&store);
-    }
-}
-
 fn uuid(index: u32) -> String {
     format!("GPU-{index:08x}-1111-2222-3333-444444444444")
 }
@@ -39,159 +27,6 @@ fn h100s(used: &[u64], extra: &str) -> String {
         config.push_str(&format!("gpu {} 81559 {used} {H100}\n", uuid(index as u32)));
     }
     config + extra
-}
-
-/// A stub scenario: the shared stub build of one variant, found through
-/// LD_LIBRARY_PATH, reading its own configuration file.
-struct Stub {
-    dir: TempDir,
-    variant: Variant,
-}
-
-impl Stub {
-    fn new(config: &str) -> Stub {
-        Stub::of(Variant::Current, config)
-    }
-
-    fn of(variant: Variant, config: &str) -> Stub {
-        let stub = Stub {
-            dir: tempfile::tempdir().expect("temp dir"),
-            variant,
-        };
-        stub.set(config);
-        stub
-    }
-
-    fn set(&self, config: &str) {
-        std::fs::write(self.config(), config).expect("writing the stub config");
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("stub.conf")
-    }
-
-    fn command(&self, store: &TestStore) -> Command {
-        let mut cmd = store.std_cmd();
-        cmd.env("LD_LIBRARY_PATH", nvml::stub_library_dir(self.variant))
-            .env(CONFIG_ENV, self.config());
-        cmd
-    }
-
-    fn run(&self, store: &TestStore, args: &[&str]) -> Out {
-        Out::of(
-            self.command(store)
-                .args(args)
-                .output()
-                .expect("running canhazgpu"),
-        )
-    }
-}
-
-/// Commands on a host without any NVIDIA library.
-fn without_nvml(store: &TestStore, args: &[&str]) -> Out {
-    let empty = tempfile::tempdir().expect("temp dir");
-    let out = store
-        .std_cmd()
-        .env("LD_LIBRARY_PATH", empty.path())
-        .env_remove(CONFIG_ENV)
-        .args(args)
-        .output()
-        .expect("running canhazgpu");
-    Out::of(out)
-}
-
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn of(out: Output) -> Out {
-        Out {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    fn ok(self) -> Out {
-        assert_eq!(self.code, Some(0), "failed: {}{}", self.stdout, self.stderr);
-        self
-    }
-
-    fn line(&self, index: usize) -> &str {
-        self.stdout
-            .lines()
-            .nth(index)
-            .unwrap_or_else(|| panic!("no line {index} in\n{}", self.stdout))
-    }
-
-    fn warnings(&self) -> Vec<&str> {
-        self.stderr
-            .lines()
-            .filter(|line| line.contains("warning"))
-            .collect()
-    }
-}
-
-fn me() -> String {
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .unwrap()
-        .unwrap()
-        .name
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// A real process for the stub to report, as another user where the tests may
-/// switch users (root), else as ourselves; killed on drop.
-struct Sleeper {
-    child: Child,
-    user: String,
-}
-
-impl Sleeper {
-    fn as_other_user() -> Sleeper {
-        if !is_root() {
-            eprintln!("not root: the 'other user' process runs as this user");
-            return Sleeper::as_me();
-        }
-        let child = Command::new("setpriv")
-            .arg(format!("--reuid={NOBODY}"))
-            .arg(format!("--regid={NOBODY}"))
-            .args(["--clear-groups", "--", "sleep", "60"])
-            .spawn()
-            .expect("starting setpriv");
-        let proc_dir = format!("/proc/{}", child.id());
-        // /proc/<pid> belongs to the new user only once sleep has been executed.
-        wait_for(Duration::from_secs(10), "setpriv to become nobody", || {
-            let uid = std::fs::metadata(&proc_dir).ok()?.uid();
-            (uid == NOBODY).then_some(())
-        });
-        let user = nix::unistd::User::from_uid(NOBODY.into())
-            .unwrap()
-            .map_or_else(|| NOBODY.to_string(), |user| user.name);
-        Sleeper { child, user }
-    }
-
-    fn as_me() -> Sleeper {
-        let child = Command::new("sleep").arg("60").spawn().expect("sleep");
-        Sleeper { child, user: me() }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -250,7 +85,12 @@ fn admin_without_nvml_asks_for_the_pool_size() {
     let store = TestStore::new(Backend::File);
     let out = without_nvml(&store, &["admin"]);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
-    assert!(out.stderr.contains("no NVIDIA library"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("neither NVIDIA's libnvidia-ml.so.1 nor AMD's libamd_smi.so"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("--gpus N"), "{}", out.stderr);
 
     let broken = Stub::new("init_error 9\n");
@@ -955,4 +795,62 @@ fn without_the_library_status_does_not_walk_the_loader_path() {
     // Positive control: with LD_LIBRARY_PATH the loader is asked, since only it knows.
     let empty = TempDir::new().unwrap();
     assert_eq!(library_searches(&store, Some(empty.path())), 1);
+}
+
+#[test]
+fn the_shell_integration_exports_uuids_like_run() {
+    let posix = r#"
+INIT
+canhazgpu reserve
+echo "one=$CUDA_VISIBLE_DEVICES|$NVIDIA_VISIBLE_DEVICES|$CANHAZGPU_GPUS|$CUDA_DEVICE_ORDER"
+canhazgpu reserve --gpus 2
+echo "three=$CUDA_VISIBLE_DEVICES"
+canhazgpu release --gpu-ids 1
+echo "two=$CUDA_VISIBLE_DEVICES|$CANHAZGPU_GPUS"
+canhazgpu release
+echo "none=${CUDA_VISIBLE_DEVICES-unset}"
+"#;
+    let fish = r#"
+INIT
+canhazgpu reserve; or exit 1
+echo "one=$CUDA_VISIBLE_DEVICES|$NVIDIA_VISIBLE_DEVICES|$CANHAZGPU_GPUS|$CUDA_DEVICE_ORDER"
+canhazgpu reserve --gpus 2; or exit 1
+echo "three=$CUDA_VISIBLE_DEVICES"
+canhazgpu release --gpu-ids 1; or exit 1
+echo "two=$CUDA_VISIBLE_DEVICES|$CANHAZGPU_GPUS"
+canhazgpu release; or exit 1
+set -q CUDA_VISIBLE_DEVICES; and echo "none=$CUDA_VISIBLE_DEVICES"; or echo none=unset
+"#;
+    for sh in common::shell::SHELLS {
+        let store = TestStore::new(Backend::File);
+        let stub = Stub::new(&h100s(&[0, 0, 0], ""));
+        stub.run(&store, &["admin"]).ok();
+        std::fs::write(store.config_path(), "visible_devices = \"uuid\"\n").unwrap();
+        let library = nvml::stub_library_dir(Variant::Current);
+        let config = stub.config();
+        let run = store
+            .session_with(
+                sh,
+                &common::shell::scripted(sh, posix, fish),
+                &[
+                    ("LD_LIBRARY_PATH", common::path_str(&library)),
+                    (CONFIG_ENV, common::path_str(&config)),
+                ],
+            )
+            .ok();
+        let ctx = run.describe();
+        let (u0, u1, u2) = (uuid(0), uuid(1), uuid(2));
+        assert_eq!(
+            run.value("one"),
+            format!("{u0}|{u0}|0|PCI_BUS_ID"),
+            "{sh:?}: {ctx}"
+        );
+        assert_eq!(
+            run.value("three"),
+            format!("{u0},{u1},{u2}"),
+            "{sh:?}: {ctx}"
+        );
+        assert_eq!(run.value("two"), format!("{u0},{u2}|0,2"), "{sh:?}: {ctx}");
+        assert_eq!(run.value("none"), "unset", "{sh:?}: {ctx}");
+    }
 }

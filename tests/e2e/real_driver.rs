@@ -49,24 +49,34 @@ struct FakeDriver {
 
 impl FakeDriver {
     fn new(gpus: &[&str], smi_uuids: Option<&[&str]>) -> FakeDriver {
-        let dir = tempfile::tempdir().expect("temp dir");
         let mut config = String::from("driver 555.42.06\n");
         for uuid in gpus {
             config.push_str(&format!("gpu {uuid} 81559 0 NVIDIA H100 80GB HBM3\n"));
         }
-        nvml::install_stub(Variant::Current, dir.path(), &config);
-        std::fs::copy(cuda_stub(), dir.path().join("libcuda.so.1")).expect("copying libcuda");
-        if let Some(uuids) = smi_uuids {
-            let bin = dir.path().join("bin");
-            std::fs::create_dir(&bin).expect("bin dir");
-            let lines: String = uuids
+        let listing = smi_uuids.map(|uuids| {
+            uuids
                 .iter()
                 .enumerate()
-                .map(|(i, uuid)| format!("echo 'GPU {i}: NVIDIA H100 80GB HBM3 (UUID: {uuid})'\n"))
-                .collect();
+                .map(|(i, uuid)| format!("GPU {i}: NVIDIA H100 80GB HBM3 (UUID: {uuid})\n"))
+                .collect::<String>()
+        });
+        FakeDriver::of(&config, listing.as_deref())
+    }
+
+    /// The NVML stub with `config`, and an `nvidia-smi -L` that prints `listing`.
+    fn of(config: &str, listing: Option<&str>) -> FakeDriver {
+        let dir = tempfile::tempdir().expect("temp dir");
+        nvml::install_stub(Variant::Current, dir.path(), config);
+        std::fs::copy(cuda_stub(), dir.path().join("libcuda.so.1")).expect("copying libcuda");
+        if let Some(listing) = listing {
+            let bin = dir.path().join("bin");
+            std::fs::create_dir(&bin).expect("bin dir");
+            std::fs::write(bin.join("listing"), listing).expect("writing the listing");
             let smi = bin.join("nvidia-smi");
-            let script =
-                format!("#!/bin/sh\ncase \"$1\" in -L) {lines};; *) echo 555.42.06;; esac\n");
+            let script = format!(
+                "#!/bin/sh\ncase \"$1\" in -L) cat '{}';; *) echo 555.42.06;; esac\n",
+                bin.join("listing").display()
+            );
             std::fs::write(&smi, script).expect("writing nvidia-smi");
             let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
             std::fs::set_permissions(&smi, mode).expect("chmod nvidia-smi");
@@ -113,8 +123,10 @@ fn the_check_passes_on_a_driver_that_behaves() {
     for check in ["detect", "uuids", "foreign", "skipped", "force", "freed"] {
         assert!(text.contains(&format!("PASS {check}")), "{check}: {text}");
     }
+    // Nothing here is in MIG mode: the MIG checks say so rather than pass.
+    assert!(text.contains("SKIP mig "), "{text}");
     assert!(
-        text.contains("result: 7 passed, 0 failed, 0 skipped"),
+        text.contains("result: 7 passed, 0 failed, 1 skipped"),
         "{text}"
     );
     assert!(
@@ -146,9 +158,61 @@ fn without_nvidia_smi_the_uuid_check_is_skipped_not_passed() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("SKIP uuids"), "{text}");
     assert!(
-        text.contains("result: 6 passed, 0 failed, 1 skipped"),
+        text.contains("result: 6 passed, 0 failed, 2 skipped"),
         "{text}"
     );
+}
+
+#[test]
+fn on_a_mig_host_the_check_also_allocates_on_a_mig_instance() {
+    // GPU 0 in MIG mode with instances in slots 0 and 2, GPU 1 without MIG.
+    let config = "driver 555.42.06\n\
+                  gpu GPU-a100 81920 0 NVIDIA A100-SXM4-80GB\n\
+                  mig 0 1\n\
+                  mig_device 0 0 MIG-aaaa 9856 0 NVIDIA A100-SXM4-80GB MIG 1g.10gb\n\
+                  mig_device 0 2 MIG-cccc 40192 0 NVIDIA A100-SXM4-80GB MIG 3g.40gb\n\
+                  gpu GPU-h100 81559 0 NVIDIA H100 80GB HBM3\n";
+    let listing = "GPU 0: NVIDIA A100-SXM4-80GB (UUID: GPU-a100)\n  \
+                   MIG 1g.10gb     Device  0: (UUID: MIG-aaaa)\n  \
+                   MIG 3g.40gb     Device  1: (UUID: MIG-cccc)\n\
+                   GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-h100)\n";
+    let driver = FakeDriver::of(config, Some(listing));
+    let out = driver.check();
+    let text = report(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    // The whole-GPU checks use GPU 1: CUDA cannot use GPU 0, in MIG mode, as a whole.
+    assert!(text.contains("on 1 (GPU 1 here)"), "{text}");
+    for check in [
+        "mig-detect",
+        "mig-uuids",
+        "mig-export",
+        "mig-foreign",
+        "mig-skipped",
+        "mig-force",
+        "mig-freed",
+    ] {
+        assert!(text.contains(&format!("PASS {check}")), "{check}: {text}");
+    }
+    assert!(text.contains("on MIG-cccc (GPU 1 here)"), "{text}");
+    assert!(
+        text.contains("result: 15 passed, 0 failed, 0 skipped"),
+        "{text}"
+    );
+    // The instances are read, never changed: the configuration is as it was.
+    let after = std::fs::read_to_string(driver.dir.path().join(nvml::CONFIG_FILE_NAME)).unwrap();
+    assert_eq!(after, config);
+}
+
+#[test]
+fn the_mig_check_fails_when_nvidia_smi_lists_other_instances() {
+    let config =
+        "gpu GPU-a100 81920 0 A100\nmig 0 1\nmig_device 0 0 MIG-aaaa 9856 0 A100 MIG 1g.10gb\n";
+    let listing = "GPU 0: A100 (UUID: GPU-a100)\n  MIG 1g.10gb Device 0: (UUID: MIG-ffff)\n";
+    let out = FakeDriver::of(config, Some(listing)).check();
+    let text = report(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL mig-uuids"), "{text}");
+    assert!(text.contains("PASS mig-freed"), "{text}");
 }
 
 #[test]

@@ -5,7 +5,7 @@ use crate::common;
 use common::{BACKENDS, Backend, TestStore, unix_now};
 use serde_json::{Value, json};
 
-const STATUS_KEYS: [&str; 11] = [
+const STATUS_KEYS: [&str; 13] = [
     "id",
     "state",
     "user",
@@ -17,6 +17,8 @@ const STATUS_KEYS: [&str; 11] = [
     "note",
     "last_released",
     "nvml",
+    "vendor",
+    "mig",
 ];
 
 #[test]

@@ -56,8 +56,9 @@ echo "gpus_after=${CANHAZGPU_GPUS-unset}|${CANHAZGPU_OWNER_PID-unset}|${CANHAZGP
 unset CUDA_VISIBLE_DEVICES
 export CUDA_DEVICE_ORDER=FASTEST_FIRST
 canhazgpu reserve
-echo "kept_order=$CUDA_DEVICE_ORDER"
+echo "order_held=$CUDA_DEVICE_ORDER"
 canhazgpu release
+echo "order_back=$CUDA_DEVICE_ORDER"
 echo "unset_after=${CUDA_VISIBLE_DEVICES-unset}"
 "#;
     let fish = r#"
@@ -83,8 +84,9 @@ echo "gpus_after="(set -q CANHAZGPU_GPUS; and echo set; or echo unset)"|"(set -q
 set -e CUDA_VISIBLE_DEVICES
 set -gx CUDA_DEVICE_ORDER FASTEST_FIRST
 canhazgpu reserve; or exit 1
-show kept_order CUDA_DEVICE_ORDER
+show order_held CUDA_DEVICE_ORDER
 canhazgpu release; or exit 1
+show order_back CUDA_DEVICE_ORDER
 show unset_after CUDA_VISIBLE_DEVICES
 "#;
     for sh in SHELLS {
@@ -126,8 +128,10 @@ show unset_after CUDA_VISIBLE_DEVICES
             "{sh:?}: {ctx}"
         );
         assert!(run.stderr.contains("Released 3 GPU(s)"), "{sh:?}: {ctx}");
-        // A device order the user chose stays.
-        assert_eq!(run.value("kept_order"), "FASTEST_FIRST", "{sh:?}: {ctx}");
+        // One rule for every path: ids mean PCI order while GPUs are held (so that they
+        // name the reserved GPUs), and the user's order comes back with the release.
+        assert_eq!(run.value("order_held"), "PCI_BUS_ID", "{sh:?}: {ctx}");
+        assert_eq!(run.value("order_back"), "FASTEST_FIRST", "{sh:?}: {ctx}");
         assert_eq!(run.value("unset_after"), "unset", "{sh:?}: {ctx}");
         assert!(store.busy_ids().is_empty(), "{sh:?}: {}", store.status());
     }
@@ -250,26 +254,45 @@ fn kill_9_of_the_shell_frees_its_gpus_for_the_next_command() {
 }
 
 #[test]
-fn reserve_in_a_subshell_is_refused() {
+fn reserve_in_a_subshell_is_refused_unless_its_output_is_evaluated() {
     let posix = r#"
 INIT
 if ( canhazgpu reserve ); then echo "paren=ok"; else echo "paren=$?"; fi
 if canhazgpu reserve | cat; then echo "pipe=ok"; else echo "pipe=$?"; fi
-if x=$(canhazgpu reserve); then echo "subst=ok"; else echo "subst=$?"; fi
 if ( canhazgpu release ); then echo "release=ok"; else echo "release=$?"; fi
+if x=$(canhazgpu reserve | cat); then echo "piped_subst=ok"; else echo "piped_subst=$?"; fi
 ( canhazgpu status >/dev/null ) && echo "status=ok"
 echo "cvd=${CUDA_VISIBLE_DEVICES-unset}"
+eval "$(canhazgpu reserve --gpus 2)"
+echo "evaluated=$CUDA_VISIBLE_DEVICES owner=$CANHAZGPU_OWNER_PID self=$$"
+eval "$(canhazgpu release)"
+echo "released=${CUDA_VISIBLE_DEVICES-unset}"
 "#;
     for sh in [Sh::Bash, Sh::Zsh] {
         let store = store(2);
         let run = store.session(sh, &script(sh, posix, "")).ok();
         let ctx = run.describe();
-        for key in ["paren", "pipe", "subst", "release"] {
+        for key in ["paren", "pipe", "release", "piped_subst"] {
             assert_eq!(run.value(key), "1", "{sh:?} {key}: {ctx}");
         }
         assert_eq!(run.value("status"), "ok", "{sh:?}: {ctx}");
         assert_eq!(run.value("cvd"), "unset", "{sh:?}: {ctx}");
         assert!(run.stderr.contains("in a subshell"), "{sh:?}: {ctx}");
+        // `eval "$(canhazgpu reserve)"`, as `reserve --help` shows it, works with the
+        // integration too: bound to this shell, and released by the shell's release.
+        let evaluated = run.value("evaluated");
+        let self_pid = run
+            .value("evaluated")
+            .rsplit("self=")
+            .next()
+            .unwrap_or_default();
+        assert!(evaluated.starts_with("0,1 owner="), "{sh:?}: {ctx}");
+        assert!(
+            evaluated.contains(&format!("owner={self_pid} ")),
+            "{sh:?}: {ctx}"
+        );
+        assert_eq!(run.value("released"), "unset", "{sh:?}: {ctx}");
+        assert!(run.stderr.contains("Released 2 GPU(s)"), "{sh:?}: {ctx}");
         assert!(store.busy_ids().is_empty(), "{sh:?}: {}", store.status());
     }
 }
@@ -442,7 +465,7 @@ canhazgpu reserve --duration 2s; or exit 1
 emit fish_prompt
 set -q CUDA_VISIBLE_DEVICES; and echo "still=$CUDA_VISIBLE_DEVICES"; or echo still=unset
 set -l n 0
-while test (_canhazgpu_uptime) -lt $_canhazgpu_deadline
+while test (_canhazgpu_uptime) -lt $_canhazgpu_deadline_cs
   set n (math $n + 1); test $n -lt 200; or exit 3; sleep 0.05
 end
 emit fish_prompt
@@ -573,8 +596,8 @@ false
     let ctx = run.describe();
     assert_eq!(
         run.value("hooks"),
-        r#"echo "pc_str saw $?";_canhazgpu_hook"#,
-        "one hook, after the user's: {ctx}"
+        r#"_canhazgpu_hook;echo "pc_str saw $?""#,
+        "one hook, before the user's: {ctx}"
     );
     let trap = run.value("trap");
     assert_eq!(trap.matches("_canhazgpu_exit").count(), 1, "{ctx}");
@@ -597,7 +620,7 @@ PS1='[st=$?]'
 PROMPT_COMMAND=('echo "pc_arr saw $?"' 'echo pc_second')
 eval "$(canhazgpu init bash)"
 eval "$(canhazgpu init bash)"
-echo "hooks=${#PROMPT_COMMAND[@]}:${PROMPT_COMMAND[2]}"
+echo "hooks=${#PROMPT_COMMAND[@]}:${PROMPT_COMMAND[0]}"
 false
 "#;
     let run = interactive_bash(&store, input);
@@ -662,7 +685,7 @@ false
         .expect("write input");
     let run = finish(child.wait_with_output().expect("zsh output"));
     let ctx = run.describe();
-    assert_eq!(run.value("pre"), "mine,_canhazgpu_hook", "{ctx}");
+    assert_eq!(run.value("pre"), "_canhazgpu_hook,mine", "{ctx}");
     assert_eq!(run.value("exit"), "bye,_canhazgpu_exit", "{ctx}");
     assert!(run.stdout.contains("mine saw 1"), "{ctx}");
     assert!(run.stderr.contains("[st=1]"), "{ctx}");
@@ -680,7 +703,8 @@ fn fish_double_init_installs_one_handler_each() {
             "canhazgpu init fish | source\ncanhazgpu init fish | source\necho \"prompt=\"(functions --handlers-type generic | string match '*_canhazgpu_hook*' | count)\necho \"exit=\"(functions --handlers-type generic | string match '*_canhazgpu_exit*' | count)",
         )
         .ok();
-    assert_eq!(run.value("prompt"), "1", "{}", run.describe());
+    // One handler per event: fish_prompt and fish_postexec.
+    assert_eq!(run.value("prompt"), "2", "{}", run.describe());
     assert_eq!(run.value("exit"), "1", "{}", run.describe());
 }
 
@@ -752,7 +776,9 @@ echo "now=$(complete -p canhazgpu)""#,
 #[test]
 fn shellcheck_passes_on_the_bash_script() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // As strictly as zoxide lints its scripts: every optional check too.
     let out = std::process::Command::new("shellcheck")
+        .args(["--enable", "all"])
         .arg(root.join("shell/init.bash"))
         .output()
         .expect("shellcheck must be installed for the tests (apt-get install shellcheck)");
@@ -770,7 +796,7 @@ fn shellcheck_passes_on_the_bash_script() {
     let file = dir.path().join("rendered.bash");
     std::fs::write(&file, &rendered.stdout).unwrap();
     let out = std::process::Command::new("shellcheck")
-        .args(["--shell=bash"])
+        .args(["--shell=bash", "--enable", "all"])
         .arg(&file)
         .output()
         .expect("run shellcheck");

@@ -190,3 +190,103 @@ fn tab_completes_through_the_function() {
         zsh.last_line() == "> canhazgpu reserve"
     });
 }
+
+/// The prompt drawn right after the line `marker` (a command's own output), once drawn.
+fn prompt_after(tmux: &Tmux, marker: &str, is_prompt: impl Fn(&str) -> bool) -> String {
+    let screen = tmux.wait(&format!("a prompt after {marker:?}"), |screen| {
+        let Some(at) = screen.lines().position(|line| line == marker) else {
+            return false;
+        };
+        screen
+            .lines()
+            .skip(at + 1)
+            .any(|line| is_prompt(line.trim_end()))
+    });
+    let at = screen.lines().position(|line| line == marker).unwrap_or(0);
+    screen
+        .lines()
+        .skip(at + 1)
+        .find(|line| is_prompt(line.trim_end()))
+        .unwrap_or_default()
+        .trim_end()
+        .to_string()
+}
+
+#[test]
+fn bash_preexec_loaded_first_keeps_its_first_preexec_and_the_hook_runs_before_prompts() {
+    let store = store(1);
+    let standin = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support/bash-preexec-standin.bash");
+    let tmux = Tmux::start(&store, "preexec", &["bash", "--norc", "--noprofile", "-i"]);
+    // As a .bashrc would: bash-preexec, then canhazgpu, then a prompt builder that
+    // uses bash-preexec's precmd_functions.
+    let rc = [
+        format!("source '{}'", standin.display()),
+        r#"eval "$(canhazgpu init bash)""#.to_string(),
+        r#"preexec() { echo "preexec saw: $1"; }"#.to_string(),
+        r#"builder() { PS1="[${CUDA_VISIBLE_DEVICES-unset}]> "; }"#.to_string(),
+        "precmd_functions+=(builder)".to_string(),
+    ];
+    tmux.send(&rc.join("; "));
+    tmux.wait("the builder's prompt", |_| tmux.last_line() == "[unset]>");
+    tmux.send("echo first");
+    tmux.wait("the first preexec", |screen| {
+        screen.contains("preexec saw: echo first")
+    });
+    tmux.send("canhazgpu reserve");
+    tmux.wait("the prompt with the GPU", |_| tmux.last_line() == "[0]>");
+    tmux.send("command canhazgpu release >/dev/null; echo step=released");
+    let prompt = prompt_after(&tmux, "step=released", |line| line.starts_with('['));
+    assert_eq!(prompt, "[unset]>", "{}", tmux.screen());
+}
+
+#[test]
+fn fish_prompt_builders_hooked_before_the_init_see_the_current_state() {
+    let store = store(1);
+    let tmux = Tmux::start(&store, "fish-builder", &["fish", "--no-config", "-i"]);
+    let config = [
+        "function builder --on-event fish_prompt",
+        "set -g seen (set -q CUDA_VISIBLE_DEVICES; and echo $CUDA_VISIBLE_DEVICES; or echo unset)",
+        "end",
+        "function fish_prompt; echo -n \"[$seen]> \"; end",
+    ];
+    tmux.send(&config.join("; "));
+    tmux.send("canhazgpu init fish | source");
+    tmux.send("canhazgpu reserve");
+    tmux.wait("the prompt with the GPU", |_| tmux.last_line() == "[0]>");
+    tmux.send("command canhazgpu release >/dev/null; echo step=released");
+    let prompt = prompt_after(&tmux, "step=released", |line| line.starts_with('['));
+    assert_eq!(prompt, "[unset]>", "{}", tmux.screen());
+}
+
+#[test]
+fn jobs_shows_a_suspended_run_as_the_command_typed() {
+    // zsh shows no text at all for a job stopped inside any function.
+    for (name, argv) in [
+        ("bash-jobs", vec!["bash", "--norc", "--noprofile", "-i"]),
+        ("fish-jobs", vec!["fish", "--no-config", "-i"]),
+    ] {
+        let store = store(1);
+        let tmux = Tmux::start(&store, name, &argv);
+        let init = if name.starts_with("fish") {
+            "canhazgpu init fish | source"
+        } else {
+            r#"eval "$(canhazgpu init bash)""#
+        };
+        tmux.send(init);
+        tmux.send("canhazgpu run -- sleep 30");
+        tmux.wait("the run to start", |screen| {
+            screen.contains("running on GPU(s) [0]")
+        });
+        tmux.type_keys(&["C-z"]);
+        tmux.send("jobs");
+        let screen = tmux.wait("the job list", |screen| {
+            screen.lines().any(|line| {
+                line.to_lowercase().contains("stopped")
+                    && line.ends_with("canhazgpu run -- sleep 30")
+            })
+        });
+        assert!(!screen.contains("\"$@\""), "{name}: {screen}");
+        assert!(!screen.contains("$argv"), "{name}: {screen}");
+    }
+}

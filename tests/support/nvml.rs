@@ -17,8 +17,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
+
+// Declared beside this module by whoever includes it (see build_stub.rs).
+use super::build_stub;
 
 /// The file name NVML is loaded by.
 pub const LIBRARY_NAME: &str = "libnvidia-ml.so.1";
@@ -28,8 +30,6 @@ pub const CONFIG_ENV: &str = "CANHAZGPU_NVML_STUB";
 
 /// Configuration file the stub falls back to, in the directory holding it.
 pub const CONFIG_FILE_NAME: &str = "nvml_stub.conf";
-
-const SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/nvml_stub.c");
 
 /// Which NVML generation the stub imitates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,53 +111,12 @@ pub fn write_config(dir: &Path, config: &str) {
     fs::write(&path, config).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
 
-fn build_root() -> PathBuf {
-    // Cargo only sets CARGO_TARGET_TMPDIR for integration tests; unit tests
-    // live in target/<profile>/deps, so build next to that.
-    if let Some(dir) = option_env!("CARGO_TARGET_TMPDIR") {
-        return PathBuf::from(dir).join("nvml-stub");
-    }
-    let exe = std::env::current_exe().expect("locating the test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable has no parent directory");
-    profile_dir.join("nvml-stub")
-}
-
 fn compile(variant: Variant) -> PathBuf {
-    let dir = build_root().join(variant.dir_name());
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-
-    // Other test binaries may be loading or building the same file right
-    // now: build under a private name, then rename, which replaces the file
-    // atomically and leaves anyone holding the old one undisturbed.
-    let partial = dir.join(format!("{LIBRARY_NAME}.{}.tmp", std::process::id()));
-    let compiler = std::env::var_os("CC").unwrap_or_else(|| "gcc".into());
-    let output = Command::new(&compiler)
-        .args(["-shared", "-fPIC", "-O1"])
-        .args(variant.defines())
-        .arg("-o")
-        .arg(&partial)
-        .arg(SOURCE)
-        .arg("-ldl")
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "running {} to build the NVML stub: {e}",
-                compiler.to_string_lossy()
-            )
-        });
-    if !output.status.success() {
-        let _ = fs::remove_file(&partial);
-        panic!(
-            "building the NVML stub failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let library = dir.join(LIBRARY_NAME);
-    fs::rename(&partial, &library)
-        .unwrap_or_else(|e| panic!("installing {}: {e}", library.display()));
-    dir
+    build_stub::compile(
+        "nvml_stub.c",
+        "nvml-stub",
+        variant.dir_name(),
+        LIBRARY_NAME,
+        variant.defines(),
+    )
 }

@@ -30,16 +30,28 @@
  *                                         a GPU; indices follow file order;
  *                                         the name is the rest of the line
  *                                         and may contain spaces
- *   proc <gpu_index> <pid> <used_mib|na>  a compute process on that GPU;
- *                                         "na" reports the memory as
+ *   proc <target> <pid> <used_mib|na>     a compute process on a GPU (target
+ *                                         <gpu_index>) or on one of its MIG
+ *                                         devices (<gpu_index>/<slot>); "na"
+ *                                         reports the memory as
  *                                         NVML_VALUE_NOT_AVAILABLE
+ *   mig <gpu_index> <0|1>                 the GPU supports MIG, with MIG mode
+ *                                         off (0) or on (1); GPUs without a mig
+ *                                         line answer NOT_SUPPORTED, as GPUs
+ *                                         without MIG do
+ *   mig_device <gpu_index> <slot> <uuid> <total_mib> <used_mib> <name...>
+ *                                         a MIG device (one compute instance) at
+ *                                         MIG device index <slot> (0-6) of a GPU;
+ *                                         slots without one answer NOT_FOUND
+ *   mig_error <gpu_index> <code>          listing the GPU's MIG devices fails so
  *   init_error <code>                     nvmlInit* return this NVML code,
  *                                         e.g. 9 = DRIVER_NOT_LOADED,
  *                                         4 = NO_PERMISSION
  *   count_error <code>                    nvmlDeviceGetCount_v2 fails so
  *   memory_error <gpu_index> <code>       both memory queries fail so
  *   proc_error <gpu_index> <code>         both process queries fail so
- * At most 16 GPUs and 64 processes; lines are at most 510 characters.
+ * At most 16 GPUs, 32 MIG devices and 64 processes; lines are at most 510
+ * characters.
  * Lines that do not parse, or exceed a limit, are skipped with a note on
  * stderr rather than crashing the process under test.
  */
@@ -57,14 +69,19 @@ typedef int nvmlReturn_t;
 #define NVML_SUCCESS 0
 #define NVML_ERROR_UNINITIALIZED 1
 #define NVML_ERROR_INVALID_ARGUMENT 2
+#define NVML_ERROR_NOT_SUPPORTED 3
 #define NVML_ERROR_NO_PERMISSION 4
+#define NVML_ERROR_NOT_FOUND 6
 #define NVML_ERROR_INSUFFICIENT_SIZE 7
 #define NVML_ERROR_DRIVER_NOT_LOADED 9
 #define NVML_ERROR_ARGUMENT_VERSION_MISMATCH 25
 #define NVML_ERROR_UNKNOWN 999
 
 #define MAX_GPUS 16
+#define MAX_MIGS 32
 #define MAX_PROCS 64
+#define MAX_MIG_SLOTS 7 /* what an A100 or H100 reports as its maximum */
+#define NO_SLOT 0xFFFFFFFFu
 #define NAME_LEN 96    /* NVML_DEVICE_NAME_V2_BUFFER_SIZE */
 #define UUID_LEN 96    /* NVML_DEVICE_UUID_V2_BUFFER_SIZE */
 #define VERSION_LEN 80 /* NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE */
@@ -93,25 +110,30 @@ typedef struct {
     unsigned int computeInstanceId;
 } nvmlProcessInfo_t;
 
+/* A GPU, or a MIG device of one (parent and slot set). */
 struct gpu {
     char name[NAME_LEN];
     char uuid[UUID_LEN];
     unsigned long long total_mib, used_mib;
-    nvmlReturn_t memory_error, proc_error;
+    nvmlReturn_t memory_error, proc_error, mig_error;
+    int mig_capable, mig_mode;
+    unsigned int parent, slot;
 };
 
 struct proc {
-    unsigned int gpu, pid;
+    unsigned int gpu, slot, pid;
     unsigned long long used_bytes;
 };
 
-/* Opaque to callers: a handle is a pointer into gpus[]. */
+/* Opaque to callers: a handle is a pointer into gpus[] or migs[]. */
 typedef struct gpu *nvmlDevice_t;
 
 static int init_count;
 static char driver_version[VERSION_LEN];
 static struct gpu gpus[MAX_GPUS];
 static unsigned int gpu_count;
+static struct gpu migs[MAX_MIGS];
+static unsigned int mig_count;
 static struct proc procs[MAX_PROCS];
 static unsigned int proc_count;
 static nvmlReturn_t init_error, count_error;
@@ -139,6 +161,19 @@ static int parse_u32(const char *s, unsigned int *out)
         return 0;
     *out = (unsigned int)v;
     return 1;
+}
+
+/* "<gpu>" or "<gpu>/<slot>"; the slot is NO_SLOT for the GPU itself. */
+static int parse_target(char *s, unsigned int *gpu, unsigned int *slot)
+{
+    char *slash = s == NULL ? NULL : strchr(s, '/');
+    *slot = NO_SLOT;
+    if (slash != NULL) {
+        *slash = '\0';
+        if (!parse_u32(slash + 1, slot) || *slot >= MAX_MIG_SLOTS)
+            return 0;
+    }
+    return parse_u32(s, gpu);
 }
 
 /* MiB counts above this would overflow when converted to bytes. */
@@ -207,9 +242,13 @@ static void parse_line(char *line, const char *path, unsigned lineno)
             note(path, lineno, "expected: gpu <uuid> <total_mib> <used_mib> <name...>");
             return;
         }
-        /* Keep failures that earlier lines attached to this index. */
+        /* Keep what earlier lines attached to this index. */
         g.memory_error = gpus[gpu_count].memory_error;
         g.proc_error = gpus[gpu_count].proc_error;
+        g.mig_error = gpus[gpu_count].mig_error;
+        g.mig_capable = gpus[gpu_count].mig_capable;
+        g.mig_mode = gpus[gpu_count].mig_mode;
+        g.parent = g.slot = NO_SLOT;
         gpus[gpu_count++] = g;
     } else if (strcmp(word, "proc") == 0) {
         struct proc p;
@@ -219,9 +258,9 @@ static void parse_line(char *line, const char *path, unsigned lineno)
             note(path, lineno, "too many procs");
             return;
         }
-        if (!parse_u32(next_word(&cursor), &p.gpu) ||
+        if (!parse_target(next_word(&cursor), &p.gpu, &p.slot) ||
             !parse_u32(next_word(&cursor), &p.pid)) {
-            note(path, lineno, "expected: proc <gpu_index> <pid> <used_mib|na>");
+            note(path, lineno, "expected: proc <gpu_index>[/<slot>] <pid> <used_mib|na>");
             return;
         }
         mem = next_word(&cursor);
@@ -230,7 +269,7 @@ static void parse_line(char *line, const char *path, unsigned lineno)
         } else if (parse_u64(mem, &mib) && mib_ok(mib)) {
             p.used_bytes = mib * MIB;
         } else {
-            note(path, lineno, "expected: proc <gpu_index> <pid> <used_mib|na>");
+            note(path, lineno, "expected: proc <gpu_index>[/<slot>] <pid> <used_mib|na>");
             return;
         }
         procs[proc_count++] = p;
@@ -244,18 +283,44 @@ static void parse_line(char *line, const char *path, unsigned lineno)
             init_error = (nvmlReturn_t)code;
         else
             count_error = (nvmlReturn_t)code;
-    } else if (strcmp(word, "memory_error") == 0 || strcmp(word, "proc_error") == 0) {
+    } else if (strcmp(word, "memory_error") == 0 || strcmp(word, "proc_error") == 0 ||
+               strcmp(word, "mig_error") == 0 || strcmp(word, "mig") == 0) {
         /* GPU lines may come later, so the index is checked on use, not here. */
         unsigned int index, code;
         if (!parse_u32(next_word(&cursor), &index) || index >= MAX_GPUS ||
             !parse_u32(next_word(&cursor), &code)) {
-            note(path, lineno, "expected: <memory_error|proc_error> <gpu_index> <code>");
+            note(path, lineno, "expected: <directive> <gpu_index> <number>");
             return;
         }
-        if (word[0] == 'm')
+        if (strcmp(word, "memory_error") == 0) {
             gpus[index].memory_error = (nvmlReturn_t)code;
-        else
+        } else if (strcmp(word, "proc_error") == 0) {
             gpus[index].proc_error = (nvmlReturn_t)code;
+        } else if (strcmp(word, "mig_error") == 0) {
+            gpus[index].mig_error = (nvmlReturn_t)code;
+        } else {
+            gpus[index].mig_capable = 1;
+            gpus[index].mig_mode = code != 0;
+        }
+    } else if (strcmp(word, "mig_device") == 0) {
+        struct gpu m;
+        memset(&m, 0, sizeof m);
+        if (mig_count >= MAX_MIGS) {
+            note(path, lineno, "too many mig_devices");
+            return;
+        }
+        if (!parse_u32(next_word(&cursor), &m.parent) || m.parent >= MAX_GPUS ||
+            !parse_u32(next_word(&cursor), &m.slot) || m.slot >= MAX_MIG_SLOTS ||
+            !copy_field(m.uuid, sizeof m.uuid, next_word(&cursor)) ||
+            !parse_u64(next_word(&cursor), &m.total_mib) ||
+            !parse_u64(next_word(&cursor), &m.used_mib) ||
+            !copy_field(m.name, sizeof m.name, rest_of_line(&cursor)) || !mib_ok(m.total_mib) ||
+            !mib_ok(m.used_mib) || m.used_mib > m.total_mib) {
+            note(path, lineno,
+                 "expected: mig_device <gpu_index> <slot> <uuid> <total_mib> <used_mib> <name...>");
+            return;
+        }
+        migs[mig_count++] = m;
     } else {
         note(path, lineno, "unknown directive");
     }
@@ -264,8 +329,9 @@ static void parse_line(char *line, const char *path, unsigned lineno)
 static void reset(void)
 {
     memset(gpus, 0, sizeof gpus);
+    memset(migs, 0, sizeof migs);
     memset(procs, 0, sizeof procs);
-    gpu_count = proc_count = 0;
+    gpu_count = mig_count = proc_count = 0;
     init_error = count_error = NVML_SUCCESS;
     strcpy(driver_version, "999.99.99-stub");
 }
@@ -373,6 +439,10 @@ const char *nvmlErrorString(nvmlReturn_t result)
         return "Invalid Argument";
     case NVML_ERROR_INSUFFICIENT_SIZE:
         return "Insufficient Size";
+    case NVML_ERROR_NOT_SUPPORTED:
+        return "Not Supported";
+    case NVML_ERROR_NOT_FOUND:
+        return "Not Found";
     case NVML_ERROR_NO_PERMISSION:
         return "Insufficient Permissions";
     case NVML_ERROR_DRIVER_NOT_LOADED:
@@ -421,7 +491,7 @@ nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *dev
     return NVML_SUCCESS;
 }
 
-/* Maps a handle back to its GPU, or NULL if it is not one of ours. */
+/* Maps a handle back to its GPU or MIG device, or NULL if it is not one of ours. */
 static struct gpu *lookup(nvmlDevice_t device)
 {
     unsigned int i;
@@ -430,7 +500,27 @@ static struct gpu *lookup(nvmlDevice_t device)
     for (i = 0; i < gpu_count; i++)
         if (device == &gpus[i])
             return &gpus[i];
+    for (i = 0; i < mig_count; i++)
+        if (device == &migs[i] && migs[i].parent < gpu_count)
+            return &migs[i];
     return NULL;
+}
+
+static int is_mig(const struct gpu *g)
+{
+    return g->slot != NO_SLOT;
+}
+
+/* The GPU index and MIG slot a proc line must name to be on this device. */
+static void target_of(const struct gpu *g, unsigned int *gpu, unsigned int *slot)
+{
+    if (is_mig(g)) {
+        *gpu = g->parent;
+        *slot = g->slot;
+    } else {
+        *gpu = (unsigned int)(g - gpus);
+        *slot = NO_SLOT;
+    }
 }
 
 nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char *name, unsigned int length)
@@ -491,7 +581,7 @@ static nvmlReturn_t running_processes(nvmlDevice_t device, unsigned int *count,
                                       nvmlProcessInfo_t *infos)
 {
     struct gpu *g = lookup(device);
-    unsigned int gpu, i, n = 0;
+    unsigned int gpu, slot, i, n = 0;
 
     if (g == NULL)
         return init_count == 0 ? NVML_ERROR_UNINITIALIZED : NVML_ERROR_INVALID_ARGUMENT;
@@ -499,9 +589,9 @@ static nvmlReturn_t running_processes(nvmlDevice_t device, unsigned int *count,
         return NVML_ERROR_INVALID_ARGUMENT;
     if (g->proc_error != NVML_SUCCESS)
         return g->proc_error;
-    gpu = (unsigned int)(g - gpus);
+    target_of(g, &gpu, &slot);
     for (i = 0; i < proc_count; i++)
-        if (procs[i].gpu == gpu)
+        if (procs[i].gpu == gpu && procs[i].slot == slot)
             n++;
     if (*count < n) {
         *count = n;
@@ -511,12 +601,14 @@ static nvmlReturn_t running_processes(nvmlDevice_t device, unsigned int *count,
         return NVML_ERROR_INVALID_ARGUMENT;
     n = 0;
     for (i = 0; i < proc_count; i++) {
-        if (procs[i].gpu != gpu)
+        if (procs[i].gpu != gpu || procs[i].slot != slot)
             continue;
         infos[n].pid = procs[i].pid;
         infos[n].usedGpuMemory = procs[i].used_bytes;
-        infos[n].gpuInstanceId = NO_INSTANCE;
-        infos[n].computeInstanceId = NO_INSTANCE;
+        /* The stub's slot doubles as the instance ids, which NVML leaves unset
+         * (0xFFFFFFFF) outside MIG mode. */
+        infos[n].gpuInstanceId = slot == NO_SLOT ? NO_INSTANCE : slot;
+        infos[n].computeInstanceId = slot == NO_SLOT ? NO_INSTANCE : 0;
         n++;
     }
     *count = n;
@@ -538,3 +630,82 @@ nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device,
     return running_processes(device, count, infos);
 }
 #endif
+
+/* MIG: nvml-wrapper's Device::mig_mode, mig_device_count (the maximum),
+ * mig_device_by_index, mig_is_mig_device_handle and mig_parent_device. */
+
+nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t device, unsigned int *currentMode,
+                                  unsigned int *pendingMode)
+{
+    struct gpu *g = lookup(device);
+    if (g == NULL)
+        return init_count == 0 ? NVML_ERROR_UNINITIALIZED : NVML_ERROR_INVALID_ARGUMENT;
+    if (currentMode == NULL || pendingMode == NULL)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (is_mig(g) || !g->mig_capable)
+        return NVML_ERROR_NOT_SUPPORTED;
+    *currentMode = *pendingMode = (unsigned int)g->mig_mode;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(nvmlDevice_t device, unsigned int *count)
+{
+    struct gpu *g = lookup(device);
+    if (g == NULL)
+        return init_count == 0 ? NVML_ERROR_UNINITIALIZED : NVML_ERROR_INVALID_ARGUMENT;
+    if (count == NULL)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (is_mig(g) || !g->mig_capable)
+        return NVML_ERROR_NOT_SUPPORTED;
+    if (g->mig_error != NVML_SUCCESS)
+        return g->mig_error;
+    *count = MAX_MIG_SLOTS;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(nvmlDevice_t device, unsigned int index,
+                                                 nvmlDevice_t *migDevice)
+{
+    struct gpu *g = lookup(device);
+    unsigned int parent, i;
+    if (g == NULL)
+        return init_count == 0 ? NVML_ERROR_UNINITIALIZED : NVML_ERROR_INVALID_ARGUMENT;
+    if (migDevice == NULL || index >= MAX_MIG_SLOTS)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (is_mig(g) || !g->mig_capable)
+        return NVML_ERROR_NOT_SUPPORTED;
+    if (g->mig_error != NVML_SUCCESS)
+        return g->mig_error;
+    parent = (unsigned int)(g - gpus);
+    /* Instances exist only while MIG mode is on. */
+    for (i = 0; g->mig_mode && i < mig_count; i++) {
+        if (migs[i].parent == parent && migs[i].slot == index) {
+            *migDevice = &migs[i];
+            return NVML_SUCCESS;
+        }
+    }
+    return NVML_ERROR_NOT_FOUND;
+}
+
+nvmlReturn_t nvmlDeviceIsMigDeviceHandle(nvmlDevice_t device, unsigned int *isMigDevice)
+{
+    struct gpu *g = lookup(device);
+    if (g == NULL)
+        return init_count == 0 ? NVML_ERROR_UNINITIALIZED : NVML_ERROR_INVALID_ARGUMENT;
+    if (isMigDevice == NULL)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    *isMigDevice = (unsigned int)is_mig(g);
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetDeviceHandleFromMigDeviceHandle(nvmlDevice_t migDevice,
+                                                          nvmlDevice_t *device)
+{
+    struct gpu *g = lookup(migDevice);
+    if (g == NULL)
+        return init_count == 0 ? NVML_ERROR_UNINITIALIZED : NVML_ERROR_INVALID_ARGUMENT;
+    if (device == NULL || !is_mig(g))
+        return NVML_ERROR_INVALID_ARGUMENT;
+    *device = &gpus[g->parent];
+    return NVML_SUCCESS;
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod gpus;
 pub mod http;
 pub mod shell;
 
@@ -180,7 +181,11 @@ impl TestStore {
         cmd.env("CANHAZGPU_STORE", self.url())
             .env("CANHAZGPU_CONFIG", self.config_path())
             .env_remove("CUDA_VISIBLE_DEVICES")
+            .env_remove("HIP_VISIBLE_DEVICES")
+            .env_remove("ROCR_VISIBLE_DEVICES")
             .env_remove("CANHAZGPU_NVML_LIBRARY")
+            .env_remove("CANHAZGPU_AMD_SMI_LIBRARY")
+            .env_remove("ROCM_PATH")
     }
 
     pub fn admin(&self, gpus: u32) {

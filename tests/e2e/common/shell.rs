@@ -73,6 +73,13 @@ impl Sh {
     }
 }
 
+/// The script for `sh`: `posix` for bash and zsh, `fish` for fish, with `INIT` replaced
+/// by the shell's init line.
+pub fn scripted(sh: Sh, posix: &str, fish: &str) -> String {
+    let text = if sh == Sh::Fish { fish } else { posix };
+    text.replace("INIT", sh.init_line())
+}
+
 /// What a scripted session printed.
 pub struct Session {
     pub output: Output,

@@ -1,4 +1,5 @@
-//! Reading one GPU's facts, with fallbacks for drivers older than R510.
+//! Reading one GPU's facts (or its MIG instances'), with fallbacks for drivers older
+//! than R510.
 
 use std::mem::MaybeUninit;
 
@@ -7,22 +8,72 @@ use nvml_wrapper::error::{NvmlError, nvml_sym, nvml_try};
 use nvml_wrapper::struct_wrappers::device::ProcessInfo;
 use nvml_wrapper::{Device, Nvml};
 
-use super::owner::Owners;
-use super::{GpuInfo, GpuProcess, mib};
+use super::mig;
+use crate::gpu::owner::Owners;
+use crate::gpu::{GpuInfo, GpuProcess, Mig, mib};
 
-/// Everything about GPU `index`, or the warning text if an essential fact is
-/// missing (see [`super::Probe::Unavailable`] for why that fails the probe).
-pub(super) fn read(nvml: &Nvml, index: u32, owners: &mut Owners) -> Result<GpuInfo, String> {
+/// GPU `index` as units: itself, or with `mig` and MIG mode on, its MIG instances.
+/// `Err` is the warning text when an essential fact is missing (see
+/// [`crate::gpu::Probe::Unavailable`] for why that fails the probe).
+pub(super) fn read(
+    nvml: &Nvml,
+    index: u32,
+    use_mig: bool,
+    owners: &mut Owners,
+) -> Result<Vec<GpuInfo>, String> {
     let failed = |what: &str, err: NvmlError| {
         format!("NVML could not read the {what} of GPU {index}: {err}; check `nvidia-smi`")
     };
     let device = nvml
         .device_by_index(index)
         .map_err(|err| failed("handle", err))?;
-    let name = device.name().map_err(|err| failed("name", err))?;
-    let uuid = device.uuid().map_err(|err| failed("UUID", err))?;
-    let (total, used) = memory(nvml, &device).map_err(|err| failed("memory usage", err))?;
-    let processes = compute_processes(&device)
+    let whole = facts(nvml, &device, index, owners).map_err(|(what, err)| failed(what, err))?;
+    if !mig::enabled(&device) {
+        return Ok(vec![whole]);
+    }
+    if !use_mig {
+        return Ok(vec![GpuInfo {
+            note: Some("in MIG mode, reserved whole (the configuration has no mig = true)".into()),
+            ..whole
+        }]);
+    }
+    let instances = mig::instances(&device).map_err(|err| failed("MIG instances", err))?;
+    if instances.is_empty() {
+        return Ok(vec![GpuInfo {
+            note: Some("in MIG mode without MIG instances: CUDA cannot use it".into()),
+            ..whole
+        }]);
+    }
+    let mut units = Vec::new();
+    for (mig_index, instance) in instances {
+        let unit = facts(nvml, &instance, index, owners)
+            .map_err(|(what, err)| failed(&format!("MIG instance {mig_index}: {what}"), err))?;
+        units.push(GpuInfo {
+            name: whole.name.clone(),
+            mig: Some(Mig {
+                gpu: index,
+                gpu_uuid: whole.uuid.clone(),
+                index: mig_index,
+                profile: mig::profile(&unit.name),
+            }),
+            ..unit
+        });
+    }
+    Ok(units)
+}
+
+/// A GPU's or MIG device's own facts, as a unit numbered like its GPU (the caller
+/// renumbers); on failure, which fact and why.
+fn facts(
+    nvml: &Nvml,
+    device: &Device,
+    index: u32,
+    owners: &mut Owners,
+) -> Result<GpuInfo, (&'static str, NvmlError)> {
+    let name = device.name().map_err(|err| ("name", err))?;
+    let uuid = device.uuid().map_err(|err| ("UUID", err))?;
+    let (total, used) = memory(nvml, device).map_err(|err| ("memory usage", err))?;
+    let processes = compute_processes(device)
         .into_iter()
         .map(|process| GpuProcess {
             pid: process.pid,
@@ -35,11 +86,14 @@ pub(super) fn read(nvml: &Nvml, index: u32, owners: &mut Owners) -> Result<GpuIn
         .collect();
     Ok(GpuInfo {
         index,
+        gpu_index: index,
         name,
         uuid,
         memory_total_mib: mib(total),
         memory_used_mib: mib(used),
         processes,
+        mig: None,
+        note: None,
     })
 }
 
