@@ -217,6 +217,12 @@ fn several_hosts_on_the_page_in_a_real_browser() {
     assert_eq!(note, "<b>bold</b>");
     let markup = browser.eval("return document.querySelectorAll('.note b, img').length;");
     assert_eq!(markup, 0, "markup in a note became elements");
+    // Light and dark follow the system's setting.
+    let background = "return getComputedStyle(document.body).backgroundColor;";
+    browser.prefer_dark(true);
+    assert_eq!(browser.eval(background), "rgb(14, 17, 22)");
+    browser.prefer_dark(false);
+    assert_eq!(browser.eval(background), "rgb(244, 246, 248)");
     // On a phone nothing is wider than the screen (the queue table scrolls in its box).
     browser.emulate_phone(Some(360));
     let overflow = browser.eval(

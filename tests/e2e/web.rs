@@ -556,6 +556,26 @@ fn page_in_browser(browser: &Browser, backend: Backend) {
         );
     }
 
+    // Relative times count on by themselves, without asking the server.
+    let before = browser.eval(
+        "return {text: document.querySelector('.gpu time').textContent, \
+                 asked: performance.getEntriesByType('resource').length};",
+    );
+    let after = browser.wait_for(
+        DEADLINE,
+        "a relative time to change",
+        &format!(
+            "const text = document.querySelector('.gpu time').textContent; \
+             const asked = performance.getEntriesByType('resource').length; \
+             return text !== {} && {{text, asked}};",
+            before["text"]
+        ),
+    );
+    assert_eq!(
+        after["asked"], before["asked"],
+        "{backend:?}: the page asked the server"
+    );
+
     // A reservation made after the page loaded shows within 2 s.
     reserve(
         &store,
