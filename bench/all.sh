@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Every speed figure the issues ask for, measured side by side in one run, as one table
-# (docs/PERFORMANCE.md holds the latest). Runs bench/core.sh, bench/queue.sh,
-# bench/shell.sh, bench/nvml.sh, bench/amd.sh and bench/web.sh on the same binary.
-# Needs hyperfine, redis-server, zsh, strace, gcc and python3 (Debian packages), and cargo
-# (bench/web.sh builds its request harness in release mode).
+# (docs/PERFORMANCE.md holds the latest). Runs bench/core.sh, bench/history.sh,
+# bench/queue.sh, bench/shell.sh, bench/nvml.sh, bench/amd.sh and bench/web.sh on the same
+# binary. Needs hyperfine, redis-server, zsh, strace, gcc and python3 (Debian packages), and
+# cargo (bench/web.sh builds its request harness in release mode).
 # Usage: bench/all.sh [path/to/canhazgpu]   (default: builds and uses target/release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,7 @@ export BENCH_JSON_DIR
 trap 'rm -rf "$BENCH_JSON_DIR"' EXIT
 
 core=$(bench/core.sh "$bin")
+history=$(bench/history.sh "$bin")
 queue=$(bench/queue.sh "$bin")
 bench/shell.sh "$bin" >/dev/null 2>&1
 bench/nvml.sh "$bin" >/dev/null 2>&1
@@ -29,6 +30,7 @@ echo
 echo "| measurement | result | target |"
 echo "|---|---|---|"
 grep "^| " <<<"$core" | tail -n +2
+grep "^| " <<<"$history" | tail -n +2
 python3 - "$BENCH_JSON_DIR" "$queue" <<'PY'
 import json, os, sys
 

@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(redis-server redis-tools zsh fish tmux shellcheck gcc util-linux chromium chromium-driver)
+packages=(redis-server redis-tools zsh fish tmux shellcheck gcc util-linux faketime chromium
+    chromium-driver)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

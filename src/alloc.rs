@@ -111,6 +111,7 @@ mod tests {
                 expiry_time: Some(1),
                 note: None,
                 owner: None,
+                request_id: None,
             });
         }
         pool

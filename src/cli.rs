@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::model::MAX_GPUS;
 use crate::shell::Shell;
 
 #[derive(Parser, Debug)]
@@ -65,7 +66,13 @@ pub enum Command {
 pub struct AdminArgs {
     /// Number of GPUs in the pool (IDs 0 to N-1) [default: the number NVML or AMD SMI
     /// reports, MIG instances counted with mig = true]
-    #[arg(short, long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(
+        short,
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_GPUS))
+    )]
     pub gpus: Option<u32>,
 
     /// Reinitialize an existing pool, dropping every reservation
@@ -148,7 +155,14 @@ pub struct ReleaseArgs {
     CUDA_VISIBLE_DEVICES instead (see docs/gpus.md).")]
 pub struct ReserveArgs {
     /// Number of GPUs to reserve
-    #[arg(short, long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(
+        short,
+        long,
+        default_value_t = 1,
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_GPUS))
+    )]
     pub gpus: u32,
 
     /// How long to hold them (at least 1s) [default: 8h, or the config's default_duration]
@@ -189,7 +203,14 @@ pub struct ReserveArgs {
     MIG UUID. See docs/gpus.md.")]
 pub struct RunArgs {
     /// Number of GPUs to reserve
-    #[arg(short, long, default_value_t = 1, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(
+        short,
+        long,
+        default_value_t = 1,
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_GPUS))
+    )]
     pub gpus: u32,
 
     /// Time between heartbeats while the command runs (at least 1s) [default: 60s, or the

@@ -15,6 +15,12 @@ pub struct Error {
     /// Stdout's reader has gone (a closed pipe); nobody is left to tell, so the command
     /// ends quietly.
     pub closed_stdout: bool,
+    /// The store could not be reached or asked to wait (a timeout, a dropped connection,
+    /// a server loading its data): trying again later may well succeed, so callers that
+    /// have time left (a `--wait` waiter, a heartbeat) retry rather than give up.
+    pub transient: bool,
+    /// The store answered, but holds no pool.
+    pub no_pool: bool,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -26,15 +32,15 @@ impl Error {
             exit_code: EXIT_FAILURE,
             corrupt_store: false,
             closed_stdout: false,
+            transient: false,
+            no_pool: false,
         }
     }
 
     pub fn usage(message: impl Into<String>) -> Self {
         Error {
-            message: message.into(),
             exit_code: EXIT_USAGE,
-            corrupt_store: false,
-            closed_stdout: false,
+            ..Error::failure(message)
         }
     }
 
@@ -55,11 +61,29 @@ impl Error {
         }
     }
 
+    /// A failure that may pass by itself; see [`Error::transient`](field@Error::transient).
+    pub fn transient(message: impl Into<String>) -> Self {
+        Error {
+            transient: true,
+            ..Error::failure(message)
+        }
+    }
+
     /// `store` says where we looked, so that a wrong --store or config is obvious.
     pub fn not_initialized(store: &str) -> Self {
-        Error::failure(format!(
-            "the GPU pool in the {store} is not initialized; an administrator must run `canhazgpu admin --gpus N` first (or point --store / CANHAZGPU_STORE at the right store)"
+        Error::no_pool(format!(
+            "the GPU pool in the {store} is not initialized; an administrator must run \
+             `canhazgpu admin --gpus N` first (or point --store / CANHAZGPU_STORE at the \
+             right store)"
         ))
+    }
+
+    /// The store holds no pool; `message` says why that may be.
+    pub fn no_pool(message: impl Into<String>) -> Self {
+        Error {
+            no_pool: true,
+            ..Error::failure(message)
+        }
     }
 }
 

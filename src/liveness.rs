@@ -81,6 +81,13 @@ fn pid_namespace(pid: &str) -> Option<u64> {
 
 pub struct Rules {
     pub heartbeat_timeout: Duration,
+    /// Whether to bring times that lie in the future back to now ([`pull_back_from_future`]).
+    /// Only for a store whose clients all read one clock (the embedded store: the host's
+    /// kernel clock), where such a time can only mean that the clock was stepped back.
+    /// On Redis, future times are written by other clients with their own clocks
+    /// (upstream clients write theirs), and rewriting them would shorten or lengthen
+    /// their holders' reservations by the difference of two clocks.
+    pub repair_clock_steps: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -135,10 +142,12 @@ pub fn judge(
     }
 }
 
-/// Brings a reservation that claims to start or beat in the future (the clock was stepped
-/// back, or another host's clock runs ahead) back to now, keeping its length: trusting the
-/// future times would keep it for as long as the clocks disagree, ignoring them would free
-/// it early. Returns whether anything changed.
+/// Brings a reservation that claims to start or beat in the future (the store's clock was
+/// stepped back) back to now, keeping its length: trusting the future times would keep it
+/// for as long as the step, ignoring them would free it early. Safe only where every
+/// client reads the same clock (see [`Rules::repair_clock_steps`]): a client with a clock
+/// of its own would otherwise age every reservation by its error. Returns whether
+/// anything changed.
 fn pull_back_from_future(reservation: &mut Reservation, now: Timestamp) -> bool {
     let shift = reservation.start_time - now;
     if shift > 0 {
@@ -157,10 +166,16 @@ fn pull_back_from_future(reservation: &mut Reservation, now: Timestamp) -> bool 
 /// Frees every GPU whose reservation has ended. Returns whether anything changed.
 pub fn sweep(pool: &mut Pool, now: Timestamp, rules: &Rules, view: &dyn ProcessView) -> bool {
     let mut changed = false;
-    for slot in &mut pool.gpus {
-        if let Some(reservation) = &mut slot.reservation {
-            changed |= pull_back_from_future(reservation, now);
+    if rules.repair_clock_steps {
+        for slot in &mut pool.gpus {
+            if let Some(reservation) = &mut slot.reservation {
+                changed |= pull_back_from_future(reservation, now);
+            }
         }
+    }
+    if pool.rebuilding_until.is_some_and(|until| now >= until) {
+        pool.rebuilding_until = None;
+        changed = true;
     }
     let ended: Vec<(u32, Timestamp)> = pool
         .gpus
@@ -190,7 +205,9 @@ fn waiter_alive(
     rules: &Rules,
     view: &dyn ProcessView,
 ) -> bool {
-    if waiter.deadline.is_some_and(|deadline| now >= deadline) {
+    // Only once the second of the deadline is over: `now` is truncated to whole seconds,
+    // and the waiter itself gives up to the millisecond.
+    if waiter.deadline.is_some_and(|deadline| now > deadline) {
         return false;
     }
     let silent_too_long = now - waiter.last_heartbeat > rules.heartbeat_timeout.as_secs() as i64;
@@ -229,6 +246,7 @@ mod tests {
             last_heartbeat: heartbeat,
             expiry_time: None,
             note: None,
+            request_id: None,
             owner: Some(Owner {
                 pid,
                 start_ticks: ticks,
@@ -240,6 +258,7 @@ mod tests {
 
     const RULES: Rules = Rules {
         heartbeat_timeout: Duration::from_secs(300),
+        repair_clock_steps: true,
     };
 
     #[test]
@@ -322,6 +341,38 @@ mod tests {
     }
 
     #[test]
+    fn without_a_shared_clock_future_times_are_left_alone_and_end_on_time() {
+        let rules = Rules {
+            repair_clock_steps: false,
+            ..RULES
+        };
+        let view = FakeView(HashMap::new());
+        let now = 1_000_000;
+        let mut pool = Pool::new(2, 0);
+        // Written by a client whose clock runs 10 minutes ahead of the store's.
+        let manual = Reservation {
+            kind: Kind::Manual,
+            start_time: now + 600,
+            last_heartbeat: now + 600,
+            expiry_time: Some(now + 600 + 3600),
+            owner: None,
+            ..run_owned_by(1, 1, "boot", 0)
+        };
+        pool.gpus[0].reservation = Some(manual.clone());
+        pool.gpus[1].reservation = Some(run_owned_by(9, 9, "other", now + 600));
+        let before = pool.clone();
+        assert!(!sweep(&mut pool, now, &rules, &view));
+        assert_eq!(pool, before, "nothing rewritten");
+        // The run is judged by its own heartbeat, the manual one ends at its expiry.
+        assert!(!sweep(&mut pool, now + 600 + 300, &rules, &view));
+        assert!(sweep(&mut pool, now + 600 + 301, &rules, &view));
+        assert!(pool.gpus[1].reservation.is_none());
+        assert!(!sweep(&mut pool, now + 4199, &rules, &view));
+        assert!(sweep(&mut pool, now + 4200, &rules, &view));
+        assert!(pool.gpus[0].reservation.is_none());
+    }
+
+    #[test]
     fn dead_expired_and_silent_waiters_leave_the_queue() {
         use crate::model::Waiter;
         let view = FakeView(HashMap::from([(10, 55)]));
@@ -337,6 +388,7 @@ mod tests {
             gpu_ids: None,
             kind: "run".into(),
             enqueued_at: 0,
+            ticket: 0,
             last_heartbeat: heartbeat,
             deadline,
             owner: owner.map(|(pid, ticks, boot)| Owner {
@@ -350,13 +402,14 @@ mod tests {
         pool.queue = vec![
             waiter("alive", Some((10, 55, "boot")), 0, None),
             waiter("dead", Some((10, 54, "boot")), now, None),
-            waiter("timed-out", Some((10, 55, "boot")), now, Some(now)),
+            waiter("timed-out", Some((10, 55, "boot")), now, Some(now - 1)),
+            waiter("in-its-last-second", Some((10, 55, "boot")), now, Some(now)),
             waiter("far-and-fresh", Some((3, 3, "other")), now - 10, None),
             waiter("far-and-silent", Some((3, 3, "other")), now - 301, None),
         ];
         assert!(sweep(&mut pool, now, &RULES, &view));
         let left: Vec<&str> = pool.queue.iter().map(|w| w.id.as_str()).collect();
-        assert_eq!(left, ["alive", "far-and-fresh"]);
+        assert_eq!(left, ["alive", "in-its-last-second", "far-and-fresh"]);
     }
 
     #[test]

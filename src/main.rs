@@ -1,5 +1,6 @@
 //! canhazgpu: exclusive GPU reservations for shared Linux hosts.
 
+mod admission;
 mod alloc;
 mod cli;
 mod commands;

@@ -13,6 +13,15 @@ use crate::error::{Error, Result};
 /// Unix time in whole seconds.
 pub type Timestamp = i64;
 
+/// The most GPUs a pool may have. `admin` refuses more, and a stored count above it is
+/// corrupt: every transaction reads (and on Redis WATCHes) every GPU of the pool, so an
+/// unbounded count would be unbounded work for a server other applications share.
+pub const MAX_GPUS: u32 = 1024;
+
+/// The latest time a store may hold: 9999-12-31T23:59:59Z. A time past it is no time
+/// any clock wrote (`1e300`, say), and treating it as one would keep a GPU for ever.
+pub const LATEST_TIME: Timestamp = 253_402_300_799;
+
 /// This machine's clock. Transactions use the store's clock instead (see
 /// [`crate::store::Store::transact`]), so that clients of one store agree on time.
 pub fn local_now() -> Timestamp {
@@ -62,6 +71,9 @@ pub struct Reservation {
     pub expiry_time: Option<Timestamp>,
     pub note: Option<String>,
     pub owner: Option<Owner>,
+    /// Ours: unique per `run` or `reserve` request, so that a client whose commit reply
+    /// was lost can find out whether its reservation was made.
+    pub request_id: Option<String>,
 }
 
 impl Reservation {
@@ -133,8 +145,13 @@ pub struct Waiter {
     /// `run` or `manual`.
     pub kind: String,
     pub enqueued_at: Timestamp,
+    /// Its place in line: larger than every ticket handed out before it. A waiter keeps
+    /// its ticket when the queue is lost (a store restarted without its data) and goes
+    /// back in by it, so that the waiters return in their original order.
+    #[serde(default)]
+    pub ticket: u64,
     pub last_heartbeat: Timestamp,
-    /// When it stops waiting by itself (`--wait=TIMEOUT`).
+    /// When it stops waiting by itself (`--wait=TIMEOUT`), on the store's clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -148,6 +165,10 @@ pub struct Pool {
     pub gpus: Vec<GpuSlot>,
     /// Requests waiting for GPUs, first come first.
     pub queue: Vec<Waiter>,
+    /// Set when the store lost the pool and a running job put it back: until then no
+    /// GPU is handed out, so that the other running jobs can put their reservations
+    /// back (at their next heartbeat) before anyone else is given their GPUs.
+    pub rebuilding_until: Option<Timestamp>,
 }
 
 impl Pool {
@@ -156,7 +177,65 @@ impl Pool {
             initialized_at: Some(now),
             gpus: (0..count).map(GpuSlot::new).collect(),
             queue: Vec::new(),
+            rebuilding_until: None,
         }
+    }
+
+    /// The ticket for a waiter joining the queue now: after everyone queued, and after
+    /// every ticket of the past (tickets count milliseconds, so a waiter that lost its
+    /// place in an emptied queue still ranks before those who came after it).
+    pub fn next_ticket(&self, now: Timestamp) -> u64 {
+        let after_queue = self.queue.iter().map(|w| w.ticket + 1).max().unwrap_or(0);
+        after_queue.max(u64::try_from(now).unwrap_or(0) * 1000)
+    }
+
+    /// Puts `waiter` back in line by its ticket (it was dropped: the store lost the
+    /// queue, or it was judged gone while it could not reach the store).
+    pub fn requeue(&mut self, waiter: Waiter) -> usize {
+        let position = self
+            .queue
+            .iter()
+            .position(|other| other.ticket > waiter.ticket)
+            .unwrap_or(self.queue.len());
+        self.queue.insert(position, waiter);
+        position
+    }
+
+    /// The pool with every time moved by `seconds`: the same pool on a clock that runs
+    /// `seconds` ahead of the one it was read with. Liveness verdicts do not change
+    /// (they compare times of one clock), only the numbers do.
+    pub fn shifted(&self, seconds: i64) -> Pool {
+        let mut pool = self.clone();
+        let by = |t: Option<&mut Timestamp>| {
+            if let Some(t) = t {
+                *t += seconds;
+            }
+        };
+        for slot in &mut pool.gpus {
+            by(slot.last_released.as_mut());
+            if let Some(r) = &mut slot.reservation {
+                by(Some(&mut r.start_time));
+                by(Some(&mut r.last_heartbeat));
+                by(r.expiry_time.as_mut());
+            }
+        }
+        for waiter in &mut pool.queue {
+            by(Some(&mut waiter.enqueued_at));
+            by(Some(&mut waiter.last_heartbeat));
+            by(waiter.deadline.as_mut());
+        }
+        by(pool.initialized_at.as_mut());
+        by(pool.rebuilding_until.as_mut());
+        pool
+    }
+
+    /// The GPUs that hold reservations of request `request_id`.
+    pub fn ids_of_request(&self, request_id: &str) -> Vec<u32> {
+        self.ids_where(|slot| {
+            slot.reservation
+                .as_ref()
+                .is_some_and(|r| r.request_id.as_deref() == Some(request_id))
+        })
     }
 
     pub fn slot_mut(&mut self, id: u32) -> Option<&mut GpuSlot> {
@@ -310,6 +389,53 @@ impl HistoryRecord {
     }
 }
 
+/// Whether a commit whose reply was lost was made, judged from the pool before it, the
+/// pool it wrote and the pool as the store holds it now. A commit is atomic, so one sign
+/// of it is enough: a reservation with a request id it wrote (ids are unique), or a GPU
+/// entry it changed reading exactly as it wrote it. `None` when the commit changed
+/// nothing that could tell (only the queue, say).
+pub fn commit_landed(
+    before: Option<&Pool>,
+    written: Option<&Pool>,
+    current: Option<&Pool>,
+) -> Option<bool> {
+    let written = written?;
+    let Some(current) = current else {
+        return Some(false);
+    };
+    let old_slot = |id: u32| before.and_then(|pool| pool.gpus.get(id as usize));
+    let new_requests: Vec<&str> = written
+        .gpus
+        .iter()
+        .filter_map(|slot| {
+            let request = slot.reservation.as_ref()?.request_id.as_deref()?;
+            let old = old_slot(slot.id).and_then(|old| old.reservation.as_ref());
+            (old.and_then(|r| r.request_id.as_deref()) != Some(request)).then_some(request)
+        })
+        .collect();
+    if !new_requests.is_empty() {
+        return Some(
+            new_requests
+                .iter()
+                .any(|request| !current.ids_of_request(request).is_empty()),
+        );
+    }
+    let resized = before.map(|pool| pool.gpus.len()) != Some(written.gpus.len());
+    if resized {
+        return Some(
+            current.gpus.len() == written.gpus.len()
+                && current.initialized_at == written.initialized_at,
+        );
+    }
+    let mut changed = written
+        .gpus
+        .iter()
+        .filter(|slot| old_slot(slot.id) != Some(*slot))
+        .peekable();
+    changed.peek()?;
+    Some(changed.any(|slot| current.gpus.get(slot.id as usize) == Some(slot)))
+}
+
 /// Field names of the upstream JSON, in one place.
 mod field {
     pub const USER: &str = "user";
@@ -326,7 +452,9 @@ mod field {
     pub const RECLAIMED_BY: &str = "reclaimed_by";
     /// Ours: upstream ignores it, and it is what lets us free a crashed job at once.
     pub const OWNER: &str = "owner_process";
-    pub const KNOWN: [&str; 11] = [
+    /// Ours: which request made the reservation (see `Reservation::request_id`).
+    pub const REQUEST: &str = "request_id";
+    pub const KNOWN: [&str; 12] = [
         LAST_USER,
         RECLAIMED_BY,
         USER,
@@ -338,27 +466,34 @@ mod field {
         NOTE,
         LAST_RELEASED,
         OWNER,
+        REQUEST,
     ];
 }
 
 /// Reads a time the way upstream versions wrote it: integer or float seconds, a numeric
-/// string, or an RFC 3339 string.
+/// string, or an RFC 3339 string. `None` for anything else, and for times before 1970 or
+/// after [`LATEST_TIME`], which no clock wrote.
 pub fn decode_time(value: &Value) -> Option<Timestamp> {
-    match value {
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
+    let seconds = match value {
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && f.abs() < 1e18)
+                .map(|f| f as i64)
+        }),
         Value::String(s) => {
             let s = s.trim();
-            if let Ok(f) = s.parse::<f64>() {
-                return f.is_finite().then_some(f as i64);
+            match s.parse::<f64>() {
+                Ok(f) => (f.is_finite() && f.abs() < 1e18).then_some(f as i64),
+                Err(_) => {
+                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                        .map(|t| t.unix_timestamp())
+                }
             }
-            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                .ok()
-                .map(|t| t.unix_timestamp())
         }
         _ => None,
-    }
+    }?;
+    (0..=LATEST_TIME).contains(&seconds).then_some(seconds)
 }
 
 fn non_empty_string(value: Option<&Value>) -> Option<String> {
@@ -380,46 +515,90 @@ pub fn decode_slot(id: u32, json: Option<&str>, what: &str) -> Result<GpuSlot> {
     let Some(text) = json else {
         return Ok(GpuSlot::new(id));
     };
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        Error::corrupt(format!(
-            "GPU {id} in {what} is not valid JSON ({e}); fix or delete that entry, or reinitialize with `canhazgpu admin --gpus N --force`"
-        ))
-    })?;
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| corrupt_slot(id, what, &format!("is not valid JSON ({e})")))?;
     decode_slot_value(id, value, what)
 }
 
 pub fn decode_slot_value(id: u32, value: Value, what: &str) -> Result<GpuSlot> {
     let mut slot = GpuSlot::new(id);
     let Value::Object(mut object) = value else {
-        return Err(Error::corrupt(format!(
-            "GPU {id} in {what} is not a JSON object; fix or delete that entry, or reinitialize with `canhazgpu admin --gpus N --force`"
-        )));
+        return Err(corrupt_slot(id, what, "is not a JSON object"));
     };
-    let get_time = |key: &str| object.get(key).and_then(decode_time);
-    slot.last_released = get_time(field::LAST_RELEASED);
+    slot.last_released = object.get(field::LAST_RELEASED).and_then(decode_time);
     slot.last_user = non_empty_string(object.get(field::LAST_USER));
     slot.reclaimed_by = non_empty_string(object.get(field::RECLAIMED_BY));
-    if let Some(user) = non_empty_string(object.get(field::USER)) {
-        let start_time = get_time(field::START).unwrap_or(0);
-        let kind = match object.get(field::TYPE).and_then(Value::as_str) {
-            Some("manual") => Kind::Manual,
-            // The first upstream heartbeat wrote no type: such entries are runs.
-            _ => Kind::Run,
-        };
-        slot.reservation = Some(Reservation {
-            user,
-            actual_user: non_empty_string(object.get(field::ACTUAL_USER)),
-            kind,
-            start_time,
-            last_heartbeat: get_time(field::HEARTBEAT).unwrap_or(start_time),
-            expiry_time: get_time(field::EXPIRY),
-            note: non_empty_string(object.get(field::NOTE)),
-            owner: object.get(field::OWNER).and_then(decode_owner),
-        });
+    if let Some(user) = decode_user(id, &object, what)? {
+        slot.reservation = Some(decode_reservation(id, &object, what, user)?);
     }
     object.retain(|key, _| !field::KNOWN.contains(&key.as_str()));
     slot.extra = object;
     Ok(slot)
+}
+
+/// Who holds the GPU: `None` for a free one (no `user`, `null` or an empty name). A
+/// `user` of another type is corrupt, not free: reading it as free would hand someone's
+/// GPU to the next request.
+fn decode_user(id: u32, object: &Map<String, Value>, what: &str) -> Result<Option<String>> {
+    match object.get(field::USER) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(user)) => Ok((!user.is_empty()).then(|| user.clone())),
+        Some(other) => Err(corrupt_slot(
+            id,
+            what,
+            &format!("has a `user` that is not a name ({other})"),
+        )),
+    }
+}
+
+/// The reservation of `user`. Its times must be readable: a reservation without a
+/// usable start would otherwise show as held since 1970 and never end, and one with an
+/// unreadable expiry would never expire.
+fn decode_reservation(
+    id: u32,
+    object: &Map<String, Value>,
+    what: &str,
+    user: String,
+) -> Result<Reservation> {
+    let time = |key: &str| -> Result<Option<Timestamp>> {
+        match object.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => decode_time(value).map(Some).ok_or_else(|| {
+                corrupt_slot(id, what, &format!("has an unusable `{key}` ({value})"))
+            }),
+        }
+    };
+    let start_time = time(field::START)?.ok_or_else(|| {
+        corrupt_slot(
+            id,
+            what,
+            &format!("is reserved by {user} but has no `start_time`"),
+        )
+    })?;
+    let kind = match object.get(field::TYPE).and_then(Value::as_str) {
+        Some("manual") => Kind::Manual,
+        // The first upstream heartbeat wrote no type: such entries are runs.
+        _ => Kind::Run,
+    };
+    Ok(Reservation {
+        user,
+        actual_user: non_empty_string(object.get(field::ACTUAL_USER)),
+        kind,
+        start_time,
+        last_heartbeat: time(field::HEARTBEAT)?.unwrap_or(start_time),
+        expiry_time: time(field::EXPIRY)?,
+        note: non_empty_string(object.get(field::NOTE)),
+        owner: object.get(field::OWNER).and_then(decode_owner),
+        request_id: non_empty_string(object.get(field::REQUEST)),
+    })
+}
+
+/// The error for a GPU entry that cannot be read without risking someone's reservation.
+fn corrupt_slot(id: u32, what: &str, problem: &str) -> Error {
+    Error::corrupt(format!(
+        "GPU {id} in {what} {problem}; fix or delete that entry (deleting it frees that GPU), \
+         or reinitialize with `canhazgpu admin --gpus N --force`"
+    ))
 }
 
 pub fn encode_slot(slot: &GpuSlot) -> String {
@@ -454,6 +633,9 @@ pub fn encode_slot_value(slot: &GpuSlot) -> Value {
         if let Some(owner) = r.owner.as_ref().and_then(|o| serde_json::to_value(o).ok()) {
             object.insert(field::OWNER.into(), owner);
         }
+        if let Some(request) = &r.request_id {
+            object.insert(field::REQUEST.into(), request.clone().into());
+        }
     }
     Value::Object(object)
 }
@@ -461,6 +643,7 @@ pub fn encode_slot_value(slot: &GpuSlot) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn decodes_upstream_forms() {
@@ -512,6 +695,7 @@ mod tests {
                 boot_id: "b".into(),
                 pid_ns: 1,
             }),
+            request_id: Some("req".into()),
         });
         let text = encode_slot(&pool.gpus[0]);
         assert!(!text.contains("null"), "{text}");
@@ -555,6 +739,7 @@ mod tests {
             expiry_time: Some(start + 3600),
             note: None,
             owner: None,
+            request_id: None,
         }
     }
 
@@ -602,6 +787,162 @@ mod tests {
         assert_eq!(record.reservation_type, "manual");
         assert!(HistoryRecord::decode(r#"{"user":"a"}"#).is_none());
         assert!(HistoryRecord::decode("not json").is_none());
+    }
+
+    #[test]
+    fn malformed_reservations_are_corrupt_never_free() {
+        let cases = [
+            (
+                r#"{"user":5,"start_time":1}"#,
+                "`user` that is not a name (5)",
+            ),
+            (
+                r#"{"user":"a","start_time":1e300}"#,
+                "unusable `start_time` (1e+300)",
+            ),
+            (
+                r#"{"user":"a","start_time":"soon"}"#,
+                "unusable `start_time`",
+            ),
+            (r#"{"user":"a"}"#, "reserved by a but has no `start_time`"),
+            (
+                r#"{"user":"a","start_time":1,"type":"manual","expiry_time":"x"}"#,
+                "`expiry_time`",
+            ),
+            (
+                r#"{"user":"a","start_time":1,"last_heartbeat":[]}"#,
+                "`last_heartbeat`",
+            ),
+            (r#"{"user":"a","start_time":-5}"#, "`start_time` (-5)"),
+        ];
+        for (json, problem) in cases {
+            let err = decode_slot(4, Some(json), "canhazgpu:gpu:4 in Redis").unwrap_err();
+            assert!(err.corrupt_store, "{json}");
+            assert!(
+                err.message
+                    .starts_with("GPU 4 in canhazgpu:gpu:4 in Redis ")
+                    && err.message.contains(problem)
+                    && err.message.contains("admin --gpus N --force"),
+                "{json}: {}",
+                err.message
+            );
+        }
+        // What upstream writes for a free GPU stays free.
+        for free in [
+            r#"{"user":null}"#,
+            r#"{"user":""}"#,
+            r#"{"last_released":"junk"}"#,
+        ] {
+            assert!(
+                decode_slot(0, Some(free), "t")
+                    .unwrap()
+                    .reservation
+                    .is_none()
+            );
+        }
+    }
+
+    #[test]
+    fn times_outside_any_clock_are_not_times() {
+        for value in [
+            json!(1e300),
+            json!(-1),
+            json!("1e300"),
+            json!(f64::MAX),
+            json!(null),
+        ] {
+            assert_eq!(decode_time(&value), None, "{value}");
+        }
+        assert_eq!(decode_time(&json!(LATEST_TIME)), Some(LATEST_TIME));
+        assert_eq!(decode_time(&json!(1.5e9)), Some(1_500_000_000));
+    }
+
+    #[test]
+    fn a_lost_queue_comes_back_in_ticket_order() {
+        let waiter = |id: &str, ticket: u64| Waiter {
+            id: id.into(),
+            user: "u".into(),
+            actual_user: None,
+            count: 1,
+            gpu_ids: None,
+            kind: "run".into(),
+            enqueued_at: 0,
+            ticket,
+            last_heartbeat: 0,
+            deadline: None,
+            owner: None,
+        };
+        let mut pool = Pool::new(1, 0);
+        let first = pool.next_ticket(100);
+        assert_eq!(first, 100_000);
+        pool.queue.push(waiter("a", first));
+        let second = pool.next_ticket(100);
+        assert_eq!(second, first + 1);
+        pool.queue.push(waiter("b", second));
+        pool.queue.push(waiter("c", pool.next_ticket(101)));
+        let lost = pool.queue.clone();
+        // The store restarted empty; a newcomer joins first, then the old waiters come
+        // back in whatever order they notice.
+        let mut fresh = Pool::new(1, 0);
+        fresh.queue.push(waiter("new", fresh.next_ticket(200)));
+        for returning in [2, 0, 1] {
+            fresh.requeue(lost[returning].clone());
+        }
+        let order: Vec<&str> = fresh.queue.iter().map(|w| w.id.as_str()).collect();
+        assert_eq!(order, ["a", "b", "c", "new"]);
+    }
+
+    #[test]
+    fn a_lost_commit_reply_is_settled_by_what_the_store_holds() {
+        let before = Pool::new(2, 0);
+        let mut reserved = before.clone();
+        reserved.gpus[1].reservation = Some(Reservation {
+            request_id: Some("req-1".into()),
+            ..held("a", 10)
+        });
+        // Made, and heartbeated since: the request id still tells.
+        let mut later = reserved.clone();
+        later.gpus[1].reservation.as_mut().unwrap().last_heartbeat = 99;
+        assert_eq!(
+            commit_landed(Some(&before), Some(&reserved), Some(&later)),
+            Some(true)
+        );
+        // Not made; and another request's reservation does not count.
+        assert_eq!(
+            commit_landed(Some(&before), Some(&reserved), Some(&before)),
+            Some(false)
+        );
+        let mut other = before.clone();
+        other.gpus[1].reservation = Some(Reservation {
+            request_id: Some("req-2".into()),
+            ..held("b", 10)
+        });
+        assert_eq!(
+            commit_landed(Some(&before), Some(&reserved), Some(&other)),
+            Some(false)
+        );
+        // A release is told by the entry it wrote.
+        let mut released = reserved.clone();
+        released.release(1, 50);
+        assert_eq!(
+            commit_landed(Some(&reserved), Some(&released), Some(&released)),
+            Some(true)
+        );
+        assert_eq!(
+            commit_landed(Some(&reserved), Some(&released), Some(&later)),
+            Some(false)
+        );
+        // A new pool by its size and creation time; the pool gone means not made.
+        let fresh = Pool::new(4, 77);
+        assert_eq!(commit_landed(None, Some(&fresh), Some(&fresh)), Some(true));
+        assert_eq!(commit_landed(None, Some(&fresh), None), Some(false));
+        // Only the queue changed: nothing tells.
+        let mut queued = before.clone();
+        queued.rebuilding_until = Some(5);
+        assert_eq!(
+            commit_landed(Some(&before), Some(&queued), Some(&queued)),
+            None
+        );
     }
 
     #[test]

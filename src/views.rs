@@ -223,6 +223,7 @@ mod tests {
             expiry_time: None,
             note: None,
             owner: None,
+            request_id: None,
         });
         let gpus = gpu_views(&pool, &Gpus::none(), 1024);
         let summary = HostSummary::of(&gpus, &[]);
@@ -249,6 +250,7 @@ mod tests {
             expiry_time: Some(100),
             note: Some("<b>".into()),
             owner: None,
+            request_id: None,
         });
         let views = gpu_views(&pool, &Gpus::none(), 1024);
         let json = serde_json::to_value(&views).unwrap();

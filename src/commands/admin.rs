@@ -1,12 +1,25 @@
 //! `canhazgpu admin`: create or recreate the pool.
 
 use crate::cli::AdminArgs;
+use crate::commands::Context;
 use crate::commands::gpus::{Gpus, MAX_POOL};
-use crate::commands::{Context, now};
 use crate::error::{Error, Result};
 use crate::model::Pool;
 use crate::output;
 use crate::powers;
+
+/// What reinitializing does to the reservations of the pool it replaces, as every
+/// message that offers or reports it says.
+const WHAT_FORCE_DOES: &str = "every reservation is dropped: manual ones are gone for \
+     good, and each running `canhazgpu run` job reserves its GPUs again at its next \
+     heartbeat (within a minute) if they are still free";
+
+/// What stood in the store before a reinitialization.
+enum Replaced {
+    Nothing,
+    Pool { gpus: usize, reservations: usize },
+    Corrupt,
+}
 
 pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
     powers::require_admin(
@@ -17,17 +30,22 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
     let count = pool_size(ctx, args)?;
     ctx.store.prepare_for_admin()?;
     let previous = ctx.store.transact(|pool, now| {
-        let previous = pool.as_ref().map(|p| p.gpus.len());
-        if let Some(current) = previous
-            && !args.force
-        {
+        let previous = match pool.as_ref() {
+            Some(pool) => Replaced::Pool {
+                gpus: pool.gpus.len(),
+                reservations: pool.gpus.len() - pool.free_count(),
+            },
+            None => Replaced::Nothing,
+        };
+        if let (Replaced::Pool { gpus, .. }, false) = (&previous, args.force) {
             let again = match args.gpus {
                 Some(n) => format!("canhazgpu admin --gpus {n} --force"),
                 None => "canhazgpu admin --force".to_string(),
             };
             return Err(Error::failure(format!(
-                "the pool is already initialized with {}; use `{again}` to reinitialize it (this drops every current reservation)",
-                gpus_counted(current as u32, "")
+                "the pool is already initialized with {}; use `{again}` to reinitialize it \
+                 ({WHAT_FORCE_DOES})",
+                gpus_counted(*gpus as u32, "")
             )));
         }
         *pool = Some(Pool::new(count, now));
@@ -38,18 +56,31 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
         // A corrupt store cannot be read, but --force must still be able to start over.
         Err(e) if args.force && e.corrupt_store => {
             eprintln!("canhazgpu: warning: {e}");
-            ctx.store.overwrite(&Pool::new(count, now()))?;
-            Some(0)
+            ctx.store.overwrite(|now| Pool::new(count, now))?;
+            Replaced::Corrupt
         }
         Err(e) => return Err(e),
     };
     match previous {
-        Some(current) => output::print(&format!(
-            "Force reinitializing: clearing {}...\nReinitialized {}\n",
-            gpus_counted(current as u32, "existing "),
-            describe_pool(count)
-        )),
-        None => output::println(&format!("Initialized {}", describe_pool(count))),
+        Replaced::Pool { gpus, reservations } => {
+            if reservations > 0 {
+                eprintln!("canhazgpu: {reservations} GPU(s) were reserved: {WHAT_FORCE_DOES}");
+            }
+            output::print(&format!(
+                "Force reinitializing: clearing {}...\nReinitialized {}\n",
+                gpus_counted(gpus as u32, "existing "),
+                describe_pool(count)
+            ))
+        }
+        Replaced::Corrupt => {
+            eprintln!("canhazgpu: whatever the unreadable pool held: {WHAT_FORCE_DOES}");
+            output::print(&format!(
+                "Force reinitializing: clearing a pool the store could not read...\n\
+                 Reinitialized {}\n",
+                describe_pool(count)
+            ))
+        }
+        Replaced::Nothing => output::println(&format!("Initialized {}", describe_pool(count))),
     }
 }
 

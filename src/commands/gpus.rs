@@ -16,8 +16,9 @@ use crate::gpu_env::{self, Device, Known, Scheme};
 
 pub const DEFAULT_MEMORY_THRESHOLD_MIB: u64 = 1024;
 
-/// The most GPUs a pool may have, as `admin --gpus` accepts.
-pub const MAX_POOL: u32 = 1024;
+/// The most GPUs a pool may have (`admin --gpus` accepts no more, and a stored count
+/// above it is corrupt): one constant, [`crate::model::MAX_GPUS`].
+pub use crate::model::MAX_GPUS as MAX_POOL;
 
 /// What `run` and `reserve` do without a GPU library, for the warning that says why.
 const UNDETECTED: &str = "GPUs in use without a reservation cannot be detected";
@@ -124,6 +125,16 @@ impl Gpus {
     /// The units the library reports; `None` when no library could be asked.
     pub fn devices(&self) -> Option<&[GpuInfo]> {
         self.host.found.as_ref().map(|found| found.gpus.as_slice())
+    }
+
+    /// The units the library reports, when they are all this host has: `None` also when
+    /// another vendor's library failed, whose GPUs would be missing from the count.
+    pub fn every_device(&self) -> Option<&[GpuInfo]> {
+        if self.host.notes.is_empty() && self.problem().is_none() {
+            self.devices()
+        } else {
+            None
+        }
     }
 
     pub fn vendor(&self) -> Option<Vendor> {

@@ -3,10 +3,12 @@
 
 pub mod acquire;
 pub mod admin;
+pub mod asked;
 pub mod completions;
 pub mod gpus;
 pub mod init;
 pub mod man;
+pub mod progress;
 pub mod prompt;
 pub mod queue;
 pub mod release;
@@ -36,6 +38,7 @@ impl Context {
     pub fn rules(&self) -> Rules {
         Rules {
             heartbeat_timeout: self.config.heartbeat_timeout(),
+            repair_clock_steps: self.store.clock_is_shared(),
         }
     }
 
@@ -57,8 +60,13 @@ impl Context {
     /// A snapshot of the pool in the store a shell's layer records (`None`: the
     /// default store); shell layers may come from different stores.
     pub fn snapshot_of(&self, store_key: Option<&str>) -> Result<Option<Pool>> {
+        // On this process's clock: shells compare their variables with their own.
+        let local = |snapshot: crate::store::Snapshot| {
+            let offset = clock_offset(snapshot.now);
+            snapshot.pool.map(|pool| pool.shifted(offset))
+        };
         if store_key == self.store_key.as_deref() {
-            return self.store.snapshot().map(|snapshot| snapshot.pool);
+            return self.store.snapshot().map(local);
         }
         let store = match store_key {
             Some(url) => Store::open(url)?,
@@ -67,7 +75,7 @@ impl Context {
                 self.config.open_store(env.as_deref())?
             }
         };
-        store.snapshot().map(|snapshot| snapshot.pool)
+        store.snapshot().map(local)
     }
 
     /// This process as a reservation or queue owner.
@@ -87,6 +95,15 @@ impl Context {
 
 pub use crate::model::local_now as now;
 
+/// How far this process's clock runs ahead of the store's (negative: behind), counting
+/// only what one second of reading apart cannot explain. What goes into a shell is moved
+/// by it ([`Pool::shifted`]): the prompt hook compares `CANHAZGPU_EXPIRES` with the
+/// shell's own clock, which is this process's.
+pub fn clock_offset(store_now: Timestamp) -> i64 {
+    let offset = now() - store_now;
+    if offset.abs() <= 2 { 0 } else { offset }
+}
+
 /// The account of the real uid, from the password database: `$USER` can be set to anything.
 pub fn current_user() -> String {
     let uid = nix::unistd::getuid();
@@ -97,7 +114,4 @@ pub fn current_user() -> String {
     }
 }
 
-pub fn format_ids(ids: &[u32]) -> String {
-    let list: Vec<String> = ids.iter().map(u32::to_string).collect();
-    format!("[{}]", list.join(", "))
-}
+pub use crate::admission::format_ids;

@@ -6,7 +6,7 @@
 //! `--sync` and `--inherited` release nothing; they serve the prompt hook and shell start.
 
 use crate::cli::ReleaseArgs;
-use crate::commands::{Context, current_user, format_ids, now};
+use crate::commands::{Context, clock_offset, current_user, format_ids, now};
 use crate::error::{Error, Result};
 use crate::gpu_env::Device;
 use crate::liveness::ProcView;
@@ -102,10 +102,12 @@ fn restore_shell(
     (vars, unwritable): (&Vars, &[Unwritable]),
     done: Released,
 ) -> Result<()> {
-    let now = done.now;
+    // On this process's clock, which the shell's prompt hook reads.
+    let offset = clock_offset(done.now);
+    let now = done.now + offset;
     let (pools, unread) = Pools::read(
         vars,
-        Some((ctx.store_key.clone(), Some(done.pool))),
+        Some((ctx.store_key.clone(), Some(done.pool.shifted(offset)))),
         |store| ctx.snapshot_of(store),
     );
     for problem in unread {
@@ -241,10 +243,12 @@ fn sync(ctx: &Context, args: &ReleaseArgs, session: Option<Session>) -> Result<(
     let (vars, unwritable) = Vars::from_env(Some(shell))?;
     let mut clock = Clock::now();
     let (mut after, lost) = if vars.has_layer() {
-        // The store's time judges expiry, as in every command.
+        // The store's time judges expiry, as in every command, on this process's clock,
+        // which the shell's prompt hook reads.
         let top = ctx.store.snapshot()?;
-        clock = Clock::at(top.now);
-        let known = Some((ctx.store_key.clone(), top.pool));
+        let offset = clock_offset(top.now);
+        clock = Clock::at(top.now + offset);
+        let known = Some((ctx.store_key.clone(), top.pool.map(|p| p.shifted(offset))));
         let (pools, unread) = Pools::read(&vars, known, |store| ctx.snapshot_of(store));
         for problem in unread {
             eprintln!("canhazgpu: warning: {problem}");
@@ -283,6 +287,7 @@ pub fn inherited(args: &ReleaseArgs) -> Result<i32> {
     let clock = Clock::now();
     let rules = crate::liveness::Rules {
         heartbeat_timeout: crate::liveness::DEFAULT_HEARTBEAT_TIMEOUT,
+        repair_clock_steps: false,
     };
     let truth = Truth::ProcessTree;
     let (after, lost) = session.settle(&vars, truth, now(), &rules, &view, &Device::by_index);

@@ -187,6 +187,7 @@ mod tests {
             expiry_time: Some(until + 10),
             note: None,
             owner: None,
+            request_id: None,
         });
         let report = compute(&history, &pool, since, until, 1);
         assert_eq!(report.users.len(), 2);

@@ -4,9 +4,9 @@
 //! is bound to that shell and stdout carries the shell code that exports it there.
 
 use crate::cli::ReserveArgs;
-use crate::commands::acquire::{Asked, acquire};
+use crate::commands::acquire::{Asked, acquire, request_id};
 use crate::commands::gpus::Allocation;
-use crate::commands::{Context, current_user, format_ids};
+use crate::commands::{Context, clock_offset, current_user, format_ids};
 use crate::duration::{self, format_hms};
 use crate::error::{Error, Result};
 use crate::gpu_env::{self, Device};
@@ -17,6 +17,7 @@ use crate::shell::emit;
 use crate::shell::lease;
 use crate::shell::session::{self, Clock, Pools, Session, Truth};
 use crate::shell::vars::{Unwritable, Vars};
+use crate::store::printable_url;
 
 pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     let length = match &args.duration {
@@ -57,6 +58,7 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
             expiry_time: Some(now + length.as_secs() as i64),
             note: asked.note.clone(),
             owner: owner.clone(),
+            request_id: Some(request_id(&me)),
         };
         for &id in ids {
             if let Some(slot) = pool.slot_mut(id) {
@@ -97,7 +99,9 @@ fn shell_vars(ctx: &Context, shell: Shell, session: &Session) -> Result<Vars> {
         return Err(refusal(shell, locked));
     }
     if vars.holder() == Some(session.shell_pid) && vars.store() != ctx.store_key.as_deref() {
-        let theirs = vars.store().unwrap_or("the default store");
+        let theirs = vars
+            .store()
+            .map_or_else(|| "the default store".to_string(), printable_url);
         return Err(Error::usage(format!(
             "this shell holds GPU(s) {} from {theirs}, and a reservation from another store \
              would hide them from CUDA_VISIBLE_DEVICES; nothing was reserved. Release them \
@@ -168,7 +172,10 @@ fn announce_to_shell(
     vars: &Vars,
     pool: &Pool,
 ) -> Result<()> {
-    let now = reserved.now;
+    // From here on, this process's clock: the shell's prompt hook compares
+    // CANHAZGPU_EXPIRES with the shell's own clock.
+    let offset = clock_offset(reserved.now);
+    let (pool, now) = (&pool.shifted(offset), reserved.now + offset);
     let name = |id: u32| reserved.device(id);
     let rules = ctx.rules();
     let known = Some((ctx.store_key.clone(), Some(pool.clone())));

@@ -18,7 +18,7 @@ use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::low_level::siginfo::Cause;
 
 use crate::cli::{OnLost, RunArgs};
-use crate::commands::acquire::{Asked, acquire};
+use crate::commands::acquire::{Asked, acquire, request_id};
 use crate::commands::gpus::Allocation;
 use crate::commands::{Context, current_user, format_ids};
 use crate::duration;
@@ -62,6 +62,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
         expiry_time: None,
         note: asked.note.clone(),
         owner: Some(me.clone()),
+        request_id: Some(request_id(&me)),
     };
     let mut pool_size = 0;
     let ids = acquire(ctx, &request, asked.wait, &me, |pool, ids, now| {
@@ -84,6 +85,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
         pool_size,
         on_lost: args.on_lost,
         timeout,
+        rebuild_grace: interval.max(ctx.config.heartbeat_interval()) + REBUILD_SLACK,
     };
 
     let outcome = supervise(ctx, &held, &devices, interval, program, program_args);
@@ -106,7 +108,13 @@ struct Held {
     on_lost: OnLost,
     /// `--timeout` and its grace period.
     timeout: Option<(Duration, Duration)>,
+    /// How long a pool this run had to put back stays closed to new requests: long
+    /// enough for every other running job to heartbeat and put its own reservations back.
+    rebuild_grace: Duration,
 }
+
+/// Beyond one heartbeat interval, for a heartbeat that is late (a slow or paused store).
+const REBUILD_SLACK: Duration = Duration::from_secs(5);
 
 /// Runs the command to its end, forwarding signals and heartbeating meanwhile.
 fn supervise(
@@ -255,6 +263,12 @@ fn heartbeat(ctx: &Context, held: &Held) -> bool {
                 }
             }
         }
+        // The store lost reservations: other running jobs have surely lost theirs too,
+        // and nobody may be handed their GPUs before they have put them back.
+        if report.recreated_pool || !report.reasserted.is_empty() {
+            let until = beat + held.rebuild_grace.as_secs() as i64;
+            pool.rebuilding_until = Some(pool.rebuilding_until.map_or(until, |t| t.max(until)));
+        }
         Ok(report)
     });
     let report = match outcome {
@@ -266,9 +280,12 @@ fn heartbeat(ctx: &Context, held: &Held) -> bool {
     };
     if report.recreated_pool {
         eprintln!(
-            "canhazgpu: WARNING: the pool was missing from {} (restarted without persistence?); recreated it with {} GPUs",
+            "canhazgpu: WARNING: the pool was missing from {} (restarted without persistence, \
+             or its keys evicted?); recreated it with {} GPUs, and no GPU is handed out for \
+             the next {} so that the other running jobs can put theirs back",
             ctx.store.describe(),
-            held.pool_size
+            held.pool_size,
+            duration::format_compact(held.rebuild_grace)
         );
     }
     if !report.reasserted.is_empty() {

@@ -6,8 +6,8 @@
 //! GPU someone uses unasked.
 
 use crate::cli::StatusArgs;
-use crate::commands::Context;
 use crate::commands::gpus::{Gpus, describe_processes, memory_threshold};
+use crate::commands::{Context, format_ids};
 use crate::duration::format_hms;
 use crate::error::{Error, Result};
 use crate::gpu::GpuInfo;
@@ -22,6 +22,7 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
     gpus.warn("showing reservations only");
     let threshold = memory_threshold(&ctx.config, &args.usage);
     let (pool, now) = ctx.current_pool()?;
+    warn_about_size(ctx, &pool, &gpus);
     if args.verbose {
         eprintln!("Store: {}", ctx.store.describe());
         eprintln!("{}", describe_nvml(&gpus, pool.gpus.len(), threshold));
@@ -38,6 +39,40 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
         out.push('\n');
     }
     output::print(&out)
+}
+
+/// A pool whose size disagrees with what the store or the host holds: GPU entries beyond
+/// it are reservations no command sees, and GPUs beyond what NVML reports do not exist
+/// here. Checked by `status` only, which people run when something looks wrong, so
+/// that other commands pay nothing for it.
+fn warn_about_size(ctx: &Context, pool: &Pool, gpus: &Gpus) {
+    let size = pool.gpus.len();
+    match ctx.store.entries_beyond(size) {
+        Ok(hidden) if !hidden.is_empty() => eprintln!(
+            "canhazgpu: warning: the store holds entries for GPU(s) {} beyond the pool's \
+             {size} GPUs; no command sees them, so reservations there are not honoured. If \
+             the pool should be larger, set the right size (`redis-cli SET \
+             canhazgpu:gpu_count N`); otherwise delete those entries",
+            format_ids(&hidden)
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("canhazgpu: warning: could not look for GPU entries beyond the pool: {e}")
+        }
+    }
+    if let Some(devices) = gpus.every_device()
+        && devices.len() < size
+    {
+        eprintln!(
+            "canhazgpu: warning: the pool has {size} GPUs but {} reports {} on this host: \
+             GPU(s) {} do not exist here, and jobs given them find no GPU; an administrator \
+             can resize the pool with `canhazgpu admin --gpus {} --force`",
+            gpus.library(),
+            devices.len(),
+            format_ids(&(devices.len() as u32..size as u32).collect::<Vec<_>>()),
+            devices.len()
+        );
+    }
 }
 
 fn describe_nvml(gpus: &Gpus, pool_size: usize, threshold: u64) -> String {

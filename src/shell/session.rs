@@ -540,6 +540,7 @@ mod tests {
             expiry_time: Some(expiry),
             note: None,
             owner: Some(owner(owner_pid)),
+            request_id: None,
         }
     }
 

@@ -2,7 +2,12 @@
 //!
 //! Writers serialise on `flock` of a lock file; a commit writes a temporary file, syncs
 //! it and renames it over `state.json`, so readers and crashes only ever see a whole
-//! state. Readers take no lock. Finished reservations are appended to `history.jsonl`.
+//! state. Readers take no lock. Finished reservations are appended to one history file
+//! per month (`history-2026-12.jsonl`); whole months older than 90 days are deleted when
+//! a new month's file is started, so a commit never rereads old records.
+//!
+//! The store's clock is the host's kernel clock, read with a system call of its own (see
+//! [`host_clock`]), so that every client of the store judges time alike.
 //!
 //! The directory is not fsynced after the rename: that would only make the newest
 //! commit survive a power loss (a process crash loses nothing either way), and it cost a
@@ -24,11 +29,14 @@ use crate::store::Snapshot;
 const SCHEMA: u64 = 1;
 const STATE: &str = "state.json";
 const LOCK: &str = "lock";
-const HISTORY: &str = "history.jsonl";
+/// The single history file of earlier versions: still read, never written, deleted once
+/// its newest record is 90 days old.
+const LEGACY_HISTORY: &str = "history.jsonl";
+/// `history-YYYY-MM.jsonl`: the records committed in that month (UTC).
+const HISTORY_PREFIX: &str = "history-";
+const HISTORY_SUFFIX: &str = ".jsonl";
 /// The embedded store keeps 90 days of history.
 const HISTORY_DAYS: i64 = 90;
-/// Below this size the history file is not worth checking for old records.
-const HISTORY_PRUNE_BYTES: u64 = 256 * 1024;
 /// Every local user must be able to replace `state.json` by rename, which needs write
 /// permission on the directory and no sticky bit (the sticky bit would forbid replacing
 /// a file another user wrote). Local users are trusted; see README's trust model.
@@ -41,11 +49,12 @@ const STATE_MODE: u32 = 0o644;
 /// The lock and the history are opened for writing by every user.
 const SHARED_FILE_MODE: u32 = 0o666;
 
-/// The files of the store and the modes they need, for `admin`'s repair.
+/// The files of the store and the modes they need, for `admin`'s repair (the monthly
+/// history files too, found by name).
 const FILE_MODES: [(&str, u32); 3] = [
     (STATE, STATE_MODE),
     (LOCK, SHARED_FILE_MODE),
-    (HISTORY, SHARED_FILE_MODE),
+    (LEGACY_HISTORY, SHARED_FILE_MODE),
 ];
 
 pub struct FileStore {
@@ -92,6 +101,12 @@ impl FileStore {
                 repair_mode(&path, mode, "the store file");
             }
         }
+        for entry in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            if name.to_str().and_then(parse_history_file_name).is_some() {
+                repair_mode(&entry.path(), SHARED_FILE_MODE, "the store file");
+            }
+        }
         Ok(())
     }
 
@@ -130,7 +145,7 @@ impl FileStore {
     pub fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot {
             pool: self.read_state()?,
-            now: model::local_now(),
+            now: host_clock(),
         })
     }
 
@@ -140,68 +155,79 @@ impl FileStore {
     ) -> Result<T> {
         let _lock = self.lock()?;
         let before = self.read_state()?;
-        let now = model::local_now();
+        let now = host_clock();
         let mut after = before.clone();
         let result = change(&mut after, now)?;
         if after != before
             && let Some(pool) = &after
         {
             self.write_state(pool)?;
-            self.append_history(&model::ended_between(before.as_ref(), Some(pool), now));
+            self.append_history(&model::ended_between(before.as_ref(), Some(pool), now), now);
         }
         Ok(result)
     }
 
-    pub fn overwrite(&self, pool: &Pool) -> Result<()> {
+    pub fn overwrite(&self, fresh: impl FnOnce(Timestamp) -> Pool) -> Result<()> {
         let _lock = self.lock()?;
-        self.write_state(pool)
+        self.write_state(&fresh(host_clock()))
     }
 
+    /// Reads only the months that can hold records ending at or after `since` (records
+    /// go to the month they were committed in, never before they ended), plus the
+    /// single file of earlier versions while it may still hold such records.
     pub fn history(&self, since: Timestamp) -> Result<Vec<HistoryRecord>> {
-        let path = self.dir.join(HISTORY);
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(Error::failure(format!(
-                    "cannot read the usage history {}: {e}",
-                    path.display()
-                )));
-            }
-        };
-        // A line torn by a crash mid-append is skipped, not fatal.
-        Ok(text
-            .lines()
-            .filter_map(HistoryRecord::decode)
-            .filter(|record| record.end_time >= since)
-            .collect())
+        let mut paths: Vec<PathBuf> = months_between(since, host_clock())
+            .into_iter()
+            .map(|month| self.dir.join(history_file_name(month)))
+            .collect();
+        let legacy = self.dir.join(LEGACY_HISTORY);
+        if modified_at(&legacy).is_some_and(|t| t >= since) {
+            paths.push(legacy);
+        }
+        let mut records = Vec::new();
+        for path in paths {
+            let text = match fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(Error::failure(format!(
+                        "cannot read the usage history {}: {e}; check its permissions \
+                         (every user needs read access)",
+                        path.display()
+                    )));
+                }
+            };
+            // A line torn by a crash mid-append is skipped, not fatal.
+            records.extend(
+                text.lines()
+                    .filter_map(HistoryRecord::decode)
+                    .filter(|record| record.end_time >= since),
+            );
+        }
+        Ok(records)
     }
 
-    /// Drops records older than 90 days once the file has grown; called under the lock.
+    /// Deletes history files whose every record is older than 90 days: whole months,
+    /// and the single file of earlier versions. Runs when a month's file is started,
+    /// so about once a month, and only lists the directory.
     fn prune_history(&self, now: Timestamp) {
-        let path = self.dir.join(HISTORY);
-        let large = fs::metadata(&path).is_ok_and(|m| m.len() > HISTORY_PRUNE_BYTES);
-        if !large {
-            return;
-        }
-        let Ok(text) = fs::read_to_string(&path) else {
+        let cutoff = now - HISTORY_DAYS * 86_400;
+        let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
         };
-        let cutoff = now - HISTORY_DAYS * 86_400;
-        let kept: String = text
-            .lines()
-            .filter(|line| HistoryRecord::decode(line).is_some_and(|r| r.end_time >= cutoff))
-            .flat_map(|line| [line, "\n"])
-            .collect();
-        if kept.len() == text.len() {
-            return;
-        }
-        let temp = self.dir.join(format!(".{HISTORY}.tmp"));
-        if write_synced(&temp, kept.as_bytes(), SHARED_FILE_MODE)
-            .and_then(|()| fs::rename(&temp, &path))
-            .is_err()
-        {
-            let _ = fs::remove_file(&temp);
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let old = match parse_history_file_name(name) {
+                Some(month) => month_end(month) < cutoff,
+                None if name == LEGACY_HISTORY => {
+                    modified_at(&entry.path()).is_some_and(|t| t < cutoff)
+                }
+                None => false,
+            };
+            if old {
+                let _ = fs::remove_file(entry.path());
+            }
         }
     }
 
@@ -272,33 +298,41 @@ impl FileStore {
     }
 
     /// History is best effort: losing a usage record must never fail a reservation.
-    fn append_history(&self, ended: &[HistoryRecord]) {
+    /// Appends to this month's file and returns; starting a new month's file is the
+    /// moment to drop months that have aged out.
+    fn append_history(&self, ended: &[HistoryRecord], now: Timestamp) {
         if ended.is_empty() {
             return;
         }
         let mut lines = String::new();
-        let latest = ended.iter().map(|r| r.end_time).max().unwrap_or(0);
         for record in ended {
             if let Ok(line) = serde_json::to_string(record) {
                 lines.push_str(&line);
                 lines.push('\n');
             }
         }
-        let path = self.dir.join(HISTORY);
-        let appended = open_shared(
-            OpenOptions::new().append(true).create(true),
+        let path = self.dir.join(history_file_name(month_of(now)));
+        let mut started = false;
+        let opened = open_shared(
+            OpenOptions::new().append(true).create_new(true),
             &path,
             SHARED_FILE_MODE,
         )
-        .and_then(|mut file| file.write_all(lines.as_bytes()));
-        if let Err(e) = appended {
+        .inspect(|_| started = true)
+        .or_else(|e| match e.kind() {
+            ErrorKind::AlreadyExists => OpenOptions::new().append(true).open(&path),
+            _ => Err(e),
+        });
+        if let Err(e) = opened.and_then(|mut file| file.write_all(lines.as_bytes())) {
             eprintln!(
                 "canhazgpu: warning: could not record usage history in {}: {e}; {}",
                 path.display(),
                 self.why_unusable(&path, SHARED_FILE_MODE)
             );
         }
-        self.prune_history(latest);
+        if started {
+            self.prune_history(now);
+        }
     }
 }
 
@@ -417,6 +451,95 @@ fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     file.sync_data()
 }
 
+/// The host's clock, read from the kernel with a system call of its own rather than
+/// through the C library: a process whose library clock is interposed (faketime, another
+/// `LD_PRELOAD`) must still judge other people's reservations by the clock every other
+/// client of this host reads, or it would expire or age them by its own error. Falls
+/// back to the library's clock if the call fails.
+pub fn host_clock() -> Timestamp {
+    use nix::libc;
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one `timespec` through the pointer, and `now` is one.
+    let status = unsafe {
+        libc::syscall(
+            libc::SYS_clock_gettime,
+            libc::CLOCK_REALTIME,
+            &mut now as *mut libc::timespec,
+        )
+    };
+    if status == 0 {
+        now.tv_sec
+    } else {
+        model::local_now()
+    }
+}
+
+/// A month as (year, month 1-12), in UTC.
+type Month = (i32, u8);
+
+fn month_of(t: Timestamp) -> Month {
+    let date =
+        time::OffsetDateTime::from_unix_timestamp(t).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    (date.year(), u8::from(date.month()))
+}
+
+fn next_month((year, month): Month) -> Month {
+    if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    }
+}
+
+/// The first second after `month`.
+fn month_end(month: Month) -> Timestamp {
+    let (year, month) = next_month(month);
+    time::Month::try_from(month)
+        .and_then(|month| time::Date::from_calendar_date(year, month, 1))
+        .map_or(Timestamp::MAX, |date| {
+            date.midnight().assume_utc().unix_timestamp()
+        })
+}
+
+/// Every month from the one holding `from` to the one holding `to`.
+fn months_between(from: Timestamp, to: Timestamp) -> Vec<Month> {
+    let last = month_of(to);
+    let mut month = month_of(from.min(to));
+    let mut months = vec![month];
+    while month < last {
+        month = next_month(month);
+        months.push(month);
+    }
+    months
+}
+
+fn history_file_name((year, month): Month) -> String {
+    format!("{HISTORY_PREFIX}{year:04}-{month:02}{HISTORY_SUFFIX}")
+}
+
+fn parse_history_file_name(name: &str) -> Option<Month> {
+    let middle = name
+        .strip_prefix(HISTORY_PREFIX)?
+        .strip_suffix(HISTORY_SUFFIX)?;
+    let (year, month) = middle.split_once('-')?;
+    let month: u8 = month.parse().ok()?;
+    (1..=12)
+        .contains(&month)
+        .then_some((year.parse().ok()?, month))
+}
+
+fn modified_at(path: &Path) -> Option<Timestamp> {
+    let modified = fs::metadata(path).ok()?.modified().ok()?;
+    let seconds = modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    i64::try_from(seconds).ok()
+}
+
 fn encode_state(pool: &Pool) -> Vec<u8> {
     let gpus: Vec<Value> = pool.gpus.iter().map(model::encode_slot_value).collect();
     let mut state = json!({ "schema": SCHEMA, "gpus": gpus });
@@ -425,6 +548,9 @@ fn encode_state(pool: &Pool) -> Vec<u8> {
     }
     if !pool.queue.is_empty() {
         state["queue"] = serde_json::to_value(&pool.queue).unwrap_or_default();
+    }
+    if let Some(t) = pool.rebuilding_until {
+        state["rebuilding_until"] = t.into();
     }
     let mut bytes = state.to_string().into_bytes();
     bytes.push(b'\n');
@@ -448,8 +574,16 @@ fn decode_state(bytes: &[u8]) -> std::result::Result<Pool, String> {
         .get("gpus")
         .and_then(Value::as_array)
         .ok_or("it has no GPU list")?;
+    if gpus.len() > model::MAX_GPUS as usize {
+        return Err(format!(
+            "it lists {} GPUs, more than the {} a pool may have",
+            gpus.len(),
+            model::MAX_GPUS
+        ));
+    }
     let mut pool = Pool {
         initialized_at: object.get("initialized_at").and_then(model::decode_time),
+        rebuilding_until: object.get("rebuilding_until").and_then(model::decode_time),
         gpus: Vec::with_capacity(gpus.len()),
         queue: match object.get("queue") {
             Some(queue) => serde_json::from_value(queue.clone())
@@ -469,6 +603,64 @@ fn decode_state(bytes: &[u8]) -> std::result::Result<Pool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_months() {
+        // 2026-12-31T23:59:59Z and the second after it.
+        let new_year = 1_798_761_600;
+        assert_eq!(month_of(new_year - 1), (2026, 12));
+        assert_eq!(month_of(new_year), (2027, 1));
+        assert_eq!(month_end((2026, 12)), new_year);
+        assert_eq!(history_file_name((2026, 12)), "history-2026-12.jsonl");
+        assert_eq!(
+            parse_history_file_name("history-2026-12.jsonl"),
+            Some((2026, 12))
+        );
+        for name in [
+            "history.jsonl",
+            "history-2026-13.jsonl",
+            "history-x-01.jsonl",
+        ] {
+            assert_eq!(parse_history_file_name(name), None, "{name}");
+        }
+        assert_eq!(
+            months_between(new_year - 40 * 86_400, new_year + 1),
+            [(2026, 11), (2026, 12), (2027, 1)]
+        );
+        assert_eq!(months_between(new_year, new_year), [(2027, 1)]);
+    }
+
+    #[test]
+    fn a_month_of_history_is_kept_until_its_last_record_is_90_days_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().to_path_buf());
+        let record = |end: Timestamp| HistoryRecord {
+            user: "u".into(),
+            gpu_id: 0,
+            start_time: end - 10,
+            end_time: end,
+            duration_seconds: 10.0,
+            reservation_type: "run".into(),
+        };
+        let november = 1_795_000_000; // 2026-11-18
+        store.append_history(&[record(november)], november);
+        let december_end = month_end((2026, 11)) + 86_400 * 20;
+        store.append_history(&[record(december_end)], december_end);
+        assert_eq!(store.history(0).unwrap().len(), 2);
+        let names = || {
+            let mut names: Vec<String> = fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(), ["history-2026-11.jsonl", "history-2026-12.jsonl"]);
+        // Starting a month's file drops November once all of it is older than 90 days.
+        let later = month_end((2026, 11)) + HISTORY_DAYS * 86_400 + 1;
+        store.append_history(&[record(later)], later);
+        assert_eq!(names(), ["history-2026-12.jsonl", "history-2027-03.jsonl"]);
+    }
 
     #[test]
     fn state_round_trips() {

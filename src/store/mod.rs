@@ -39,7 +39,7 @@ pub enum DirectoryOwner {
 
 pub enum Store {
     File(FileStore),
-    Redis(RedisStore),
+    Redis(Box<RedisStore>),
 }
 
 impl Store {
@@ -52,15 +52,19 @@ impl Store {
                 let path = &url["file://".len()..];
                 if !path.starts_with('/') {
                     return Err(Error::usage(format!(
-                        "store URL '{url}' needs an absolute path, e.g. file:///var/lib/canhazgpu"
+                        "store URL '{}' needs an absolute path, e.g. file:///var/lib/canhazgpu",
+                        printable_url(url)
                     )));
                 }
                 Ok(Store::File(FileStore::new(PathBuf::from(path))))
             }
-            Some("redis" | "redis+unix" | "unix") => Ok(Store::Redis(RedisStore::open(url)?)),
+            Some("redis" | "redis+unix" | "unix") => {
+                Ok(Store::Redis(Box::new(RedisStore::open(url)?)))
+            }
             _ => Err(Error::usage(format!(
-                "unknown store URL '{url}'; use file:///path/to/dir (embedded store), \
-                 redis://host:port/db or redis+unix:///path/to/redis.sock"
+                "unknown store URL '{}'; use file:///path/to/dir (embedded store), \
+                 redis://host:port/db or redis+unix:///path/to/redis.sock",
+                printable_url(url)
             ))),
         }
     }
@@ -80,8 +84,33 @@ impl Store {
     /// [`Store::snapshot`] for commands that need an initialized pool.
     pub fn snapshot_pool(&self) -> Result<(Pool, Timestamp)> {
         let Snapshot { pool, now } = self.snapshot()?;
-        let pool = pool.ok_or_else(|| Error::not_initialized(&self.describe()))?;
+        let pool = pool.ok_or_else(|| self.missing_pool())?;
         Ok((pool, now))
+    }
+
+    /// Why there is no pool, as well as the store can tell: never initialized, or
+    /// vanished (Redis restarted without its data, or evicted it).
+    pub fn missing_pool(&self) -> Error {
+        match self {
+            Store::File(_) => Error::not_initialized(&self.describe()),
+            Store::Redis(store) => store.missing_pool(),
+        }
+    }
+
+    /// Whether every client of this store reads the same clock, so that a time in the
+    /// future can only mean that the clock was stepped back and may be repaired (see
+    /// [`crate::liveness::Rules::repair_clock_steps`]).
+    pub fn clock_is_shared(&self) -> bool {
+        matches!(self, Store::File(_))
+    }
+
+    /// GPU entries stored beyond the pool's size, which no command sees (Redis only:
+    /// `canhazgpu:gpu_count` was lowered by hand, say). One cheap query; for `status`.
+    pub fn entries_beyond(&self, count: usize) -> Result<Vec<u32>> {
+        match self {
+            Store::File(_) => Ok(Vec::new()),
+            Store::Redis(store) => store.entries_beyond(count),
+        }
     }
 
     /// The pool as last committed, without locking.
@@ -126,10 +155,13 @@ impl Store {
         &self,
         mut change: impl FnMut(&mut Pool, Timestamp) -> Result<T>,
     ) -> Result<T> {
-        self.transact(|pool, now| match pool {
-            Some(pool) => change(pool, now),
-            None => Err(Error::not_initialized(&self.describe())),
-        })
+        // The reason for a missing pool is asked after the transaction: the store is
+        // busy with the transaction while its closure runs.
+        let outcome = self.transact(|pool, now| match pool {
+            Some(pool) => change(pool, now).map(Some),
+            None => Ok(None),
+        })?;
+        outcome.ok_or_else(|| self.missing_pool())
     }
 
     /// Runs `body` with a `wait(timeout)` that sleeps up to `timeout` and returns `true`
@@ -198,11 +230,104 @@ impl Store {
         }
     }
 
-    /// Replaces whatever is stored, readable or not: `admin --force` on a corrupt store.
-    pub fn overwrite(&self, pool: &Pool) -> Result<()> {
+    /// Replaces whatever is stored, readable or not, with the pool `fresh` makes at the
+    /// store's time: `admin --force` on a corrupt store. The work is bounded whatever
+    /// the store holds (at most [`crate::model::MAX_GPUS`] GPU entries are cleared).
+    pub fn overwrite(&self, fresh: impl FnOnce(Timestamp) -> Pool) -> Result<()> {
         match self {
-            Store::File(store) => store.overwrite(pool),
-            Store::Redis(store) => store.overwrite(pool),
+            Store::File(store) => store.overwrite(fresh),
+            Store::Redis(store) => store.overwrite(fresh),
+        }
+    }
+}
+
+/// A store URL as messages and logs may show it: without the user name and password
+/// (`redis://user:secret@host/0` shows as `redis://host/0`; `?pass=` and `?user=` of
+/// socket URLs are left out too). Every message that names a store goes through here.
+pub fn printable_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some(parts) => parts,
+        None => return url.to_string(),
+    };
+    let (location, query) = match rest.split_once('?') {
+        Some((location, query)) => (location, Some(query)),
+        None => (rest, None),
+    };
+    // Credentials end at the last '@' before the query: a password may itself hold '@'
+    // or '/', so the first '/' cannot be trusted to end them. Socket URLs carry no host,
+    // and their path may hold an '@' of its own.
+    let location = if scheme.contains("unix") {
+        match location.split_once('/') {
+            Some((authority, path)) => match authority.rsplit_once('@') {
+                Some(_) => format!("/{path}"),
+                None => location.to_string(),
+            },
+            None => location.to_string(),
+        }
+    } else {
+        match location.rsplit_once('@') {
+            Some((_, host)) => host.to_string(),
+            None => location.to_string(),
+        }
+    };
+    let secret = |pair: &&str| {
+        let name = pair.split('=').next().unwrap_or("");
+        ["pass", "password", "user", "username"].contains(&name.to_ascii_lowercase().as_str())
+    };
+    let kept: Vec<&str> = query
+        .map(|query| query.split('&').filter(|pair| !secret(pair)).collect())
+        .unwrap_or_default();
+    if kept.is_empty() {
+        format!("{scheme}://{location}")
+    } else {
+        format!("{scheme}://{location}?{}", kept.join("&"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable_url;
+
+    #[test]
+    fn printable_urls_hold_no_credentials() {
+        let cases = [
+            (
+                "redis://alice:s3cret@db.lab:6379/2",
+                "redis://db.lab:6379/2",
+            ),
+            ("redis://:s3cret@db.lab", "redis://db.lab"),
+            ("redis://u:p@ss/w@rd@db.lab:6379/0", "redis://db.lab:6379/0"),
+            ("rediss://default:s3cret@[::1]:6380", "rediss://[::1]:6380"),
+            ("redis://db.lab:6379/0", "redis://db.lab:6379/0"),
+            (
+                "redis+unix:///run/redis.sock?db=1&pass=s3cret&user=alice",
+                "redis+unix:///run/redis.sock?db=1",
+            ),
+            (
+                "unix:///run/redis.sock?password=s3cret",
+                "unix:///run/redis.sock",
+            ),
+            (
+                "redis+unix:///tmp/a@b/redis.sock",
+                "redis+unix:///tmp/a@b/redis.sock",
+            ),
+            ("file:///var/lib/canhazgpu", "file:///var/lib/canhazgpu"),
+            ("not a url", "not a url"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(printable_url(url), shown, "{url}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_password_never_shows(
+            user in "[a-z]{0,6}",
+            password in "[A-Za-z0-9@/:%!]{6,12}",
+            host in "[a-z]{1,8}(:[0-9]{1,5})?",
+        ) {
+            let url = format!("redis://{user}:{password}@{host}/0");
+            proptest::prop_assert_eq!(printable_url(&url), format!("redis://{host}/0"));
         }
     }
 }

@@ -4,14 +4,19 @@
 //! Transactions are optimistic: WATCH the pool's keys, read, decide in Rust, then
 //! MULTI/SET/EXEC only the keys that changed; when EXEC aborts because someone else wrote
 //! a watched key, start again after a short random pause.
+//!
+//! One connection serves a whole command. Each store operation has one deadline for all
+//! its round trips, so that a paused or unreachable server is an error within about
+//! [`TIMEOUT`], however many round trips the operation needed.
 
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
-use redis::{Client, Connection, Value as RedisValue};
+use redis::{Client, Connection, ConnectionLike, ErrorKind, RedisError, Value as RedisValue};
 
 use crate::error::{Error, Result};
-use crate::model::{self, HistoryRecord, Pool, Timestamp};
-use crate::store::Snapshot;
+use crate::model::{self, HistoryRecord, MAX_GPUS, Pool, Timestamp};
+use crate::store::{Snapshot, printable_url};
 
 const KEY_COUNT: &str = "canhazgpu:gpu_count";
 /// Ours: upstream records no initialization time.
@@ -20,73 +25,191 @@ const KEY_HISTORY: &str = "canhazgpu:usage_history_sorted";
 /// Ours: the FIFO of `--wait` requests, a JSON array. Upstream's own queue keys are left
 /// alone; the two queues do not know each other.
 const KEY_QUEUE: &str = "canhazgpu:fifo";
+/// Ours: see [`Pool::rebuilding_until`].
+const KEY_REBUILDING: &str = "canhazgpu:rebuilding_until";
 /// Published in every commit that frees a GPU or shortens the queue, so that waiters
 /// wake up at once instead of polling fast.
 pub const CHANNEL_WAKE: &str = "canhazgpu:wake";
-const TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one store operation may wait for the server, all its round trips together.
+pub const TIMEOUT: Duration = Duration::from_secs(2);
 /// Far more than contention on one host produces; reaching it means something is wrong.
 const MAX_ATTEMPTS: u32 = 200;
+/// Upstream keeps 90 days of history, and so do we.
+const HISTORY_SECONDS: i64 = 90 * 86_400;
 
 fn gpu_key(id: u32) -> String {
     format!("canhazgpu:gpu:{id}")
 }
 
 pub struct RedisStore {
-    url: String,
+    /// The URL as messages may show it (see [`printable_url`]).
+    shown: String,
     client: Client,
+    /// Opened at the first operation and kept for the next, dropped after any error
+    /// that may have left it in an unknown state. A mutex because `run` heartbeats from
+    /// a thread of its own.
+    connection: Mutex<Option<Connection>>,
+}
+
+/// A connection held for one store operation, and that operation's deadline.
+struct Session<'a> {
+    store: &'a RedisStore,
+    connection: MutexGuard<'a, Option<Connection>>,
+    deadline: Instant,
+}
+
+impl Session<'_> {
+    /// Runs `request` on the connection (opening it if needed) with whatever time the
+    /// operation has left. After a failure the connection may be mid-reply, so it goes.
+    fn call<T>(
+        &mut self,
+        request: impl FnOnce(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
+    ) -> redis::RedisResult<T> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out());
+        }
+        if self.connection.is_none() {
+            *self.connection = Some(self.store.client.get_connection_with_timeout(left)?);
+        }
+        let Some(connection) = self.connection.as_mut() else {
+            return Err(timed_out());
+        };
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let outcome = connection
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .and_then(|()| connection.set_write_timeout(Some(left.max(Duration::from_millis(1)))))
+            .and_then(|()| request(&mut FailFast(connection)));
+        if outcome.is_err() {
+            *self.connection = None;
+        }
+        outcome
+    }
+
+    /// The server answered: the next round trips get the full time again.
+    fn renew(&mut self) {
+        self.deadline = Instant::now() + TIMEOUT;
+    }
+}
+
+/// The connection as queries use it: redis-rs's own, except that a pipeline stops
+/// reading at its first failure. redis-rs reads every reply of a pipeline even after a
+/// read timed out, so a paused server cost one whole timeout per command of a pipeline
+/// (10 s for `status`) instead of one per operation.
+struct FailFast<'a>(&'a mut Connection);
+
+impl ConnectionLike for FailFast<'_> {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> redis::RedisResult<RedisValue> {
+        self.0.req_packed_command(cmd)
+    }
+
+    /// Replies before `offset` are those of MULTI and the queued commands of a
+    /// transaction: an error among them (say OOM) is why the transaction was refused.
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisResult<Vec<RedisValue>> {
+        self.0.send_packed_command(cmd)?;
+        let mut replies = Vec::with_capacity(count);
+        let mut refused = None;
+        for index in 0..offset + count {
+            match self.0.recv_response()? {
+                RedisValue::ServerError(e) if index < offset => {
+                    refused.get_or_insert(e);
+                }
+                reply if index >= offset => replies.push(reply),
+                _ => {}
+            }
+        }
+        match refused {
+            Some(e) => Err(e.into()),
+            None => Ok(replies),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
+
+    fn check_connection(&mut self) -> bool {
+        self.0.check_connection()
+    }
+
+    fn is_open(&self) -> bool {
+        self.0.is_open()
+    }
+}
+
+fn timed_out() -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "timed out",
+    ))
 }
 
 impl RedisStore {
     pub fn open(url: &str) -> Result<Self> {
-        let client = Client::open(url).map_err(|e| {
+        let shown = printable_url(url);
+        let invalid = |e: RedisError| {
             Error::usage(format!(
-                "invalid Redis URL '{url}': {e}; use redis://host:port/db or redis+unix:///path/to/redis.sock"
+                "invalid Redis URL '{shown}': {e}; use redis://host:port/db, \
+                 redis://:PASSWORD@host:port/db or redis+unix:///path/to/redis.sock"
             ))
-        })?;
+        };
+        let info = Client::open(url)
+            .map_err(invalid)?
+            .get_connection_info()
+            .clone();
+        // CLIENT SETINFO would cost a round trip per command, for a name nobody reads.
+        let settings = info.redis_settings().clone().set_skip_set_lib_name();
+        let client = Client::open(info.set_redis_settings(settings)).map_err(invalid)?;
         Ok(RedisStore {
-            url: url.to_string(),
+            shown,
             client,
+            connection: Mutex::new(None),
         })
     }
 
     pub fn describe(&self) -> String {
-        format!("Redis at {}", self.url)
+        format!("Redis at {}", self.shown)
     }
 
-    fn unreachable(&self, e: &redis::RedisError) -> Error {
-        Error::failure(format!(
-            "cannot use Redis at {}: {e}; check that redis-server is running there, or choose another store with --store or CANHAZGPU_STORE",
-            self.url
-        ))
+    fn session(&self) -> Session<'_> {
+        Session {
+            store: self,
+            // A thread that panicked while holding it left at worst a connection that
+            // the next failure replaces.
+            connection: self
+                .connection
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            deadline: Instant::now() + TIMEOUT,
+        }
     }
 
-    fn connect(&self) -> Result<Connection> {
-        let connection = self
-            .client
-            .get_connection_with_timeout(TIMEOUT)
-            .map_err(|e| self.unreachable(&e))?;
-        // The sync client waits forever by default; a hung server must not hang users.
-        connection
-            .set_read_timeout(Some(TIMEOUT))
-            .and_then(|()| connection.set_write_timeout(Some(TIMEOUT)))
-            .map_err(|e| self.unreachable(&e))?;
-        Ok(connection)
+    /// Our error for what Redis or the connection to it said: the real cause, what to
+    /// do about it, and whether waiting may help.
+    fn explain(&self, e: &RedisError) -> Error {
+        explain(&self.shown, e)
     }
 
     pub fn snapshot(&self) -> Result<Snapshot> {
-        let mut connection = self.connect()?;
-        self.read(&mut connection, false)
+        let mut session = self.session();
+        self.read(&mut session, false)
     }
 
     /// Reads the pool and the server's clock; with `watch`, WATCHes every key read
     /// before reading it.
-    fn read(&self, connection: &mut Connection, watch: bool) -> Result<Snapshot> {
+    fn read(&self, session: &mut Session, watch: bool) -> Result<Snapshot> {
         let mut head = redis::pipe();
         if watch {
             head.cmd("WATCH")
                 .arg(KEY_COUNT)
                 .arg(KEY_INITIALIZED)
                 .arg(KEY_QUEUE)
+                .arg(KEY_REBUILDING)
                 .ignore();
         }
         head.cmd("TIME")
@@ -95,24 +218,23 @@ impl RedisStore {
             .cmd("GET")
             .arg(KEY_INITIALIZED)
             .cmd("GET")
-            .arg(KEY_QUEUE);
+            .arg(KEY_QUEUE)
+            .cmd("GET")
+            .arg(KEY_REBUILDING);
         type Head = (
             (Timestamp, u64),
             Option<String>,
             Option<String>,
             Option<String>,
+            Option<String>,
         );
-        let ((now, _micros), count, initialized, queue): Head =
-            head.query(connection).map_err(|e| self.unreachable(&e))?;
+        let ((now, _micros), count, initialized, queue, rebuilding): Head = session
+            .call(|c| head.query(c))
+            .map_err(|e| self.explain(&e))?;
         let Some(count) = count else {
             return Ok(Snapshot { pool: None, now });
         };
-        let count: u32 = count.trim().parse().map_err(|_| {
-            Error::corrupt(format!(
-                "{KEY_COUNT} in Redis at {} holds '{count}', not a GPU count; reinitialize with `canhazgpu admin --gpus N --force`",
-                self.url
-            ))
-        })?;
+        let count = self.parse_count(&count)?;
         let keys: Vec<String> = (0..count).map(gpu_key).collect();
         let values: Vec<Option<String>> = if keys.is_empty() {
             Vec::new()
@@ -122,27 +244,33 @@ impl RedisStore {
                 body.cmd("WATCH").arg(&keys).ignore();
             }
             body.cmd("MGET").arg(&keys);
-            let (values,): (Vec<Option<String>>,) =
-                body.query(connection).map_err(|e| self.unreachable(&e))?;
+            let (values,): (Vec<Option<String>>,) = session
+                .call(|c| body.query(c))
+                .map_err(|e| self.explain(&e))?;
             values
         };
+        let decode_time = |text: Option<String>| {
+            text.as_deref()
+                .and_then(|t| model::decode_time(&serde_json::Value::from(t)))
+        };
         let mut pool = Pool {
-            initialized_at: initialized
-                .as_deref()
-                .and_then(|t| model::decode_time(&serde_json::Value::from(t))),
+            initialized_at: decode_time(initialized),
+            rebuilding_until: decode_time(rebuilding),
             gpus: Vec::with_capacity(keys.len()),
             queue: match queue {
                 Some(text) => serde_json::from_str(&text).map_err(|e| {
                     Error::corrupt(format!(
-                        "{KEY_QUEUE} in Redis at {} is malformed ({e}); delete that key (the waiters re-queue) or reinitialize with `canhazgpu admin --gpus N --force`",
-                        self.url
+                        "{KEY_QUEUE} in {} is malformed ({e}); delete that key (the \
+                         waiters re-queue) or reinitialize with `canhazgpu admin --gpus N \
+                         --force`",
+                        self.describe()
                     ))
                 })?,
                 None => Vec::new(),
             },
         };
         for (id, (key, value)) in (0..count).zip(keys.iter().zip(values)) {
-            let what = format!("{key} in Redis at {}", self.url);
+            let what = format!("{key} in {}", self.describe());
             pool.gpus
                 .push(model::decode_slot(id, value.as_deref(), &what)?);
         }
@@ -152,16 +280,130 @@ impl RedisStore {
         })
     }
 
+    /// The pool's size, bounded: a larger count would make every command read (and
+    /// WATCH) that many keys, which on a shared server blocks every other client.
+    fn parse_count(&self, text: &str) -> Result<u32> {
+        let fix = "reinitialize with `canhazgpu admin --gpus N --force`";
+        let count: u32 = text.trim().parse().map_err(|_| {
+            Error::corrupt(format!(
+                "{KEY_COUNT} in {} holds '{}', not a GPU count; {fix}",
+                self.describe(),
+                text.chars().take(40).collect::<String>()
+            ))
+        })?;
+        if count > MAX_GPUS {
+            return Err(Error::corrupt(format!(
+                "{KEY_COUNT} in {} holds {count}, more than the {MAX_GPUS} GPUs a pool may \
+                 have; {fix}, or set it right with `redis-cli SET {KEY_COUNT} N`",
+                self.describe()
+            )));
+        }
+        Ok(count)
+    }
+
+    /// See [`crate::store::Store::missing_pool`]. Asks the server once more, on this
+    /// error path only: whether other keys of the pool are left, and whether the server
+    /// evicts keys.
+    pub fn missing_pool(&self) -> Error {
+        let mut session = self.session();
+        let mut probe = redis::pipe();
+        probe
+            .cmd("EXISTS")
+            .arg(KEY_INITIALIZED)
+            .arg(gpu_key(0))
+            .arg(KEY_HISTORY)
+            .arg(KEY_QUEUE)
+            .cmd("INFO")
+            .arg("memory")
+            .cmd("INFO")
+            .arg("stats");
+        let Ok((traces, memory, stats)) = session.call(|c| probe.query::<(u32, String, String)>(c))
+        else {
+            return Error::not_initialized(&self.describe());
+        };
+        let policy = info_field(&memory, "maxmemory_policy").unwrap_or_default();
+        let evicted: u64 = info_field(&stats, "evicted_keys")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if traces == 0 && evicted == 0 {
+            return Error::not_initialized(&self.describe());
+        }
+        let evictions = format!(
+            "this server has evicted {evicted} key(s) under maxmemory-policy {policy}; give \
+             it more memory or `maxmemory-policy noeviction` so that it cannot drop the pool \
+             again"
+        );
+        let what = match (traces, evicted) {
+            (0, _) => format!(
+                "the GPU pool is not in {}, and {evictions}. The pool has probably vanished \
+                 with those keys (if it was never initialized, an administrator must run \
+                 `canhazgpu admin --gpus N`)",
+                self.describe()
+            ),
+            (_, 0) => format!(
+                "the GPU pool has vanished from {}: other keys of the pool are still there, \
+                 so the server lost or deleted part of its data",
+                self.describe()
+            ),
+            _ => format!(
+                "the GPU pool has vanished from {}: {evictions}",
+                self.describe()
+            ),
+        };
+        Error::no_pool(format!(
+            "{what}. Running `canhazgpu run` jobs put the pool and their reservations back \
+             at their next heartbeat (every 60 s by default); manual reservations and the \
+             queue are lost. Wait one heartbeat interval: if the pool is still missing, an \
+             administrator reinitializes it with `canhazgpu admin --gpus N`"
+        ))
+    }
+
+    /// GPU entries above the pool's size; see [`crate::store::Store::entries_beyond`].
+    /// One EXISTS of every id up to [`MAX_GPUS`]; which ones only when there are any.
+    pub fn entries_beyond(&self, count: usize) -> Result<Vec<u32>> {
+        let ids: Vec<u32> = (count as u32..MAX_GPUS).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|&id| gpu_key(id)).collect();
+        let mut session = self.session();
+        let found: usize = session
+            .call(|c| redis::cmd("EXISTS").arg(&keys).query(c))
+            .map_err(|e| self.explain(&e))?;
+        if found == 0 {
+            return Ok(Vec::new());
+        }
+        let mut each = redis::pipe();
+        for key in &keys {
+            each.cmd("EXISTS").arg(key);
+        }
+        let exists: Vec<bool> = session
+            .call(|c| each.query(c))
+            .map_err(|e| self.explain(&e))?;
+        Ok(ids
+            .into_iter()
+            .zip(exists)
+            .filter_map(|(id, exists)| exists.then_some(id))
+            .collect())
+    }
+
     /// See [`crate::store::Store::with_wakeups`]. Without a subscription (Redis gone, say)
     /// the waits just sleep, and the caller's polling still makes progress.
     pub fn with_wakeups<T>(
         &self,
         body: impl FnOnce(&mut dyn FnMut(Duration) -> bool, bool) -> T,
     ) -> T {
-        let mut connection = self.connect().ok();
+        let mut connection = self.client.get_connection_with_timeout(TIMEOUT).ok();
         let mut subscription = connection.as_mut().and_then(|connection| {
+            // SUBSCRIBE waits for its confirmation: not for ever on a paused server.
+            connection.set_write_timeout(Some(TIMEOUT)).ok()?;
+            connection.set_read_timeout(Some(TIMEOUT)).ok()?;
             let mut pubsub = connection.as_pubsub();
-            pubsub.subscribe(CHANNEL_WAKE).ok()?;
+            if pubsub.subscribe(CHANNEL_WAKE).is_err() {
+                // Dropping it unsubscribes and waits for the answer: not for long.
+                let _ = pubsub.set_read_timeout(Some(Duration::from_millis(1)));
+                return None;
+            }
             Some(pubsub)
         });
         let subscribed = subscription.is_some();
@@ -188,13 +430,16 @@ impl RedisStore {
     }
 
     pub fn history(&self, since: Timestamp) -> Result<Vec<HistoryRecord>> {
-        let mut connection = self.connect()?;
-        let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(KEY_HISTORY)
-            .arg(since)
-            .arg("+inf")
-            .query(&mut connection)
-            .map_err(|e| self.unreachable(&e))?;
+        let mut session = self.session();
+        let members: Vec<String> = session
+            .call(|c| {
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(KEY_HISTORY)
+                    .arg(since)
+                    .arg("+inf")
+                    .query(c)
+            })
+            .map_err(|e| self.explain(&e))?;
         Ok(members
             .iter()
             .filter_map(|m| HistoryRecord::decode(m))
@@ -205,63 +450,197 @@ impl RedisStore {
         &self,
         mut change: impl FnMut(&mut Option<Pool>, Timestamp) -> Result<T>,
     ) -> Result<T> {
-        let mut connection = self.connect()?;
+        let mut session = self.session();
         for attempt in 0..MAX_ATTEMPTS {
-            let Snapshot { pool: before, now } = self.read(&mut connection, true)?;
+            let Snapshot { pool: before, now } = self.read(&mut session, true)?;
             let mut pool = before.clone();
             let result = match change(&mut pool, now) {
                 Ok(result) => result,
                 Err(e) => {
-                    let _ = redis::cmd("UNWATCH").exec(&mut connection);
+                    let _ = session.call(|c| redis::cmd("UNWATCH").exec(c));
                     return Err(e);
                 }
             };
             let Some(writes) = changes(before.as_ref(), pool.as_ref(), now) else {
-                redis::cmd("UNWATCH")
-                    .exec(&mut connection)
-                    .map_err(|e| self.unreachable(&e))?;
+                session
+                    .call(|c| redis::cmd("UNWATCH").exec(c))
+                    .map_err(|e| self.explain(&e))?;
                 return Ok(result);
             };
-            let committed: Option<RedisValue> = writes
-                .query(&mut connection)
-                .map_err(|e| self.unreachable(&e))?;
-            if committed.is_some() {
-                return Ok(result);
+            match session.call(|c| writes.query::<Option<RedisValue>>(c)) {
+                Ok(Some(_)) => return Ok(result),
+                Ok(None) => {
+                    session.renew();
+                    std::thread::sleep(backoff(attempt));
+                }
+                // The commit was sent but its reply is lost: it may have been made.
+                Err(e) if e.is_io_error() => {
+                    drop(session);
+                    if self.landed(before.as_ref(), pool.as_ref(), &e)? {
+                        return Ok(result);
+                    }
+                    session = self.session();
+                }
+                Err(e) => return Err(self.explain(&e)),
             }
-            std::thread::sleep(backoff(attempt));
         }
         Err(Error::failure(format!(
-            "gave up after {MAX_ATTEMPTS} conflicting updates of the pool in Redis at {}; try again",
-            self.url
+            "gave up after {MAX_ATTEMPTS} conflicting updates of the pool in {}; try again",
+            self.describe()
         )))
+    }
+
+    /// Whether a commit whose reply was lost was made, from a fresh read of the pool
+    /// (see [`model::commit_landed`]); `false` when that cannot be told, so that the
+    /// transaction runs again, and its closure finds its own earlier effect where it
+    /// matters (a request's reservation carries the request's id).
+    fn landed(
+        &self,
+        before: Option<&Pool>,
+        written: Option<&Pool>,
+        lost: &RedisError,
+    ) -> Result<bool> {
+        let current = self.snapshot().map_err(|e| Error {
+            message: format!(
+                "lost the connection to {} while committing ({}), and could not look \
+                 whether the change was made: {e}. Check with `canhazgpu status`",
+                self.describe(),
+                explain(&self.shown, lost).message
+            ),
+            ..e
+        })?;
+        Ok(model::commit_landed(before, written, current.pool.as_ref()) == Some(true))
+    }
+
+    /// Writes the pool `fresh` makes, without reading what is there, which may be
+    /// unreadable. Deletes every GPU entry up to [`MAX_GPUS`] above the new size (one
+    /// command of bounded cost, never a scan of the server's whole key space).
+    pub fn overwrite(&self, fresh: impl FnOnce(Timestamp) -> Pool) -> Result<()> {
+        let mut session = self.session();
+        let (now, _micros): (Timestamp, u64) = session
+            .call(|c| redis::cmd("TIME").query(c))
+            .map_err(|e| self.explain(&e))?;
+        let pool = fresh(now);
+        let mut writes = changes(None, Some(&pool), now).unwrap_or_else(redis::pipe);
+        let stale: Vec<String> = (pool.gpus.len() as u32..MAX_GPUS).map(gpu_key).collect();
+        if !stale.is_empty() {
+            writes.cmd("UNLINK").arg(stale).ignore();
+        }
+        writes
+            .cmd("UNLINK")
+            .arg(KEY_QUEUE)
+            .arg(KEY_REBUILDING)
+            .ignore();
+        session
+            .call(|c| writes.query::<()>(c))
+            .map_err(|e| self.explain(&e))
     }
 }
 
-impl RedisStore {
-    /// Writes `pool` without reading what is there, which may be unreadable. Every GPU key
-    /// of the old pool goes, however many there were.
-    pub fn overwrite(&self, pool: &Pool) -> Result<()> {
-        let mut connection = self.connect()?;
-        let old_keys: Vec<String> = redis::cmd("KEYS")
-            .arg("canhazgpu:gpu:*")
-            .query(&mut connection)
-            .map_err(|e| self.unreachable(&e))?;
-        let mut writes =
-            changes(None, Some(pool), pool.initialized_at.unwrap_or(0)).unwrap_or_else(redis::pipe);
-        for key in old_keys {
-            if key
-                .rsplit(':')
-                .next()
-                .and_then(|id| id.parse::<usize>().ok())
-                >= Some(pool.gpus.len())
-            {
-                writes.del(key).ignore();
-            }
-        }
-        writes
-            .query::<()>(&mut connection)
-            .map_err(|e| self.unreachable(&e))
+/// One `field:value` line of `INFO` output.
+fn info_field(info: &str, field: &str) -> Option<String> {
+    info.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .map(|value| value.trim().to_string())
+}
+
+/// See [`RedisStore::explain`]. `shown` is the printable URL.
+fn explain(shown: &str, e: &RedisError) -> Error {
+    let store = format!("Redis at {shown}");
+    if let Some(error) = explain_refusal(&store, e) {
+        return error;
     }
+    let elsewhere = "or choose another store with --store or CANHAZGPU_STORE";
+    if e.kind() == ErrorKind::AuthenticationFailed {
+        return Error::failure(format!(
+            "{store} refused the user name or password in the store URL ({e}); ask its \
+             administrator for the right ones"
+        ));
+    }
+    if e.is_timeout() {
+        return Error::transient(format!(
+            "{store} did not answer: timed out after {} s (is the server paused, \
+             overloaded or far away?); try again, {elsewhere}",
+            TIMEOUT.as_secs()
+        ));
+    }
+    if e.is_connection_refusal() {
+        return Error::transient(format!(
+            "cannot connect to {store} ({e}); check that redis-server is running there, \
+             {elsewhere}"
+        ));
+    }
+    if e.is_io_error() {
+        return Error::transient(format!(
+            "lost the connection to {store} ({e}); try again, {elsewhere}"
+        ));
+    }
+    Error::failure(format!("{store} failed: {e}"))
+}
+
+/// What the server said no with, by its error code. A transaction refused as a whole
+/// says why in the errors of its commands.
+fn explain_refusal(store: &str, e: &RedisError) -> Option<Error> {
+    let code = e
+        .clone()
+        .into_server_errors()
+        .and_then(|errors| errors.first().map(|(_, error)| error.code().to_string()))
+        .or_else(|| e.code().map(str::to_string))?;
+    let (message, transient) = match code.as_str() {
+        "OOM" => (
+            "refused the write: it is out of memory (above its `maxmemory`); nothing was \
+             changed. Free memory there or raise `maxmemory`"
+                .to_string(),
+            false,
+        ),
+        "READONLY" => (
+            "is a read-only replica (READONLY): it cannot take reservations; point the store \
+             URL at the primary server, or choose another store with --store or \
+             CANHAZGPU_STORE"
+                .to_string(),
+            false,
+        ),
+        "NOAUTH" => (
+            "requires a password (NOAUTH); put it in the store URL: \
+             redis://:PASSWORD@host:port/db, or redis+unix:///path/to/redis.sock?pass=PASSWORD"
+                .to_string(),
+            false,
+        ),
+        "WRONGPASS" => (
+            "refused the user name or password in the store URL (WRONGPASS); ask its \
+             administrator for the right ones"
+                .to_string(),
+            false,
+        ),
+        "NOPERM" => (
+            format!(
+                "does not let this user run what canhazgpu needs (NOPERM: {e}); its \
+                 administrator must allow the canhazgpu:* keys and their commands"
+            ),
+            false,
+        ),
+        "MISCONF" => (
+            "refuses writes because it cannot save its data to disk (MISCONF); its \
+             administrator must fix its disk or `save` setting"
+                .to_string(),
+            false,
+        ),
+        "LOADING" => (
+            "is loading its data after a restart (LOADING); try again in a moment".to_string(),
+            true,
+        ),
+        "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN" | "BUSY" => (
+            format!("cannot answer now ({e}); try again in a moment"),
+            true,
+        ),
+        _ => return None,
+    };
+    let message = format!("{store} {message}");
+    Some(if transient {
+        Error::transient(message)
+    } else {
+        Error::failure(message)
+    })
 }
 
 /// The MULTI/EXEC block that turns `before` into `after`, or `None` when nothing changed;
@@ -280,12 +659,18 @@ fn changes(before: Option<&Pool>, after: Option<&Pool>, now: Timestamp) -> Optio
             writes.del(gpu_key(id as u32)).ignore();
         }
     }
-    if before.and_then(|pool| pool.initialized_at) != after.initialized_at {
-        match after.initialized_at {
-            Some(t) => writes.set(KEY_INITIALIZED, t).ignore(),
-            None => writes.del(KEY_INITIALIZED).ignore(),
-        };
-    }
+    set_or_delete(
+        &mut writes,
+        KEY_INITIALIZED,
+        before.and_then(|pool| pool.initialized_at),
+        after.initialized_at,
+    );
+    set_or_delete(
+        &mut writes,
+        KEY_REBUILDING,
+        before.and_then(|pool| pool.rebuilding_until),
+        after.rebuilding_until,
+    );
     for slot in &after.gpus {
         let old = before.and_then(|pool| pool.gpus.get(slot.id as usize));
         if old != Some(slot) {
@@ -302,16 +687,51 @@ fn changes(before: Option<&Pool>, after: Option<&Pool>, now: Timestamp) -> Optio
             writes.set(KEY_QUEUE, queue).ignore();
         }
     }
-    for record in model::ended_between(before, Some(after), now) {
-        if let Ok(member) = serde_json::to_string(&record) {
-            writes.zadd(KEY_HISTORY, member, record.end_time).ignore();
-        }
-    }
+    append_history(
+        &mut writes,
+        &model::ended_between(before, Some(after), now),
+        now,
+    );
     let freed = before.is_some_and(|pool| pool.free_count() < after.free_count());
     if freed || after.queue.len() < old_queue.len() {
         writes.publish(CHANNEL_WAKE, "").ignore();
     }
     Some(writes)
+}
+
+fn set_or_delete(
+    writes: &mut redis::Pipeline,
+    key: &str,
+    old: Option<Timestamp>,
+    new: Option<Timestamp>,
+) {
+    if old != new {
+        match new {
+            Some(t) => writes.set(key, t).ignore(),
+            None => writes.del(key).ignore(),
+        };
+    }
+}
+
+/// Adds the records and trims what has aged out, in the same block: the trim removes
+/// only records older than 90 days (a few at a time, O(log n) to find), and the
+/// key's 90-day expiry, as upstream sets it, clears a history nobody adds to.
+fn append_history(writes: &mut redis::Pipeline, records: &[HistoryRecord], now: Timestamp) {
+    if records.is_empty() {
+        return;
+    }
+    for record in records {
+        if let Ok(member) = serde_json::to_string(record) {
+            writes.zadd(KEY_HISTORY, member, record.end_time).ignore();
+        }
+    }
+    writes
+        .cmd("ZREMRANGEBYSCORE")
+        .arg(KEY_HISTORY)
+        .arg("-inf")
+        .arg(format!("({}", now - HISTORY_SECONDS))
+        .ignore();
+    writes.expire(KEY_HISTORY, HISTORY_SECONDS).ignore();
 }
 
 /// A few milliseconds, growing with the attempt, spread so that racing clients separate.
@@ -321,4 +741,51 @@ fn backoff(attempt: u32) -> Duration {
         .map_or(0, |d| d.subsec_nanos());
     let spread = (nanos ^ std::process::id().wrapping_mul(2_654_435_761)) % 1000;
     Duration::from_micros(200 * u64::from(attempt.min(20)) + u64::from(spread))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_fields() {
+        let info = "# Memory\r\nused_memory:100\r\nmaxmemory_policy:allkeys-lru\r\n";
+        assert_eq!(
+            info_field(info, "maxmemory_policy").as_deref(),
+            Some("allkeys-lru")
+        );
+        assert_eq!(info_field(info, "used_memory").as_deref(), Some("100"));
+        assert_eq!(info_field(info, "maxmemory"), None);
+    }
+
+    #[test]
+    fn errors_name_the_cause_and_whether_to_retry() {
+        let shown = "redis://db.lab:6379/0";
+        let server = |code: &str, detail: &str| {
+            redis::make_extension_error(code.to_string(), Some(detail.to_string()))
+        };
+        let oom = explain(shown, &server("OOM", "command not allowed"));
+        assert!(oom.message.contains("out of memory") && !oom.transient);
+        let readonly = explain(shown, &server("READONLY", "You can't write"));
+        assert!(readonly.message.contains("read-only replica") && !readonly.transient);
+        let noauth = explain(shown, &server("NOAUTH", "Authentication required."));
+        assert!(noauth.message.contains("requires a password"));
+        let loading = explain(shown, &server("LOADING", "Redis is loading"));
+        assert!(loading.transient);
+        let timeout = explain(shown, &timed_out());
+        assert!(timeout.transient, "{}", timeout.message);
+        assert!(
+            timeout.message.contains("timed out after 2 s")
+                && !timeout.message.contains("redis-server is running"),
+            "{}",
+            timeout.message
+        );
+        for error in [oom, readonly, noauth, loading, timeout] {
+            assert!(
+                error.message.contains("Redis at redis://db.lab:6379/0"),
+                "{}",
+                error.message
+            );
+        }
+    }
 }

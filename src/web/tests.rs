@@ -71,9 +71,8 @@ fn context(url: &str) -> Context {
 fn file_host(name: &str, dir: &Path, gpus: u32) -> TestHost {
     let ctx = context(&format!("file://{}", dir.join(name).display()));
     ctx.store.prepare_for_admin().expect("create the store");
-    let initialized = crate::model::local_now() - 30 * 86_400;
     ctx.store
-        .overwrite(&Pool::new(gpus, initialized))
+        .overwrite(|now| Pool::new(gpus, now - 30 * 86_400))
         .expect("initialize a pool");
     TestHost {
         name: name.to_string(),
@@ -102,6 +101,7 @@ fn manual(user: &str, start: Timestamp, hours: i64, note: Option<&str>) -> Reser
         expiry_time: Some(start + hours * 3600),
         note: note.map(str::to_string),
         owner: None,
+        request_id: None,
     }
 }
 

@@ -151,39 +151,69 @@ fn a_state_file_replaced_by_a_directory_is_a_clear_error() {
     assert!(path.is_dir());
 }
 
+/// Written while the clock was a day ahead: a 1 h manual reservation on GPU 0, and on
+/// GPU 1 a run whose owner this host cannot see.
+fn reservations_from_a_day_ahead(store: &TestStore) {
+    let now = unix_now();
+    let day = 86_400;
+    store.set_raw_slot(
+        0,
+        json!({"user": "a", "start_time": now + day, "last_heartbeat": now + day, "type": "manual", "expiry_time": now + day + 3600}),
+    );
+    store.set_raw_slot(
+        1,
+        json!({"user": "b", "start_time": now + day, "last_heartbeat": now + day, "type": "run",
+               "owner_process": {"pid": 1, "start_ticks": 1, "boot_id": "elsewhere", "pid_ns": 1}}),
+    );
+}
+
 #[test]
 fn reservations_from_a_clock_stepped_back_are_neither_freed_early_nor_kept_forever() {
-    for backend in BACKENDS {
-        let store = TestStore::new(backend);
-        store.admin(2);
-        let now = unix_now();
-        let day = 86_400;
-        // Written while the clock was a day ahead: a 1 h manual reservation and a run
-        // whose owner this host cannot see.
-        store.set_raw_slot(
-            0,
-            json!({"user": "a", "start_time": now + day, "last_heartbeat": now + day, "type": "manual", "expiry_time": now + day + 3600}),
-        );
-        store.set_raw_slot(
-            1,
-            json!({"user": "b", "start_time": now + day, "last_heartbeat": now + day, "type": "run",
-                   "owner_process": {"pid": 1, "start_ticks": 1, "boot_id": "elsewhere", "pid_ns": 1}}),
-        );
-        let status = store.status();
-        assert!(status.contains("GPU 0: IN USE by a for 0h 0m "), "{status}");
-        assert!(
-            status.contains("(manual, expires in 0h 59m")
-                || status.contains("(manual, expires in 1h 0m 0s)"),
-            "{status}"
-        );
-        let slot = store.raw_slot(0);
-        let start = slot["start_time"].as_i64().unwrap();
-        assert!(start <= unix_now(), "{slot}");
-        assert_eq!(slot["expiry_time"].as_i64().unwrap() - start, 3600);
-        // The run's heartbeat now counts from now: with a 1 s timeout it ends soon.
-        std::fs::write(store.config_path(), "heartbeat_timeout = \"1s\"\n").unwrap();
-        wait_for(DEADLINE, "the silent run to be freed", || {
-            (store.busy_ids() == vec![0]).then_some(())
-        });
-    }
+    // Every client of an embedded store reads the host's clock, so a time in the future
+    // means that clock was stepped back: brought back to now, keeping the length.
+    let store = TestStore::new(Backend::File);
+    store.admin(2);
+    reservations_from_a_day_ahead(&store);
+    let status = store.status();
+    assert!(status.contains("GPU 0: IN USE by a for 0h 0m "), "{status}");
+    assert!(
+        status.contains("(manual, expires in 0h 59m")
+            || status.contains("(manual, expires in 1h 0m 0s)"),
+        "{status}"
+    );
+    let slot = store.raw_slot(0);
+    let start = slot["start_time"].as_i64().unwrap();
+    assert!(start <= unix_now(), "{slot}");
+    assert_eq!(slot["expiry_time"].as_i64().unwrap() - start, 3600);
+    // The run's heartbeat now counts from now: with a 1 s timeout it ends soon.
+    std::fs::write(store.config_path(), "heartbeat_timeout = \"1s\"\n").unwrap();
+    wait_for(DEADLINE, "the silent run to be freed", || {
+        (store.busy_ids() == vec![0]).then_some(())
+    });
+}
+
+#[test]
+fn on_redis_times_of_another_clock_are_left_as_written() {
+    // Clients of one Redis each write their own clock's times (upstream clients do):
+    // rewriting them to the server's clock would shorten or lengthen their holders'
+    // reservations by the difference. They end by their own times.
+    let store = TestStore::new(Backend::Redis);
+    store.admin(2);
+    reservations_from_a_day_ahead(&store);
+    let before = [store.raw_slot(0), store.raw_slot(1)];
+    let status = store.status();
+    assert!(
+        status.contains("GPU 0: IN USE by a for 0h 0m 0s"),
+        "{status}"
+    );
+    assert!(
+        status.contains("(manual, expires in 25h 0m")
+            || status.contains("(manual, expires in 24h 59m"),
+        "{status}"
+    );
+    assert!(
+        status.contains("GPU 1: IN USE by b for 0h 0m 0s"),
+        "{status}"
+    );
+    assert_eq!([store.raw_slot(0), store.raw_slot(1)], before);
 }

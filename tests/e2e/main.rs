@@ -13,6 +13,7 @@ mod nvml_stub;
 
 mod amd;
 mod bad_input;
+mod clocks;
 mod closed_stdout;
 mod completions;
 mod concurrency;
@@ -25,6 +26,7 @@ mod nvml;
 mod nvml_probe;
 mod queue;
 mod real_driver;
+mod redis_faults;
 mod reporting;
 mod shell_sessions;
 mod shell_setups;

@@ -173,3 +173,38 @@ fn report_counts_reservations_in_progress() {
         assert!((2.0..2.01).contains(&hours), "{hours}");
     }
 }
+
+#[test]
+fn history_goes_to_one_file_a_month_and_the_old_single_file_still_counts() {
+    let store = TestStore::new(Backend::File);
+    store.admin(1);
+    let now = unix_now();
+    // Left by an earlier version.
+    add_history(
+        &store,
+        json!({"user": "alice", "gpu_id": 0, "start_time": now - 3 * 86_400,
+               "end_time": now - 3 * 86_400 + 7200, "duration_seconds": 7200,
+               "reservation_type": "run"}),
+    );
+    store.cmd().args(["run", "--", "true"]).assert().success();
+    let names: Vec<String> = std::fs::read_dir(store.state_dir())
+        .unwrap()
+        .filter_map(|entry| entry.unwrap().file_name().into_string().ok())
+        .filter(|name| name.starts_with("history-"))
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    let month = &names[0]["history-".len()..];
+    assert!(
+        month.len() == "2026-12.jsonl".len() && month.ends_with(".jsonl"),
+        "{names:?}"
+    );
+    let out = store
+        .cmd()
+        .args(["report", "--days", "7", "--json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = report["total"]["run_count"].as_u64();
+    assert_eq!(runs, Some(2), "{report}");
+    assert_eq!(report["users"][0]["user"], "alice", "{report}");
+}

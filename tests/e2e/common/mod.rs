@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod gpus;
 pub mod http;
+pub mod proxy;
 pub mod shell;
 
 use std::path::{Path, PathBuf};
@@ -38,13 +39,36 @@ pub fn wait_for<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Op
 pub struct RedisServer {
     child: Child,
     pub dir: TempDir,
+    /// Also listening on this loopback TCP port (for a replica to follow it).
+    tcp_port: Option<u16>,
+    /// The password `cli` authenticates with, once one is set.
+    password: Option<String>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::start_with_port(None)
+    }
+
+    /// One that also listens on a loopback TCP port, which replicas need.
+    pub fn start_tcp() -> RedisServer {
+        // The kernel picks a free port; the server binds it a moment later.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free loopback port")
+            .port();
+        Self::start_with_port(Some(port))
+    }
+
+    fn start_with_port(tcp_port: Option<u16>) -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir for redis");
-        let child = Self::spawn(dir.path());
-        let server = RedisServer { child, dir };
+        let child = Self::spawn(dir.path(), tcp_port);
+        let server = RedisServer {
+            child,
+            dir,
+            tcp_port,
+            password: None,
+        };
         server.wait_until_listening();
         server
     }
@@ -58,8 +82,55 @@ impl RedisServer {
 
     /// Starts it again, empty, on the same socket.
     pub fn start_again(&mut self) {
-        self.child = Self::spawn(self.dir.path());
+        let _ = std::fs::remove_file(self.dir.path().join("dump.rdb"));
+        self.child = Self::spawn(self.dir.path(), self.tcp_port);
+        self.password = None;
         self.wait_until_listening();
+    }
+
+    /// The first half of a planned restart: saves the data and stops.
+    pub fn save_and_stop(&mut self) {
+        assert_eq!(self.cli(&["SAVE"]), "OK");
+        self.stop();
+    }
+
+    /// The second half: starts again with the data saved.
+    pub fn start_with_saved_data(&mut self) {
+        self.child = Self::spawn(self.dir.path(), self.tcp_port);
+        self.wait_until_listening();
+        wait_for(
+            Duration::from_secs(10),
+            "redis-server to load its data",
+            || {
+                self.cli(&["INFO", "persistence"])
+                    .contains("loading:0")
+                    .then_some(())
+            },
+        );
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal redis-server");
+    }
+
+    /// Requires `password` from now on, as `CONFIG SET requirepass` does on a live server.
+    pub fn require_password(&mut self, password: &str) {
+        assert_eq!(self.cli(&["CONFIG", "SET", "requirepass", password]), "OK");
+        self.password = Some(password.to_string());
+    }
+
+    pub fn tcp_port(&self) -> u16 {
+        self.tcp_port.expect("a server started with start_tcp")
     }
 
     fn wait_until_listening(&self) {
@@ -69,10 +140,20 @@ impl RedisServer {
         });
     }
 
-    fn spawn(dir: &Path) -> Child {
+    fn spawn(dir: &Path, tcp_port: Option<u16>) -> Child {
         let socket = dir.join("redis.sock");
+        let port = tcp_port.map_or_else(|| "0".to_string(), |port| port.to_string());
         StdCommand::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--unixsocket")
             .arg(&socket)
             .args(["--unixsocketperm", "777", "--dir"])
@@ -93,12 +174,12 @@ impl RedisServer {
 
     /// Runs redis-cli against this server and returns its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = StdCommand::new("redis-cli")
-            .arg("-s")
-            .arg(self.socket())
-            .args(args)
-            .output()
-            .expect("redis-cli");
+        let mut cli = StdCommand::new("redis-cli");
+        cli.arg("-s").arg(self.socket());
+        if let Some(password) = &self.password {
+            cli.args(["--no-auth-warning", "-a", password]);
+        }
+        let out = cli.args(args).output().expect("redis-cli");
         String::from_utf8_lossy(&out.stdout).trim_end().to_string()
     }
 }
@@ -288,6 +369,20 @@ impl TestStore {
             }
         }
     }
+}
+
+/// The text of every usage history file of an embedded store (one per month, and the
+/// single file of earlier versions).
+pub fn history_files(state_dir: &Path) -> Vec<String> {
+    std::fs::read_dir(state_dir)
+        .expect("state directory")
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let name = path.file_name()?.to_str()?;
+            (name.starts_with("history") && name.ends_with(".jsonl"))
+                .then(|| std::fs::read_to_string(&path).expect("history file"))
+        })
+        .collect()
 }
 
 pub fn unix_now() -> i64 {
