@@ -163,7 +163,7 @@ fn every_host_is_in_the_api_in_order() {
         hosts[2]["error"]
             .as_str()
             .unwrap()
-            .contains("cannot use Redis")
+            .contains("cannot connect to Redis at redis+unix://")
     );
     assert_eq!(hosts[2]["gpus"], json!([]));
 
@@ -207,7 +207,7 @@ fn several_hosts_on_the_page_in_a_real_browser() {
     assert_eq!(shown[2]["tiles"], 0);
     let error = shown[2]["error"].as_str().unwrap_or_default();
     assert!(
-        error.starts_with("Unreachable: cannot use Redis"),
+        error.starts_with("Unreachable: cannot connect to Redis at"),
         "{error}"
     );
     let note = browser.eval(
