@@ -19,7 +19,7 @@ pub mod status;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::liveness::{self, ProcView, Rules};
+use crate::liveness::{self, ProcView, ProcessView, Rules};
 use crate::model::{Owner, Pool, Timestamp};
 use crate::store::Store;
 
