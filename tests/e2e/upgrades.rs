@@ -267,6 +267,8 @@ fn a_newer_schema_is_refused_and_left_alone() {
         &["queue"],
         &["report"],
         &["admin", "--gpus", "2"],
+        // Not corrupt, so not something --force may throw away.
+        &["admin", "--gpus", "2", "--force"],
     ] {
         let out = store.cmd().args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -274,7 +276,8 @@ fn a_newer_schema_is_refused_and_left_alone() {
         assert!(
             stderr.contains("written by a newer canhazgpu (schema 1000000")
                 && stderr.contains("upgrade canhazgpu")
-                && stderr.contains("state.json"),
+                && stderr.contains("state.json")
+                && !stderr.contains("--force"),
             "{args:?}: {stderr}"
         );
         assert_eq!(
