@@ -6,7 +6,7 @@
 //! `--sync` and `--inherited` release nothing; they serve the prompt hook and shell start.
 
 use crate::cli::ReleaseArgs;
-use crate::commands::{Context, clock_offset, current_user, format_ids, now};
+use crate::commands::{Context, asked, clock_offset, current_user, format_ids, now};
 use crate::error::{Error, Result};
 use crate::gpu_env::Device;
 use crate::liveness::ProcView;
@@ -300,12 +300,7 @@ pub fn inherited(args: &ReleaseArgs) -> Result<i32> {
 /// `release --gpu-ids`: exactly these GPUs, all or nothing, each of them the caller's;
 /// with `--force` (admins only) others' too.
 fn release_ids(ctx: &Context, ids: &[u32], user: &str, force: bool) -> Result<Released> {
-    let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
-    if ids.is_empty() || distinct.len() != ids.len() {
-        return Err(Error::usage(
-            "--gpu-ids names a GPU twice or none; give distinct ids, e.g. --gpu-ids 1,3",
-        ));
-    }
+    asked::distinct_gpu_ids(ids)?;
     if force {
         powers::require_admin(&ctx.config, &ctx.store, "take back GPUs that others hold")?;
     }

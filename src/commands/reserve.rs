@@ -49,23 +49,14 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     let mut written = None;
     let ids = acquire(ctx, &request, asked.wait, &me, |pool, ids, now| {
         started = now;
-        let reservation = Reservation {
-            user: asked.user.clone(),
-            actual_user: asked.actual_user.clone(),
-            kind: Kind::Manual,
-            start_time: now,
-            last_heartbeat: now,
-            expiry_time: Some(now + length.as_secs() as i64),
-            note: asked.note.clone(),
-            owner: owner.clone(),
-            request_id: Some(request_id(&me)),
-        };
-        for &id in ids {
-            if let Some(slot) = pool.slot_mut(id) {
-                slot.extra.clear();
-                slot.reservation = Some(reservation.clone());
-            }
-        }
+        let reservation = asked.reservation(
+            Kind::Manual,
+            now,
+            Some(length),
+            owner.clone(),
+            request_id(&me),
+        );
+        pool.assign(ids, &reservation);
         written = Some(reservation);
         after = vars.is_some().then(|| pool.clone());
     })?;

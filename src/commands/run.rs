@@ -53,29 +53,19 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     let gpus = Allocation::probe(&ctx.config, &args.alloc)?;
     let unusable = gpus.unusable();
     let request = asked.request(args.gpus, Kind::Run, &unusable);
-    let mut reservation = Reservation {
-        user: asked.user.clone(),
-        actual_user: asked.actual_user.clone(),
-        kind: Kind::Run,
-        start_time: 0,
-        last_heartbeat: 0,
-        expiry_time: None,
-        note: asked.note.clone(),
-        owner: Some(me.clone()),
-        request_id: Some(request_id(&me)),
-    };
+    let mut reservation = None;
     let mut pool_size = 0;
     let ids = acquire(ctx, &request, asked.wait, &me, |pool, ids, now| {
-        reservation.start_time = now;
-        reservation.last_heartbeat = now;
+        let written = asked.reservation(Kind::Run, now, None, Some(me.clone()), request_id(&me));
         pool_size = pool.gpus.len() as u32;
-        for &id in ids {
-            if let Some(slot) = pool.slot_mut(id) {
-                slot.extra.clear();
-                slot.reservation = Some(reservation.clone());
-            }
-        }
+        pool.assign(ids, &written);
+        reservation = Some(written);
     })?;
+    let Some(reservation) = reservation else {
+        return Err(Error::failure(
+            "acquired GPUs without writing a reservation",
+        ));
+    };
     eprintln!("canhazgpu: running on GPU(s) {}", format_ids(&ids));
     let devices = gpus.chosen(&ids);
     let held = Held {

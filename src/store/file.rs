@@ -273,12 +273,25 @@ impl FileStore {
                 )));
             }
         };
-        decode_state(&bytes).map(Some).map_err(|why| {
-            Error::corrupt(format!(
-                "the state file {} is unusable: {why}. It was left as it is; repair it, or reinitialize the pool with `canhazgpu admin --gpus N --force` (this forgets current reservations)",
-                path.display()
-            ))
-        })
+        decode_state(&bytes)
+            .map(Some)
+            .map_err(|unreadable| match unreadable {
+                // Not corrupt: a newer version's state is valid, and `admin --force` must not
+                // be the way past it (it would throw away what the newer version holds).
+                Unreadable::Newer(schema) => Error::failure(format!(
+                    "the state file {} was written by a newer canhazgpu (schema {schema}; this \
+                 one reads schema {SCHEMA}); it was left as it is. Use the newer canhazgpu \
+                 that wrote it (`canhazgpu --version`, `which -a canhazgpu`), or upgrade \
+                 canhazgpu here",
+                    path.display()
+                )),
+                Unreadable::Corrupt(why) => Error::corrupt(format!(
+                    "the state file {} is unusable: {why}. It was left as it is; repair it, or \
+                 reinitialize the pool with `canhazgpu admin --gpus N --force` (this forgets \
+                 current reservations)",
+                    path.display()
+                )),
+            })
     }
 
     fn write_state(&self, pool: &Pool) -> Result<()> {
@@ -557,7 +570,27 @@ fn encode_state(pool: &Pool) -> Vec<u8> {
     bytes
 }
 
-fn decode_state(bytes: &[u8]) -> std::result::Result<Pool, String> {
+/// Why a state file could not be decoded.
+#[derive(Debug)]
+enum Unreadable {
+    /// A newer version wrote it, in this schema.
+    Newer(u64),
+    Corrupt(String),
+}
+
+impl From<&str> for Unreadable {
+    fn from(why: &str) -> Self {
+        Unreadable::Corrupt(why.to_string())
+    }
+}
+
+impl From<String> for Unreadable {
+    fn from(why: String) -> Self {
+        Unreadable::Corrupt(why)
+    }
+}
+
+fn decode_state(bytes: &[u8]) -> std::result::Result<Pool, Unreadable> {
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON ({e})"))?;
     let object = value.as_object().ok_or("not a JSON object")?;
@@ -566,20 +599,18 @@ fn decode_state(bytes: &[u8]) -> std::result::Result<Pool, String> {
         .and_then(Value::as_u64)
         .ok_or("it has no schema version")?;
     if schema > SCHEMA {
-        return Err(format!(
-            "it was written by a newer canhazgpu (schema {schema}, this one reads {SCHEMA}); upgrade canhazgpu"
-        ));
+        return Err(Unreadable::Newer(schema));
     }
     let gpus = object
         .get("gpus")
         .and_then(Value::as_array)
         .ok_or("it has no GPU list")?;
     if gpus.len() > model::MAX_GPUS as usize {
-        return Err(format!(
+        return Err(Unreadable::Corrupt(format!(
             "it lists {} GPUs, more than the {} a pool may have",
             gpus.len(),
             model::MAX_GPUS
-        ));
+        )));
     }
     let mut pool = Pool {
         initialized_at: object.get("initialized_at").and_then(model::decode_time),
@@ -670,11 +701,10 @@ mod tests {
 
     #[test]
     fn refuses_future_and_garbage() {
-        assert!(
-            decode_state(br#"{"schema":99,"gpus":[]}"#)
-                .unwrap_err()
-                .contains("newer")
-        );
+        assert!(matches!(
+            decode_state(br#"{"schema":99,"gpus":[]}"#).unwrap_err(),
+            Unreadable::Newer(99)
+        ));
         assert!(decode_state(b"").is_err());
         assert!(decode_state(b"[]").is_err());
         assert!(decode_state(br#"{"schema":1,"gpus":[1]}"#).is_err());

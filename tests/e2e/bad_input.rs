@@ -535,7 +535,10 @@ fn open_up(path: &std::path::Path) {
 fn an_unwritable_state_directory_is_a_clear_error_and_other_users_can_reserve() {
     use std::os::unix::fs::PermissionsExt;
     if !nix::unistd::getuid().is_root() {
-        eprintln!("skipped: needs root to act as another user");
+        common::skip(
+            "an_unwritable_state_directory_is_a_clear_error_and_other_users_can_reserve",
+            "needs root to act as another user",
+        );
         return;
     }
     let store = TestStore::new(Backend::File);
