@@ -6,14 +6,34 @@
 //! Reading never writes: a view of a pool is computed in memory (what a sweep would free)
 //! and only this host's own commands change its pool.
 
-// Scaffolding until its first callers (the dashboard, `status --all-hosts`) land.
-#![allow(dead_code)]
-
 use crate::commands::Context;
 use crate::commands::gpus::Gpus;
+use crate::commands::report::{self, Report};
 use crate::error::Result;
 use crate::liveness;
+use crate::model;
 use crate::views::{self, HostSummary, HostView};
+
+/// Every host of the lab, this host first: the list the dashboard and `status
+/// --all-hosts` show. `gpus` is what NVML says about this host's GPUs (other hosts' GPUs
+/// are only known through their pools). A host that cannot be read is listed as
+/// unreachable; the call itself never fails.
+pub fn read_hosts(ctx: &Context, gpus: &Gpus, threshold_mib: u64) -> Vec<HostView> {
+    vec![local_view(ctx, gpus, threshold_mib)]
+}
+
+/// `report --json` of this host's pool over the last `days`, computed without writing:
+/// reservations that have ended but were not yet swept count as ended now, as `report`
+/// itself would after its sweep.
+pub fn local_report(ctx: &Context, days: u32) -> Result<Report> {
+    let (pool, until) = ctx.store.snapshot_pool()?;
+    let mut swept = pool.clone();
+    liveness::sweep(&mut swept, until, &ctx.rules(), &ctx.view);
+    let since = until - i64::from(days) * 86_400;
+    let mut history = ctx.store.history(since)?;
+    history.extend(model::ended_between(Some(&pool), Some(&swept), until));
+    Ok(report::compute(&history, &swept, since, until, days))
+}
 
 /// This machine's name, for an unnamed pool.
 pub fn local_host_name() -> String {
@@ -27,7 +47,11 @@ pub fn local_host_name() -> String {
 /// This host's pool as a view, with what NVML says (`gpus`) about its GPUs. A store that
 /// cannot be read gives an unreachable view, not an error: the other hosts still show.
 pub fn local_view(ctx: &Context, gpus: &Gpus, threshold_mib: u64) -> HostView {
-    let host = local_host_name();
+    view_of(ctx, local_host_name(), gpus, threshold_mib)
+}
+
+/// The pool of `ctx`'s store as the view of the host named `host`.
+pub fn view_of(ctx: &Context, host: String, gpus: &Gpus, threshold_mib: u64) -> HostView {
     let store = ctx.store.describe();
     match read_local(ctx, gpus, threshold_mib, &host, &store) {
         Ok(view) => view,

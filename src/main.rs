@@ -19,6 +19,7 @@ mod shell;
 mod signals;
 mod store;
 mod views;
+mod web;
 
 use std::process::ExitCode;
 
@@ -117,6 +118,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Status(args) => commands::status::status(&context(&cli)?, args).map(|()| 0),
         Command::Queue(args) => commands::queue::queue(&context(&cli)?, args).map(|()| 0),
         Command::Report(args) => commands::report::report(&context(&cli)?, args).map(|()| 0),
+        Command::Web(args) => commands::web::web(context(&cli)?, args).map(|()| 0),
     }
 }
 

@@ -88,8 +88,6 @@ pub struct WaiterView {
     pub deadline: Option<Timestamp>,
 }
 
-// HostView and HostSummary: scaffolding until the lab views (issues 11, 12) use them.
-#[allow(dead_code)]
 /// One host's pool as the lab views show it (`status --all-hosts --json`, the web API):
 /// a host that could not be read is still listed, with `reachable: false` and why.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -109,7 +107,6 @@ pub struct HostView {
     pub queue: Vec<WaiterView>,
 }
 
-#[allow(dead_code)]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct HostSummary {
     pub gpus: usize,

@@ -16,6 +16,7 @@ pub mod report;
 pub mod reserve;
 pub mod run;
 pub mod status;
+pub mod web;
 
 use crate::config::Config;
 use crate::error::{Error, Result};

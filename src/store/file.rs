@@ -135,6 +135,13 @@ impl FileStore {
         Ok(())
     }
 
+    /// What changes whenever a commit replaces `state.json`: its inode (a rename brings a
+    /// new one), size and modification time. `None` while there is no such file.
+    pub fn state_stamp(&self) -> Option<(u64, u64, i64, i64)> {
+        let meta = fs::metadata(self.state_path()).ok()?;
+        Some((meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec()))
+    }
+
     pub fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot {
             pool: self.read_state()?,

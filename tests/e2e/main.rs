@@ -36,3 +36,4 @@ mod shell_tmux;
 mod signals_and_zombies;
 mod stress;
 mod upgrades;
+mod web;

@@ -2,7 +2,9 @@
 //! its own), the real binary, and polling with deadlines instead of sleeps.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod gpus;
+pub mod http;
 pub mod jobs;
 pub mod proxy;
 pub mod shell;
