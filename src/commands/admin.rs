@@ -55,7 +55,7 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
         Ok(previous) => previous,
         // A corrupt store cannot be read, but --force must still be able to start over.
         Err(e) if args.force && e.corrupt_store => {
-            eprintln!("canhazgpu: warning: {e}");
+            say!("canhazgpu: warning: {e}");
             ctx.store.overwrite(|now| Pool::new(count, now))?;
             Replaced::Corrupt
         }
@@ -64,7 +64,7 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
     match previous {
         Replaced::Pool { gpus, reservations } => {
             if reservations > 0 {
-                eprintln!("canhazgpu: {reservations} GPU(s) were reserved: {WHAT_FORCE_DOES}");
+                say!("canhazgpu: {reservations} GPU(s) were reserved: {WHAT_FORCE_DOES}");
             }
             output::print(&format!(
                 "Force reinitializing: clearing {}...\nReinitialized {}\n",
@@ -73,7 +73,7 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
             ))
         }
         Replaced::Corrupt => {
-            eprintln!("canhazgpu: whatever the unreadable pool held: {WHAT_FORCE_DOES}");
+            say!("canhazgpu: whatever the unreadable pool held: {WHAT_FORCE_DOES}");
             output::print(&format!(
                 "Force reinitializing: clearing a pool the store could not read...\n\
                  Reinitialized {}\n",
@@ -114,13 +114,13 @@ fn pool_size(ctx: &Context, args: &AdminArgs) -> Result<u32> {
     let library = gpus.library();
     // An admin may hold GPUs back, or the library may miss some: say so and go on.
     if wanted < found {
-        eprintln!(
+        say!(
             "canhazgpu: warning: {library} reports {found} GPUs but --gpus is {n}, so the pool \
              leaves out {}",
             gpu_range(wanted, found)
         );
     } else if wanted > found {
-        eprintln!(
+        say!(
             "canhazgpu: warning: --gpus is {n} but {library} reports only {found} GPU(s): the \
              driver knows no {}, and jobs handed those ids will find no GPU",
             gpu_range(found, wanted)

@@ -145,8 +145,8 @@ impl Reserved {
 
 /// Plain `reserve`: the news on stderr, the export line alone on stdout.
 fn announce(reserved: &Reserved) -> Result<()> {
-    eprintln!("{}", reserved.summary());
-    eprintln!("Release them early with `canhazgpu release`. To use them in this shell:");
+    say!("{}", reserved.summary());
+    say!("Release them early with `canhazgpu release`. To use them in this shell:");
     let env = gpu_env::environment(&reserved.devices);
     output::println(&emit::posix_export_line(
         env.iter().map(|(name, value)| (*name, value.as_str())),
@@ -172,7 +172,7 @@ fn announce_to_shell(
     let known = Some((ctx.store_key.clone(), Some(pool.clone())));
     let (pools, unread) = Pools::read(vars, known, |store| ctx.snapshot_of(store));
     for problem in unread {
-        eprintln!("canhazgpu: warning: {problem}");
+        say!("canhazgpu: warning: {problem}");
     }
     // Stale layers (an inherited reservation that ended) go first, so that the new layer
     // does not save them as the environment to come back to.
@@ -192,13 +192,13 @@ fn announce_to_shell(
     session.refresh_lease(&mut after, &ctx.view);
     let held = after.gpus();
     if held.len() > reserved.ids.len() {
-        eprintln!(
+        say!(
             "{}; this shell now holds {}",
             reserved.summary(),
             format_ids(&held)
         );
     } else {
-        eprintln!("{}", reserved.summary());
+        say!("{}", reserved.summary());
     }
     output::print(&session::script(shell, vars, &after, &[], Clock::at(now)))
 }

@@ -24,8 +24,8 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
     let (pool, now) = ctx.current_pool()?;
     warn_about_size(ctx, &pool, &gpus);
     if args.verbose {
-        eprintln!("Store: {}", ctx.store.describe());
-        eprintln!("{}", describe_nvml(&gpus, pool.gpus.len(), threshold));
+        say!("Store: {}", ctx.store.describe());
+        say!("{}", describe_nvml(&gpus, pool.gpus.len(), threshold));
     }
     if args.json {
         let views = views::gpu_views(&pool, &gpus, threshold);
@@ -48,7 +48,7 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
 fn warn_about_size(ctx: &Context, pool: &Pool, gpus: &Gpus) {
     let size = pool.gpus.len();
     match ctx.store.entries_beyond(size) {
-        Ok(hidden) if !hidden.is_empty() => eprintln!(
+        Ok(hidden) if !hidden.is_empty() => say!(
             "canhazgpu: warning: the store holds entries for GPU(s) {} beyond the pool's \
              {size} GPUs; no command sees them, so reservations there are not honoured. If \
              the pool should be larger, set the right size (`redis-cli SET \
@@ -57,13 +57,13 @@ fn warn_about_size(ctx: &Context, pool: &Pool, gpus: &Gpus) {
         ),
         Ok(_) => {}
         Err(e) => {
-            eprintln!("canhazgpu: warning: could not look for GPU entries beyond the pool: {e}")
+            say!("canhazgpu: warning: could not look for GPU entries beyond the pool: {e}")
         }
     }
     if let Some(devices) = gpus.every_device()
         && devices.len() < size
     {
-        eprintln!(
+        say!(
             "canhazgpu: warning: the pool has {size} GPUs but {} reports {} on this host: \
              GPU(s) {} do not exist here, and jobs given them find no GPU; an administrator \
              can resize the pool with `canhazgpu admin --gpus {} --force`",

@@ -32,7 +32,7 @@ pub fn web(ctx: Context, args: &WebArgs) -> Result<()> {
     };
     lab.gpus().warn("the dashboard shows reservations only");
     if let Some(warning) = exposure_warning(args.listen) {
-        eprintln!("{warning}");
+        say!("{warning}");
     }
     let listener = TcpListener::bind(args.listen).map_err(|e| {
         Error::failure(format!(

@@ -286,7 +286,7 @@ impl Session {
                     .to_string()
             };
             for (why, ids) in &layer.ended {
-                eprintln!("canhazgpu: {}; {then}", ending(why, ids, &holder));
+                say!("canhazgpu: {}; {then}", ending(why, ids, &holder));
             }
         }
     }
@@ -297,7 +297,7 @@ impl Session {
             if before.get(locked.name) == after.get(locked.name) {
                 continue;
             }
-            eprintln!(
+            say!(
                 "canhazgpu: warning: {} is {} in this shell, so it still says {:?}; fix: {}",
                 locked.name,
                 locked.problem.describe(shell),

@@ -337,7 +337,7 @@ impl FileStore {
             _ => Err(e),
         });
         if let Err(e) = opened.and_then(|mut file| file.write_all(lines.as_bytes())) {
-            eprintln!(
+            say!(
                 "canhazgpu: warning: could not record usage history in {}: {e}; {}",
                 path.display(),
                 self.why_unusable(&path, SHARED_FILE_MODE)
@@ -426,11 +426,11 @@ fn repair_mode(path: &Path, mode: u32, what: &str) {
         return;
     }
     match fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
-        Ok(()) => eprintln!(
+        Ok(()) => say!(
             "canhazgpu: {what} {} had mode {current:04o}; set it to {mode:04o} so that every user can reserve",
             path.display()
         ),
-        Err(e) => eprintln!(
+        Err(e) => say!(
             "canhazgpu: warning: {what} {} has mode {current:04o} (owner {}) and cannot be changed to {mode:04o} ({e}); other users cannot reserve until its owner or root runs `chmod {mode:04o} {}`",
             path.display(),
             account_name(meta.uid()),

@@ -3,6 +3,9 @@
 //! and the page with several hosts in a real headless Chromium. Also the screenshot of
 //! docs/images (an ignored test that scripts/screenshot.sh runs).
 
+// Tests print what they measured; the test harness captures it.
+#![allow(clippy::disallowed_macros)]
+
 #[path = "../../tests/e2e/common/browser.rs"]
 mod browser;
 #[path = "../../tests/e2e/common/http.rs"]
