@@ -49,6 +49,9 @@ _canhazgpu() {
             canhazgpu,status)
                 cmd="canhazgpu__subcmd__status"
                 ;;
+            canhazgpu,web)
+                cmd="canhazgpu__subcmd__web"
+                ;;
             canhazgpu__subcmd__help,admin)
                 cmd="canhazgpu__subcmd__help__subcmd__admin"
                 ;;
@@ -82,6 +85,9 @@ _canhazgpu() {
             canhazgpu__subcmd__help,status)
                 cmd="canhazgpu__subcmd__help__subcmd__status"
                 ;;
+            canhazgpu__subcmd__help,web)
+                cmd="canhazgpu__subcmd__help__subcmd__web"
+                ;;
             *)
                 ;;
         esac
@@ -89,7 +95,7 @@ _canhazgpu() {
 
     case "${cmd}" in
         canhazgpu)
-            opts="-h -V --store --config --help --version admin release reserve run status queue report init prompt completions help"
+            opts="-h -V --store --config --help --version admin release reserve run status queue report web init prompt completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -171,7 +177,7 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__help)
-            opts="admin release reserve run status queue report init prompt completions help"
+            opts="admin release reserve run status queue report web init prompt completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -325,6 +331,20 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        canhazgpu__subcmd__help__subcmd__web)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -672,6 +692,44 @@ _canhazgpu() {
                     return 0
                     ;;
                 --free)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nvml-library)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --amd-smi-library)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --memory-threshold)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        canhazgpu__subcmd__web)
+            opts="-h --listen --nvml-library --amd-smi-library --memory-threshold --store --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -49,6 +49,7 @@ pub enum Command {
     Status(StatusArgs),
     Queue(QueueArgs),
     Report(ReportArgs),
+    Web(WebArgs),
     Init(InitArgs),
     Prompt(PromptArgs),
     Completions(CompletionsArgs),
@@ -314,6 +315,38 @@ impl HostsArgs {
 
 fn parse_host_name(name: &str) -> Result<HostName, String> {
     HostName::parse(name, "")
+}
+
+/// Serve a live, read-only web dashboard of the GPUs, the queue and the usage report
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    canhazgpu web                            # http://127.0.0.1:8080/, this machine only\n  \
+    canhazgpu web --listen 127.0.0.1:9000\n  \
+    canhazgpu web --listen 0.0.0.0:8080      # readable by anyone who can reach the host\n\n\
+    The page and its JSON API (/api/hosts, /api/status, /api/queue, /api/report?days=N,\n\
+    /api/events) only read: nothing served changes a pool. It updates itself within 2\n\
+    seconds of a change. See docs/web.md.")]
+pub struct WebArgs {
+    /// Address and port to listen on. Any address but a loopback one makes the page
+    /// readable by everyone who can reach it (there is no login)
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR:PORT",
+        value_parser = parse_listen
+    )]
+    pub listen: std::net::SocketAddr,
+
+    #[command(flatten)]
+    pub usage: UsageArgs,
+}
+
+/// An IP address and port: names would need a resolver, and `localhost` may resolve to
+/// more than the loopback address.
+fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!("'{text}' is not ADDR:PORT with an IP address, e.g. 127.0.0.1:8080 or [::1]:8080")
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -232,7 +232,7 @@ fn parse(text: &str) -> std::result::Result<Config, String> {
                     .map_err(|_| format!("`{key}` must be \"index\" or \"uuid\""))?;
                 config.visible_devices = Some(mode);
             }
-            _ => eprintln!(
+            _ => say!(
                 "canhazgpu: warning: unknown key `{key}` in the configuration file ignored (known: {})",
                 KNOWN_KEYS.join(", ")
             ),

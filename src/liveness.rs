@@ -20,6 +20,17 @@ pub trait ProcessView {
     /// Start time in clock ticks of a running process, `None` if there is no such process
     /// or it has exited.
     fn start_ticks(&self, pid: u32) -> Option<u64>;
+
+    /// The identity of a process as seen from here, for recording as an owner.
+    fn owner(&self, pid: u32) -> Option<Owner> {
+        Some(Owner {
+            pid,
+            start_ticks: self.start_ticks(pid)?,
+            boot_id: self.boot_id().to_string(),
+            pid_ns: self.pid_ns(),
+        })
+    }
+
     /// Whether any owner may be judged by its process at all; see [`InvisibleView`].
     fn sees_processes(&self) -> bool {
         true
@@ -64,16 +75,6 @@ impl ProcView {
                 .unwrap_or_default(),
             pid_ns: pid_namespace("self").unwrap_or(0),
         }
-    }
-
-    /// The identity of a process as seen from here, for recording as an owner.
-    pub fn owner(&self, pid: u32) -> Option<Owner> {
-        Some(Owner {
-            pid,
-            start_ticks: self.start_ticks(pid)?,
-            boot_id: self.boot_id.clone(),
-            pid_ns: self.pid_ns,
-        })
     }
 }
 

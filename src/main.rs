@@ -1,5 +1,15 @@
 //! canhazgpu: exclusive GPU reservations for shared Linux hosts.
 
+/// Everything canhazgpu says on stderr (warnings, progress, errors), one line. Unlike
+/// `eprintln!` it never panics: when stderr cannot be written (a closed pipe, as in
+/// `2>&1 | head -1`) the message is lost, not the command, which may hold GPUs. Defined
+/// before the modules so that all of them can use it; clippy.toml forbids `eprintln!`.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::output::say(format_args!($($arg)*))
+    };
+}
+
 mod admission;
 mod alloc;
 mod cli;
@@ -20,6 +30,7 @@ mod shell;
 mod signals;
 mod store;
 mod views;
+mod web;
 
 use std::process::ExitCode;
 
@@ -40,7 +51,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) if e.closed_stdout => ExitCode::from(e.exit_code.clamp(0, 255) as u8),
         Err(e) => {
-            eprintln!("Error: {e}");
+            say!("Error: {e}");
             ExitCode::from(e.exit_code.clamp(1, 255) as u8)
         }
     }
@@ -55,7 +66,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
     // clap has just rejected (say a --note of raw bytes).
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if let Some(hint) = wait_timeout_hint(&args) {
-        eprintln!("{hint}");
+        say!("{hint}");
         return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
     }
     let about_run = args.iter().any(|arg| arg == "run");
@@ -64,7 +75,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
         ErrorKind::UnknownArgument | ErrorKind::MissingRequiredArgument
     );
     if about_run && missing_separator {
-        eprintln!(
+        say!(
             "hint: put the command to run after '--', e.g. canhazgpu run --gpus 1 -- python train.py"
         );
     }
@@ -118,6 +129,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Status(args) => commands::status::status(&context(&cli)?, args),
         Command::Queue(args) => commands::queue::queue(&context(&cli)?, args),
         Command::Report(args) => commands::report::report(&context(&cli)?, args),
+        Command::Web(args) => commands::web::web(context(&cli)?, args).map(|()| 0),
     }
 }
 

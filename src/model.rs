@@ -242,6 +242,17 @@ impl Pool {
         self.gpus.get_mut(id as usize)
     }
 
+    /// Hands the GPUs `ids` to `reservation`; what other clients attached to their
+    /// previous reservations does not carry over.
+    pub fn assign(&mut self, ids: &[u32], reservation: &Reservation) {
+        for &id in ids {
+            if let Some(slot) = self.slot_mut(id) {
+                slot.extra.clear();
+                slot.reservation = Some(reservation.clone());
+            }
+        }
+    }
+
     /// Frees a GPU, recording when (for LRU). `at` is when the reservation really ended,
     /// which for an expired one is its expiry; the store's history takes it from
     /// `last_released` (see [`ended_between`]).

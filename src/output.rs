@@ -7,6 +7,13 @@ use std::io::{ErrorKind, Write};
 
 use crate::error::{Error, Result};
 
+/// Writes one line to stderr; see `say!`, which is how it is called.
+pub fn say(message: std::fmt::Arguments) {
+    let mut stderr = std::io::stderr().lock();
+    // Nothing to tell about a stderr that cannot be written, and nowhere to tell it.
+    let _ = writeln!(stderr, "{message}");
+}
+
 /// Writes `text` to stdout and flushes it.
 pub fn print(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();

@@ -66,7 +66,7 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
         Ok(previous) => previous,
         // A corrupt store cannot be read, but --force must still be able to start over.
         Err(e) if args.force && e.corrupt_store => {
-            eprintln!("canhazgpu: warning: {e}");
+            say!("canhazgpu: warning: {e}");
             ctx.store.overwrite(|now| Pool::new(count, now))?;
             Replaced::Corrupt
         }
@@ -78,7 +78,7 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
     match previous {
         Replaced::Pool { gpus, reservations } => {
             if reservations > 0 {
-                eprintln!("canhazgpu: {reservations} GPU(s) were reserved: {WHAT_FORCE_DOES}");
+                say!("canhazgpu: {reservations} GPU(s) were reserved: {WHAT_FORCE_DOES}");
             }
             output::print(&format!(
                 "Force reinitializing: clearing {}...\nReinitialized {}\n",
@@ -87,7 +87,7 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
             ))
         }
         Replaced::Corrupt => {
-            eprintln!("canhazgpu: whatever the unreadable pool held: {WHAT_FORCE_DOES}");
+            say!("canhazgpu: whatever the unreadable pool held: {WHAT_FORCE_DOES}");
             output::print(&format!(
                 "Force reinitializing: clearing a pool the store could not read...\n\
                  Reinitialized {}\n",
@@ -121,7 +121,7 @@ fn take_over_host(ctx: &Context) -> Result<()> {
         ));
     };
     ctx.store.take_over_host()?;
-    eprintln!(
+    say!(
         "canhazgpu: this machine ({}) now owns the host name {name} in the {}; its pool \
          and reservations are unchanged",
         crate::host::machine_id(),
@@ -145,13 +145,13 @@ fn pool_size(gpus: &Gpus, args: &AdminArgs) -> Result<u32> {
     let library = gpus.library();
     // An admin may hold GPUs back, or the library may miss some: say so and go on.
     if wanted < found {
-        eprintln!(
+        say!(
             "canhazgpu: warning: {library} reports {found} GPUs but --gpus is {n}, so the pool \
              leaves out {}",
             gpu_range(wanted, found)
         );
     } else if wanted > found {
-        eprintln!(
+        say!(
             "canhazgpu: warning: --gpus is {n} but {library} reports only {found} GPU(s): the \
              driver knows no {}, and jobs handed those ids will find no GPU",
             gpu_range(found, wanted)

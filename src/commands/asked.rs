@@ -10,7 +10,7 @@ use crate::cli::RequestArgs;
 use crate::config::Config;
 use crate::duration;
 use crate::error::{Error, Result};
-use crate::model::Kind;
+use crate::model::{Kind, Owner, Reservation, Timestamp};
 
 /// Longest `--note`; status lines should stay lines.
 const MAX_NOTE_CHARS: usize = 200;
@@ -30,20 +30,7 @@ pub struct Asked {
 
 impl Asked {
     pub fn from_args(args: &RequestArgs, config: &Config, account: String) -> Result<Asked> {
-        let gpu_ids = match &args.gpu_ids {
-            Some(ids) => {
-                let unique: BTreeSet<u32> = ids.iter().copied().collect();
-                if ids.is_empty() || unique.len() != ids.len() {
-                    return Err(Error::usage(format!(
-                        "--gpu-ids {} names a GPU twice or none; give distinct ids, e.g. \
-                         --gpu-ids 1,3",
-                        ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
-                    )));
-                }
-                Some(ids.clone())
-            }
-            None => None,
-        };
+        let gpu_ids = args.gpu_ids.as_deref().map(distinct_gpu_ids).transpose()?;
         let note = match &args.note {
             Some(note) if note.chars().count() > MAX_NOTE_CHARS => {
                 return Err(Error::usage(format!(
@@ -93,6 +80,28 @@ impl Asked {
         })
     }
 
+    /// The reservation this request writes on each GPU it gets, held from `now`.
+    pub fn reservation(
+        &self,
+        kind: Kind,
+        now: Timestamp,
+        length: Option<Duration>,
+        owner: Option<Owner>,
+        request_id: String,
+    ) -> Reservation {
+        Reservation {
+            user: self.user.clone(),
+            actual_user: self.actual_user.clone(),
+            kind,
+            start_time: now,
+            last_heartbeat: now,
+            expiry_time: length.map(|length| now + length.as_secs() as i64),
+            note: self.note.clone(),
+            owner,
+            request_id: Some(request_id),
+        }
+    }
+
     /// The request as `acquire` takes it; `unusable` is what NVML said just now.
     pub fn request<'a>(
         &'a self,
@@ -110,6 +119,19 @@ impl Asked {
             unusable,
         }
     }
+}
+
+/// `--gpu-ids` of any command: at least one id, none twice.
+pub fn distinct_gpu_ids(ids: &[u32]) -> Result<Vec<u32>> {
+    let unique: BTreeSet<u32> = ids.iter().copied().collect();
+    if ids.is_empty() || unique.len() != ids.len() {
+        let given: Vec<String> = ids.iter().map(u32::to_string).collect();
+        return Err(Error::usage(format!(
+            "--gpu-ids {} names a GPU twice or none; give distinct ids, e.g. --gpu-ids 1,3",
+            given.join(",")
+        )));
+    }
+    Ok(ids.to_vec())
 }
 
 /// Unicode's bidirectional formatting characters (marks, embeddings, overrides, isolates).

@@ -83,14 +83,14 @@ impl Gpus {
         self.warn_notes();
         let failed = self.host.conflict.as_ref().or(self.host.problem.as_ref());
         if let Some(problem) = failed {
-            eprintln!("canhazgpu: warning: {problem}; {consequence}");
+            say!("canhazgpu: warning: {problem}; {consequence}");
         }
     }
 
     /// Warnings about a vendor's broken library while another vendor answered.
     pub fn warn_notes(&self) {
         for note in &self.host.notes {
-            eprintln!("canhazgpu: warning: {note}");
+            say!("canhazgpu: warning: {note}");
         }
     }
 
@@ -337,9 +337,7 @@ impl Allocation {
                 } else {
                     format!("by {}", describe_processes(&gpu.processes))
                 };
-                eprintln!(
-                    "canhazgpu: warning: --force: GPU {id} is in use without a reservation, {by}"
-                );
+                say!("canhazgpu: warning: --force: GPU {id} is in use without a reservation, {by}");
             }
         }
         let known = |id: u32| {
@@ -357,7 +355,7 @@ impl Allocation {
             self.gpus.devices().map(<[GpuInfo]>::len),
         );
         for warning in warnings {
-            eprintln!("canhazgpu: warning: {warning}");
+            say!("canhazgpu: warning: {warning}");
         }
         devices
     }

@@ -16,10 +16,11 @@ pub mod report;
 pub mod reserve;
 pub mod run;
 pub mod status;
+pub mod web;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::liveness::{self, ProcView, Rules};
+use crate::liveness::{self, ProcView, ProcessView, Rules};
 use crate::model::{Owner, Pool, Timestamp};
 use crate::store::Store;
 

@@ -90,7 +90,7 @@ impl Progress {
         match &self.spinner {
             Some(spinner) => spinner.set_message(message),
             None if self.last_line != Some((position, queued)) => {
-                eprintln!("canhazgpu: {message}");
+                say!("canhazgpu: {message}");
                 self.last_line = Some((position, queued));
             }
             None => {}
@@ -113,7 +113,7 @@ impl Progress {
     fn line(&self, text: &str) {
         match &self.spinner {
             Some(spinner) => spinner.println(format!("canhazgpu: {text}")),
-            None => eprintln!("canhazgpu: {text}"),
+            None => say!("canhazgpu: {text}"),
         }
     }
 

@@ -7,6 +7,7 @@
 use crate::commands::Context;
 use crate::error::Result;
 use crate::gpu_env::Device;
+use crate::liveness::ProcessView;
 use crate::output;
 use crate::shell::prompt::{FORMAT_VAR, segment};
 use crate::shell::session::holding_of;

@@ -6,7 +6,7 @@
 //! `--sync` and `--inherited` release nothing; they serve the prompt hook and shell start.
 
 use crate::cli::ReleaseArgs;
-use crate::commands::{Context, clock_offset, current_user, format_ids, now};
+use crate::commands::{Context, asked, clock_offset, current_user, format_ids, now};
 use crate::error::{Error, Result};
 use crate::gpu_env::Device;
 use crate::liveness::ProcView;
@@ -82,12 +82,12 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
         // The exit hook: whatever this shell held is over, its marker too.
         lease::remove(&session.owner);
         if let Some(message) = message {
-            eprintln!("{message}");
+            say!("{message}");
         }
         return Ok(());
     };
     match message {
-        Some(message) => eprintln!("{message}"),
+        Some(message) => say!("{message}"),
         None => explain_nothing_released(&session, &vars, &done, args.all, &user),
     }
     restore_shell(ctx, shell, &session, (&vars, &unwritable), done)
@@ -111,7 +111,7 @@ fn restore_shell(
         |store| ctx.snapshot_of(store),
     );
     for problem in unread {
-        eprintln!("canhazgpu: warning: {problem}");
+        say!("canhazgpu: warning: {problem}");
     }
     let truth = Truth::Store(&pools);
     let (mut after, lost) =
@@ -203,25 +203,25 @@ fn explain_nothing_released(
         let ids = format_ids(&ids);
         match account_of(&done.pool, holder) {
             // `--all` is no help: they are another account's (a shell after `su`).
-            Some(account) if account != user => eprintln!(
+            Some(account) if account != user => say!(
                 "GPU(s) {ids} in this shell's environment were reserved by {account}'s shell \
                  {holder}, and this shell runs as {user}: only {account} or an administrator \
                  can release them; they leave this shell's variables when that happens"
             ),
-            _ if all => eprintln!("No manually reserved GPUs to release"),
-            _ => eprintln!(
+            _ if all => say!("No manually reserved GPUs to release"),
+            _ => say!(
                 "This shell reserved no GPUs itself; GPU(s) {ids} in its environment belong to \
                  shell {holder}: release them there, or with `canhazgpu release --all`"
             ),
         }
     } else if !done.others.is_empty() && !all {
-        eprintln!(
+        say!(
             "No GPUs reserved by this shell; you hold GPU(s) {} from elsewhere, which \
              `canhazgpu release --all` releases",
             format_ids(&done.others)
         );
     } else {
-        eprintln!("No manually reserved GPUs to release");
+        say!("No manually reserved GPUs to release");
     }
 }
 
@@ -251,7 +251,7 @@ fn sync(ctx: &Context, args: &ReleaseArgs, session: Option<Session>) -> Result<(
         let known = Some((ctx.store_key.clone(), top.pool.map(|p| p.shifted(offset))));
         let (pools, unread) = Pools::read(&vars, known, |store| ctx.snapshot_of(store));
         for problem in unread {
-            eprintln!("canhazgpu: warning: {problem}");
+            say!("canhazgpu: warning: {problem}");
         }
         let truth = Truth::Store(&pools);
         let now = clock.unix();
@@ -300,12 +300,7 @@ pub fn inherited(args: &ReleaseArgs) -> Result<i32> {
 /// `release --gpu-ids`: exactly these GPUs, all or nothing, each of them the caller's;
 /// with `--force` (admins only) others' too.
 fn release_ids(ctx: &Context, ids: &[u32], user: &str, force: bool) -> Result<Released> {
-    let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
-    if ids.is_empty() || distinct.len() != ids.len() {
-        return Err(Error::usage(
-            "--gpu-ids names a GPU twice or none; give distinct ids, e.g. --gpu-ids 1,3",
-        ));
-    }
+    asked::distinct_gpu_ids(ids)?;
     if force {
         powers::require_admin(&ctx.config, &ctx.store, "take back GPUs that others hold")?;
     }

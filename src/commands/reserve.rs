@@ -49,23 +49,14 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     let mut written = None;
     let ids = acquire(ctx, &request, asked.wait, &me, |pool, ids, now| {
         started = now;
-        let reservation = Reservation {
-            user: asked.user.clone(),
-            actual_user: asked.actual_user.clone(),
-            kind: Kind::Manual,
-            start_time: now,
-            last_heartbeat: now,
-            expiry_time: Some(now + length.as_secs() as i64),
-            note: asked.note.clone(),
-            owner: owner.clone(),
-            request_id: Some(request_id(&me)),
-        };
-        for &id in ids {
-            if let Some(slot) = pool.slot_mut(id) {
-                slot.extra.clear();
-                slot.reservation = Some(reservation.clone());
-            }
-        }
+        let reservation = asked.reservation(
+            Kind::Manual,
+            now,
+            Some(length),
+            owner.clone(),
+            request_id(&me),
+        );
+        pool.assign(ids, &reservation);
         written = Some(reservation);
         after = vars.is_some().then(|| pool.clone());
     })?;
@@ -155,8 +146,8 @@ impl Reserved {
 
 /// Plain `reserve`: the news on stderr, the export line alone on stdout.
 fn announce(reserved: &Reserved) -> Result<()> {
-    eprintln!("{}", reserved.summary());
-    eprintln!("Release them early with `canhazgpu release`. To use them in this shell:");
+    say!("{}", reserved.summary());
+    say!("Release them early with `canhazgpu release`. To use them in this shell:");
     let env = gpu_env::environment(&reserved.devices);
     output::println(&emit::posix_export_line(
         env.iter().map(|(name, value)| (*name, value.as_str())),
@@ -182,7 +173,7 @@ fn announce_to_shell(
     let known = Some((ctx.store_key.clone(), Some(pool.clone())));
     let (pools, unread) = Pools::read(vars, known, |store| ctx.snapshot_of(store));
     for problem in unread {
-        eprintln!("canhazgpu: warning: {problem}");
+        say!("canhazgpu: warning: {problem}");
     }
     // Stale layers (an inherited reservation that ended) go first, so that the new layer
     // does not save them as the environment to come back to.
@@ -202,13 +193,13 @@ fn announce_to_shell(
     session.refresh_lease(&mut after, &ctx.view);
     let held = after.gpus();
     if held.len() > reserved.ids.len() {
-        eprintln!(
+        say!(
             "{}; this shell now holds {}",
             reserved.summary(),
             format_ids(&held)
         );
     } else {
-        eprintln!("{}", reserved.summary());
+        say!("{}", reserved.summary());
     }
     output::print(&session::script(shell, vars, &after, &[], Clock::at(now)))
 }

@@ -53,31 +53,21 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     let gpus = Allocation::probe(&ctx.config, &args.alloc)?;
     let unusable = gpus.unusable();
     let request = asked.request(args.gpus, Kind::Run, &unusable);
-    let mut reservation = Reservation {
-        user: asked.user.clone(),
-        actual_user: asked.actual_user.clone(),
-        kind: Kind::Run,
-        start_time: 0,
-        last_heartbeat: 0,
-        expiry_time: None,
-        note: asked.note.clone(),
-        owner: Some(me.clone()),
-        request_id: Some(request_id(&me)),
-    };
+    let mut reservation = None;
     let mut pool_size = 0;
     let ids = acquire(ctx, &request, asked.wait, &me, |pool, ids, now| {
-        reservation.start_time = now;
-        reservation.last_heartbeat = now;
+        let written = asked.reservation(Kind::Run, now, None, Some(me.clone()), request_id(&me));
         pool_size = pool.gpus.len() as u32;
-        for &id in ids {
-            if let Some(slot) = pool.slot_mut(id) {
-                slot.extra.clear();
-                slot.reservation = Some(reservation.clone());
-            }
-        }
+        pool.assign(ids, &written);
+        reservation = Some(written);
     })?;
+    let Some(reservation) = reservation else {
+        return Err(Error::failure(
+            "acquired GPUs without writing a reservation",
+        ));
+    };
     gpus.publish(&ctx.store);
-    eprintln!("canhazgpu: running on GPU(s) {}", format_ids(&ids));
+    say!("canhazgpu: running on GPU(s) {}", format_ids(&ids));
     let devices = gpus.chosen(&ids);
     let held = Held {
         ids,
@@ -93,7 +83,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     // The command's own status matters more than a failed release, which liveness
     // repairs anyway: report it, but exit as the command did.
     if let Err(e) = release_own(ctx, &held.ids, &held.me) {
-        eprintln!("canhazgpu: warning: {e}");
+        say!("canhazgpu: warning: {e}");
     }
     outcome
 }
@@ -149,11 +139,11 @@ fn supervise(
             let name = program.to_string_lossy();
             return Ok(match e.kind() {
                 ErrorKind::NotFound => {
-                    eprintln!("canhazgpu: command not found: {name}; GPUs released");
+                    say!("canhazgpu: command not found: {name}; GPUs released");
                     EXIT_NOT_FOUND
                 }
                 _ => {
-                    eprintln!("canhazgpu: cannot run {name}: {e}; GPUs released");
+                    say!("canhazgpu: cannot run {name}: {e}; GPUs released");
                     EXIT_NOT_EXECUTABLE
                 }
             });
@@ -179,7 +169,7 @@ fn supervise(
             while let Err(RecvTimeoutError::Timeout) = heartbeat_stopped.recv_timeout(interval) {
                 let lost = heartbeat(ctx, held);
                 if lost && held.on_lost == OnLost::Kill && !killed {
-                    eprintln!("canhazgpu: sending SIGTERM to the command (--on-lost kill)");
+                    say!("canhazgpu: sending SIGTERM to the command (--on-lost kill)");
                     let _ = kill(child_pid, Signal::SIGTERM);
                     killed = true;
                 }
@@ -191,13 +181,13 @@ fn supervise(
                 if timer_stopped.recv_timeout(limit) != Err(RecvTimeoutError::Timeout) {
                     return;
                 }
-                eprintln!(
+                say!(
                     "canhazgpu: --timeout {} reached: sending SIGINT to the command",
                     duration::format_compact(limit)
                 );
                 let _ = kill(child_pid, Signal::SIGINT);
                 if timer_stopped.recv_timeout(grace) == Err(RecvTimeoutError::Timeout) {
-                    eprintln!(
+                    say!(
                         "canhazgpu: the command is still running {} later: sending SIGKILL",
                         duration::format_compact(grace)
                     );
@@ -275,12 +265,12 @@ fn heartbeat(ctx: &Context, held: &Held) -> bool {
     let report = match outcome {
         Ok(report) => report,
         Err(e) => {
-            eprintln!("canhazgpu: warning: heartbeat failed, will retry: {e}");
+            say!("canhazgpu: warning: heartbeat failed, will retry: {e}");
             return false;
         }
     };
     if report.recreated_pool {
-        eprintln!(
+        say!(
             "canhazgpu: WARNING: the pool was missing from {} (restarted without persistence, \
              or its keys evicted?); recreated it with {} GPUs, and no GPU is handed out for \
              the next {} so that the other running jobs can put theirs back",
@@ -290,16 +280,16 @@ fn heartbeat(ctx: &Context, held: &Held) -> bool {
         );
     }
     if !report.reasserted.is_empty() {
-        eprintln!(
+        say!(
             "canhazgpu: WARNING: the store had forgotten this run's GPU(s) {}; reserved them again",
             format_ids(&report.reasserted)
         );
     }
     for (id, why) in &report.lost {
-        eprintln!("canhazgpu: WARNING: this run lost GPU {id}, {why}; two jobs may now share it");
+        say!("canhazgpu: WARNING: this run lost GPU {id}, {why}; two jobs may now share it");
     }
     for (id, admin) in &report.reclaimed {
-        eprintln!(
+        say!(
             "canhazgpu: WARNING: GPU {id} was reclaimed by {admin} (an administrator) while this \
              run used it; it is no longer reserved for the command"
         );

@@ -35,8 +35,8 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<i32> {
         .publish_gpus(|probed_at| gpus.to_publish(probed_at, threshold));
     warn_about_size(ctx, &pool, &gpus);
     if args.verbose {
-        eprintln!("Store: {}", ctx.store.describe());
-        eprintln!("{}", describe_nvml(&gpus, pool.gpus.len(), threshold));
+        say!("Store: {}", ctx.store.describe());
+        say!("{}", describe_nvml(&gpus, pool.gpus.len(), threshold));
     }
     if args.json {
         let views = views::gpu_views(&pool, &gpus, threshold);
@@ -88,7 +88,7 @@ fn lab_status(ctx: &Context, args: &StatusArgs, gpus: Gpus, threshold: u64) -> R
     };
     if args.verbose {
         for host in &hosts {
-            eprintln!("Store of {}: {}", host.name, host.store);
+            say!("Store of {}: {}", host.name, host.store);
         }
     }
     if args.json {
@@ -158,7 +158,7 @@ pub fn host_header(host: &HostState) -> String {
 fn warn_about_size(ctx: &Context, pool: &Pool, gpus: &Gpus) {
     let size = pool.gpus.len();
     match ctx.store.entries_beyond(size) {
-        Ok(hidden) if !hidden.is_empty() => eprintln!(
+        Ok(hidden) if !hidden.is_empty() => say!(
             "canhazgpu: warning: the store holds entries for GPU(s) {} beyond the pool's \
              {size} GPUs; no command sees them, so reservations there are not honoured. If \
              the pool should be larger, set the right size (`redis-cli SET {} N`); \
@@ -170,13 +170,13 @@ fn warn_about_size(ctx: &Context, pool: &Pool, gpus: &Gpus) {
         ),
         Ok(_) => {}
         Err(e) => {
-            eprintln!("canhazgpu: warning: could not look for GPU entries beyond the pool: {e}")
+            say!("canhazgpu: warning: could not look for GPU entries beyond the pool: {e}")
         }
     }
     if let Some(devices) = gpus.every_device()
         && devices.len() < size
     {
-        eprintln!(
+        say!(
             "canhazgpu: warning: the pool has {size} GPUs but {} reports {} on this host: \
              GPU(s) {} do not exist here, and jobs given them find no GPU; an administrator \
              can resize the pool with `canhazgpu admin --gpus {} --force`",

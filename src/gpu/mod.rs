@@ -32,7 +32,7 @@ mod amd_stub;
 mod build_stub;
 #[cfg(test)]
 #[path = "../../tests/support/nvml.rs"]
-mod stub;
+pub(crate) mod stub;
 #[cfg(test)]
 mod tests;
 

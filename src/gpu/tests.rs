@@ -5,6 +5,9 @@
 //! so tests can run in parallel threads without sharing the stub's state or
 //! touching the process environment.
 
+// Tests print what they measured; the test harness captures it.
+#![allow(clippy::disallowed_macros)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::commands::Context;
 use crate::commands::gpus::Gpus;
+use crate::commands::report::{self, Report};
 use crate::error::{Error, Result};
 use crate::host::{HostName, Keyspace, PoolRead};
 use crate::liveness::{InvisibleView, ProcessView, Rules};
@@ -174,25 +175,34 @@ fn unread(ctx: &Context, own: &OwnHost, job: &StoreJob, store: &str, why: &str) 
         .collect()
 }
 
-/// This host's pool as a view, with what its GPU library says (`gpus`): the dashboard's
-/// view of its own host. A store that cannot be read gives a view that says why.
-#[allow(dead_code)] // Its caller, the dashboard (issue 12), has not landed yet.
-pub fn local_view(ctx: &Context, gpus: &Gpus, threshold_mib: u64) -> HostView {
-    match read(
-        ctx,
-        &Selection::ThisHost,
-        (gpus.clone(), threshold_mib),
-        None,
-    ) {
-        Ok(hosts) if !hosts.is_empty() => hosts[0].view(),
-        Ok(_) => unreachable_view(ctx, "nothing was read".to_string()),
-        Err(e) => unreachable_view(ctx, e.message),
+/// Every host of the lab ([`Selection::All`]), this host first, as the dashboard shows
+/// them: `gpus` is what the GPU library says about this host's GPUs (other hosts' come
+/// from what they published). A host that cannot be read is listed with why; the call
+/// itself never fails.
+pub fn read_hosts(ctx: &Context, gpus: &Gpus, threshold_mib: u64) -> Vec<HostView> {
+    match read(ctx, &Selection::All, (gpus.clone(), threshold_mib), None) {
+        Ok(hosts) => hosts.iter().map(HostState::view).collect(),
+        Err(e) => vec![unreachable_view(ctx, this_host_name(ctx), e.message)],
     }
 }
 
-fn unreachable_view(ctx: &Context, why: String) -> HostView {
+/// The pool of `ctx`'s store as the view of the host named `host`: how the dashboard's
+/// tests make a lab of several stores.
+#[cfg(test)]
+pub fn view_of(ctx: &Context, host: String, gpus: &Gpus, threshold_mib: u64) -> HostView {
+    match read(ctx, &Selection::ThisHost, (gpus.clone(), threshold_mib), None) {
+        Ok(hosts) if !hosts.is_empty() => HostView {
+            host,
+            ..hosts[0].view()
+        },
+        Ok(_) => unreachable_view(ctx, host, "nothing was read".to_string()),
+        Err(e) => unreachable_view(ctx, host, e.message),
+    }
+}
+
+fn unreachable_view(ctx: &Context, host: String, why: String) -> HostView {
     HostState {
-        name: this_host_name(ctx),
+        name: host,
         store: ctx.store.describe(),
         this_host: true,
         outcome: Err(Problem::unreachable(why)),
@@ -200,15 +210,17 @@ fn unreachable_view(ctx: &Context, why: String) -> HostView {
     .view()
 }
 
-/// [`read`] as the JSON views, for the web dashboard.
-#[allow(dead_code)] // Its caller, the dashboard (issue 12), has not landed yet.
-pub fn read_hosts(
-    ctx: &Context,
-    selection: &Selection,
-    local_gpus: (Gpus, u64),
-) -> Result<Vec<HostView>> {
-    let hosts = read(ctx, selection, local_gpus, None)?;
-    Ok(hosts.iter().map(HostState::view).collect())
+/// `report --json` of this host's pool over the last `days`, computed without writing:
+/// reservations that have ended but were not yet swept count as ended now, as `report`
+/// itself would after its sweep.
+pub fn local_report(ctx: &Context, days: u32) -> Result<Report> {
+    let (pool, until) = ctx.store.snapshot_pool()?;
+    let mut swept = pool.clone();
+    crate::liveness::sweep(&mut swept, until, &ctx.rules(), &ctx.view);
+    let since = until - i64::from(days) * 86_400;
+    let mut history = ctx.store.history(since)?;
+    history.extend(crate::model::ended_between(Some(&pool), Some(&swept), until));
+    Ok(report::compute(&history, &swept, since, until, days))
 }
 
 /// The hosts a job was to read, as far as they are known without the store's answer.

@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::commands::format_ids;
 use crate::error::{Error, Result};
 use crate::gpu_env::Device;
-use crate::liveness::{self, ProcView, Rules, Verdict};
+use crate::liveness::{self, ProcessView, Rules, Verdict};
 use crate::model::{Owner, Pool, Timestamp};
 
 use super::Shell;
@@ -124,7 +124,7 @@ impl Session {
     /// Accepts `pid` only if it is one of this process's ancestors: the shell function
     /// passes its own shell, and nothing else should be able to bind a reservation to
     /// some unrelated long-lived process.
-    pub fn attach(view: &ProcView, pid: u32) -> Result<Session> {
+    pub fn attach(view: &dyn ProcessView, pid: u32) -> Result<Session> {
         let ancestry = Ancestry::of_this_process();
         if !ancestry.has_ancestor(pid) {
             return Err(Error::usage(format!(
@@ -170,7 +170,7 @@ impl Session {
         layer: &Vars,
         now: Timestamp,
         rules: &Rules,
-        view: &ProcView,
+        view: &dyn ProcessView,
     ) -> Fate {
         let Some(holder) = holder else {
             return Fate::Ended(Ending::Unreadable);
@@ -220,7 +220,7 @@ impl Session {
         truth: Truth,
         now: Timestamp,
         rules: &Rules,
-        view: &ProcView,
+        view: &dyn ProcessView,
         name: &dyn Fn(u32) -> Device,
     ) -> (Vars, Vec<Lost>) {
         vars.settle(
@@ -232,7 +232,7 @@ impl Session {
     /// Points `CANHAZGPU_LEASE` at the top layer's marker, so the prompt hook stays quiet
     /// until a release deletes it. A holder of another user (a shell after `su`) has its
     /// marker in that user's directory: it is kept while it can be seen.
-    pub fn refresh_lease(&self, vars: &mut Vars, view: &ProcView) {
+    pub fn refresh_lease(&self, vars: &mut Vars, view: &dyn ProcessView) {
         let Some(owner) = vars.holder().and_then(|pid| view.owner(pid)) else {
             return;
         };
@@ -247,7 +247,7 @@ impl Session {
     }
 
     /// Deletes the markers of layers that ended, so that none is left behind.
-    pub fn forget(&self, lost: &[Lost], view: &ProcView) {
+    pub fn forget(&self, lost: &[Lost], view: &dyn ProcessView) {
         for layer in lost.iter().filter(|layer| layer.kept.is_empty()) {
             let judged = layer.ended.iter().all(|(why, _)| {
                 matches!(
@@ -286,7 +286,7 @@ impl Session {
                     .to_string()
             };
             for (why, ids) in &layer.ended {
-                eprintln!("canhazgpu: {}; {then}", ending(why, ids, &holder));
+                say!("canhazgpu: {}; {then}", ending(why, ids, &holder));
             }
         }
     }
@@ -297,7 +297,7 @@ impl Session {
             if before.get(locked.name) == after.get(locked.name) {
                 continue;
             }
-            eprintln!(
+            say!(
                 "canhazgpu: warning: {} is {} in this shell, so it still says {:?}; fix: {}",
                 locked.name,
                 locked.problem.describe(shell),
@@ -363,7 +363,7 @@ pub fn holding_of(
     owner: &Owner,
     now: Timestamp,
     rules: &Rules,
-    view: &ProcView,
+    view: &dyn ProcessView,
 ) -> Holding {
     let mut ids = Vec::new();
     let mut expires: Option<Timestamp> = None;
@@ -470,7 +470,7 @@ mod tests {
 
     #[test]
     fn attach_accepts_ancestors_only() {
-        let view = ProcView::new();
+        let view = crate::liveness::ProcView::new();
         let parent = super::super::procs::parent_of(std::process::id()).unwrap();
         let session = Session::attach(&view, parent).unwrap();
         assert_eq!(session.owner.pid, parent);
@@ -569,6 +569,48 @@ mod tests {
         assert_eq!(why(9), Ending::Released);
         // Before the layer's expiry nothing can have expired.
         assert_eq!(why_gone(&pool, 1, &me, Some(100), 99), Ending::Released);
+    }
+
+    /// A process table of our own making: pid -> start ticks, in boot "b".
+    struct FakeView(Vec<(u32, u64)>);
+
+    impl ProcessView for FakeView {
+        fn boot_id(&self) -> &str {
+            "b"
+        }
+        fn pid_ns(&self) -> u64 {
+            1
+        }
+        fn start_ticks(&self, pid: u32) -> Option<u64> {
+            self.0
+                .iter()
+                .find(|(p, _)| *p == pid)
+                .map(|&(_, ticks)| ticks)
+        }
+    }
+
+    #[test]
+    fn a_shell_holds_what_is_alive_unexpired_and_its_own() {
+        let rules = Rules {
+            heartbeat_timeout: std::time::Duration::from_secs(300),
+            repair_clock_steps: false,
+        };
+        let mut pool = Pool::new(4, 0);
+        pool.gpus[0].reservation = Some(reservation(7, 0, 100));
+        pool.gpus[1].reservation = Some(reservation(7, 0, 50));
+        pool.gpus[2].reservation = Some(reservation(9, 0, 100));
+        let alive = FakeView(vec![(7, 1), (9, 1)]);
+        let holding = holding_of(&pool, &owner(7), 60, &rules, &alive);
+        // GPU 1 expired at 50; GPU 2 is another shell's.
+        assert_eq!((holding.ids, holding.expires), (vec![0], Some(100)));
+        // The same pid started anew (another start time) is not the owner any more.
+        let reused = FakeView(vec![(7, 2)]);
+        assert!(
+            holding_of(&pool, &owner(7), 60, &rules, &reused)
+                .ids
+                .is_empty()
+        );
+        assert_eq!(reused.owner(7).map(|o| o.start_ticks), Some(2));
     }
 
     #[test]

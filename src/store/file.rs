@@ -135,6 +135,13 @@ impl FileStore {
         Ok(())
     }
 
+    /// What changes whenever a commit replaces `state.json`: its inode (a rename brings a
+    /// new one), size and modification time. `None` while there is no such file.
+    pub fn state_stamp(&self) -> Option<(u64, u64, i64, i64)> {
+        let meta = fs::metadata(self.state_path()).ok()?;
+        Some((meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec()))
+    }
+
     pub fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot {
             pool: self.read_state()?,
@@ -266,12 +273,25 @@ impl FileStore {
                 )));
             }
         };
-        decode_state(&bytes).map(Some).map_err(|why| {
-            Error::corrupt(format!(
-                "the state file {} is unusable: {why}. It was left as it is; repair it, or reinitialize the pool with `canhazgpu admin --gpus N --force` (this forgets current reservations)",
-                path.display()
-            ))
-        })
+        decode_state(&bytes)
+            .map(Some)
+            .map_err(|unreadable| match unreadable {
+                // Not corrupt: a newer version's state is valid, and `admin --force` must not
+                // be the way past it (it would throw away what the newer version holds).
+                Unreadable::Newer(schema) => Error::failure(format!(
+                    "the state file {} was written by a newer canhazgpu (schema {schema}; this \
+                 one reads schema {SCHEMA}); it was left as it is. Use the newer canhazgpu \
+                 that wrote it (`canhazgpu --version`, `which -a canhazgpu`), or upgrade \
+                 canhazgpu here",
+                    path.display()
+                )),
+                Unreadable::Corrupt(why) => Error::corrupt(format!(
+                    "the state file {} is unusable: {why}. It was left as it is; repair it, or \
+                 reinitialize the pool with `canhazgpu admin --gpus N --force` (this forgets \
+                 current reservations)",
+                    path.display()
+                )),
+            })
     }
 
     fn write_state(&self, pool: &Pool) -> Result<()> {
@@ -317,7 +337,7 @@ impl FileStore {
             _ => Err(e),
         });
         if let Err(e) = opened.and_then(|mut file| file.write_all(lines.as_bytes())) {
-            eprintln!(
+            say!(
                 "canhazgpu: warning: could not record usage history in {}: {e}; {}",
                 path.display(),
                 self.why_unusable(&path, SHARED_FILE_MODE)
@@ -406,11 +426,11 @@ fn repair_mode(path: &Path, mode: u32, what: &str) {
         return;
     }
     match fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
-        Ok(()) => eprintln!(
+        Ok(()) => say!(
             "canhazgpu: {what} {} had mode {current:04o}; set it to {mode:04o} so that every user can reserve",
             path.display()
         ),
-        Err(e) => eprintln!(
+        Err(e) => say!(
             "canhazgpu: warning: {what} {} has mode {current:04o} (owner {}) and cannot be changed to {mode:04o} ({e}); other users cannot reserve until its owner or root runs `chmod {mode:04o} {}`",
             path.display(),
             account_name(meta.uid()),
@@ -550,7 +570,27 @@ fn encode_state(pool: &Pool) -> Vec<u8> {
     bytes
 }
 
-fn decode_state(bytes: &[u8]) -> std::result::Result<Pool, String> {
+/// Why a state file could not be decoded.
+#[derive(Debug)]
+enum Unreadable {
+    /// A newer version wrote it, in this schema.
+    Newer(u64),
+    Corrupt(String),
+}
+
+impl From<&str> for Unreadable {
+    fn from(why: &str) -> Self {
+        Unreadable::Corrupt(why.to_string())
+    }
+}
+
+impl From<String> for Unreadable {
+    fn from(why: String) -> Self {
+        Unreadable::Corrupt(why)
+    }
+}
+
+fn decode_state(bytes: &[u8]) -> std::result::Result<Pool, Unreadable> {
     let value: Value =
         serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON ({e})"))?;
     let object = value.as_object().ok_or("not a JSON object")?;
@@ -559,20 +599,18 @@ fn decode_state(bytes: &[u8]) -> std::result::Result<Pool, String> {
         .and_then(Value::as_u64)
         .ok_or("it has no schema version")?;
     if schema > SCHEMA {
-        return Err(format!(
-            "it was written by a newer canhazgpu (schema {schema}, this one reads {SCHEMA}); upgrade canhazgpu"
-        ));
+        return Err(Unreadable::Newer(schema));
     }
     let gpus = object
         .get("gpus")
         .and_then(Value::as_array)
         .ok_or("it has no GPU list")?;
     if gpus.len() > model::MAX_GPUS as usize {
-        return Err(format!(
+        return Err(Unreadable::Corrupt(format!(
             "it lists {} GPUs, more than the {} a pool may have",
             gpus.len(),
             model::MAX_GPUS
-        ));
+        )));
     }
     let mut pool = Pool {
         initialized_at: object.get("initialized_at").and_then(model::decode_time),
@@ -663,11 +701,10 @@ mod tests {
 
     #[test]
     fn refuses_future_and_garbage() {
-        assert!(
-            decode_state(br#"{"schema":99,"gpus":[]}"#)
-                .unwrap_err()
-                .contains("newer")
-        );
+        assert!(matches!(
+            decode_state(br#"{"schema":99,"gpus":[]}"#).unwrap_err(),
+            Unreadable::Newer(99)
+        ));
         assert!(decode_state(b"").is_err());
         assert!(decode_state(b"[]").is_err());
         assert!(decode_state(br#"{"schema":1,"gpus":[1]}"#).is_err());

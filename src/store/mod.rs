@@ -23,6 +23,10 @@ pub struct Snapshot {
 pub use file::FileStore;
 pub use redis::RedisStore;
 
+/// How often [`Store::watch_changes`] looks at the embedded store's state file: a
+/// `stat`, a few times a second.
+pub const FILE_WATCH_INTERVAL: Duration = Duration::from_millis(100);
+
 /// The embedded store's default home: shared by every user of the host.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/canhazgpu";
 
@@ -258,6 +262,36 @@ impl Store {
                 },
                 false,
             ),
+        }
+    }
+
+    /// Runs `body` with a `wait(timeout)` for watchers of the whole pool (the dashboard):
+    /// it returns `true` early when the pool may have changed. Redis: the wake channel,
+    /// which announces frees and queue departures only, so watchers must still poll for
+    /// the rest; the embedded store: the state file's identity, size and modification
+    /// time, looked at every [`FILE_WATCH_INTERVAL`], which every commit changes (it
+    /// renames a new file over the old one).
+    pub fn watch_changes<T>(&self, body: impl FnOnce(&mut dyn FnMut(Duration) -> bool) -> T) -> T {
+        match self {
+            Store::Redis(store) => store.with_wakeups(|wait, _| body(wait)),
+            Store::File(store) => {
+                let mut seen = store.state_stamp();
+                body(&mut |timeout| {
+                    let deadline = std::time::Instant::now() + timeout;
+                    loop {
+                        let stamp = store.state_stamp();
+                        if stamp != seen {
+                            seen = stamp;
+                            return true;
+                        }
+                        let left = deadline.saturating_duration_since(std::time::Instant::now());
+                        if left.is_zero() {
+                            return false;
+                        }
+                        std::thread::sleep(left.min(FILE_WATCH_INTERVAL));
+                    }
+                })
+            }
         }
     }
 

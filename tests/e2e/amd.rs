@@ -463,7 +463,10 @@ fn without_amd_smi_status_does_not_walk_the_loader_path() {
         .map(|cache| cache.windows(13).any(|w| w == b"libamd_smi.so"))
         .unwrap_or(true);
     if installed {
-        eprintln!("skipped: this host has AMD SMI in the loader cache");
+        common::skip(
+            "without_amd_smi_status_does_not_walk_the_loader_path",
+            "this host has AMD SMI in the loader cache",
+        );
         return;
     }
     let store = TestStore::new(Backend::File);

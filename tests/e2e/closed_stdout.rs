@@ -146,3 +146,40 @@ fn reserve_that_cannot_print_its_export_line_holds_nothing() {
         .success();
     assert_eq!(store.busy_ids(), [0]);
 }
+
+/// `2>&1 | head -1` with the reader gone: what canhazgpu says on stderr is lost, and the
+/// command still ends as it would have (an error's status, a run's command's status),
+/// never with a panic's 101.
+#[test]
+fn a_stderr_nobody_reads_loses_messages_not_the_command() {
+    let store = TestStore::new(Backend::File);
+    store.admin(1);
+    let missing = store.home.path().join("no-such-store");
+    let error = store
+        .std_cmd()
+        .arg("--store")
+        .arg(format!("file://{}", missing.display()))
+        .arg("status")
+        .stderr(pipe_without_reader())
+        .output()
+        .unwrap();
+    assert_eq!(
+        error.status.code(),
+        Some(1),
+        "an error exits 1 even unheard"
+    );
+    // run says which GPU it got and warns about what it sees, on stderr.
+    let run = store
+        .std_cmd()
+        .args(["run", "--", "sh", "-c", "exit 3"])
+        .stderr(pipe_without_reader())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(3), "run exits as its command did");
+    store
+        .cmd()
+        .arg("status")
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("GPU 0: AVAILABLE"));
+}

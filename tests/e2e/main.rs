@@ -3,6 +3,9 @@
 //!
 //! Run one area with a filter, e.g. `cargo test --test e2e shell_sessions::`.
 
+// The tests print freely (the harness captures it); the rule is for the binary.
+#![allow(clippy::disallowed_macros)]
+
 #[path = "../support/amd_smi.rs"]
 mod amd_smi_stub;
 #[path = "../support/build_stub.rs"]
@@ -17,6 +20,7 @@ mod clocks;
 mod closed_stdout;
 mod completions;
 mod concurrency;
+mod config_file;
 mod core;
 mod faults;
 mod lab;
@@ -29,9 +33,11 @@ mod queue;
 mod real_driver;
 mod redis_faults;
 mod reporting;
+mod request_options;
 mod shell_sessions;
 mod shell_setups;
 mod shell_tmux;
 mod signals_and_zombies;
 mod stress;
 mod upgrades;
+mod web;

@@ -19,14 +19,6 @@ const NOBODY: u32 = 65534;
 const STRICT: u32 = 0o077;
 const USUAL: u32 = 0o022;
 
-fn is_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("skipped: needs root to act as another user");
-    false
-}
-
 /// An embedded store that other users can reach (the temp dir above it is private).
 fn shared_store() -> TestStore {
     let store = TestStore::new(Backend::File);
@@ -90,7 +82,7 @@ fn assert_shared_modes(store: &TestStore) {
 
 #[test]
 fn a_strict_umask_does_not_lock_other_users_out() {
-    if !is_root() {
+    if !common::root_or_skip("a_strict_umask_does_not_lock_other_users_out") {
         return;
     }
     let store = shared_store();
@@ -134,7 +126,8 @@ fn a_strict_umask_does_not_lock_other_users_out() {
 
 #[test]
 fn admin_under_a_strict_umask_creates_missing_parents_others_can_enter() {
-    if !is_root() {
+    if !common::root_or_skip("admin_under_a_strict_umask_creates_missing_parents_others_can_enter")
+    {
         return;
     }
     let store = shared_store();
@@ -156,7 +149,7 @@ fn admin_under_a_strict_umask_creates_missing_parents_others_can_enter() {
 
 #[test]
 fn every_users_release_lands_in_the_report() {
-    if !is_root() {
+    if !common::root_or_skip("every_users_release_lands_in_the_report") {
         return;
     }
     let store = shared_store();
@@ -200,7 +193,7 @@ fn every_users_release_lands_in_the_report() {
 
 #[test]
 fn a_lock_file_others_cannot_open_is_blamed_and_admin_repairs_it() {
-    if !is_root() {
+    if !common::root_or_skip("a_lock_file_others_cannot_open_is_blamed_and_admin_repairs_it") {
         return;
     }
     let store = shared_store();
@@ -244,7 +237,7 @@ fn write_config(store: &TestStore, text: &str) {
 
 #[test]
 fn only_admins_may_reinitialize_the_pool() {
-    if !is_root() {
+    if !common::root_or_skip("only_admins_may_reinitialize_the_pool") {
         return;
     }
     let store = shared_store();
@@ -286,7 +279,7 @@ fn only_admins_may_reinitialize_the_pool() {
 
 #[test]
 fn the_owner_of_a_private_store_is_its_admin() {
-    if !is_root() {
+    if !common::root_or_skip("the_owner_of_a_private_store_is_its_admin") {
         return;
     }
     let store = shared_store();
@@ -332,7 +325,7 @@ fn two_holders(store: &TestStore) {
 
 #[test]
 fn an_admin_takes_back_a_gpu_and_the_history_and_the_slot_say_so() {
-    if !is_root() {
+    if !common::root_or_skip("an_admin_takes_back_a_gpu_and_the_history_and_the_slot_say_so") {
         return;
     }
     for backend in common::BACKENDS {
@@ -400,7 +393,7 @@ fn an_admin_takes_back_a_gpu_and_the_history_and_the_slot_say_so() {
 
 #[test]
 fn a_reclaimed_run_does_not_take_its_gpu_back() {
-    if !is_root() {
+    if !common::root_or_skip("a_reclaimed_run_does_not_take_its_gpu_back") {
         return;
     }
     let store = shared_store();

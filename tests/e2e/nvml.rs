@@ -346,7 +346,10 @@ fn force_hands_out_gpus_in_use() {
 #[test]
 fn foreign_use_of_a_reserved_gpu_is_flagged() {
     if !is_root() {
-        eprintln!("skipped: needs root to run a process as another user");
+        common::skip(
+            "foreign_use_of_a_reserved_gpu_is_flagged",
+            "needs root to run a process as another user",
+        );
         return;
     }
     each_backend(|store| {
@@ -782,7 +785,10 @@ fn without_the_library_status_does_not_walk_the_loader_path() {
         .map(|cache| cache.windows(17).any(|w| w == b"libnvidia-ml.so.1"))
         .unwrap_or(true);
     if installed {
-        eprintln!("skipped: this host has an NVIDIA library in the loader cache");
+        common::skip(
+            "without_the_library_status_does_not_walk_the_loader_path",
+            "this host has an NVIDIA library in the loader cache",
+        );
         return;
     }
     let store = TestStore::new(Backend::File);

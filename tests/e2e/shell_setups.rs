@@ -153,7 +153,10 @@ fn home_of_nobody(store: &TestStore) -> std::path::PathBuf {
 fn a_shell_after_su_follows_the_first_users_release() {
     use std::os::unix::fs::PermissionsExt;
     if !nix::unistd::getuid().is_root() {
-        eprintln!("skipped: needs root to switch to a second user");
+        common::skip(
+            "a_shell_after_su_follows_the_first_users_release",
+            "needs root to switch to a second user",
+        );
         return;
     }
     let inner_posix = r#"
@@ -761,7 +764,10 @@ echo step=end
 fn a_gpu_an_administrator_takes_back_leaves_the_holders_shell_at_its_next_prompt() {
     use std::os::unix::fs::PermissionsExt;
     if !nix::unistd::getuid().is_root() {
-        eprintln!("skipped: needs root to hold GPUs as a second user and reclaim them");
+        common::skip(
+            "a_gpu_an_administrator_takes_back_leaves_the_holders_shell_at_its_next_prompt",
+            "needs root to hold GPUs as a second user and reclaim them",
+        );
         return;
     }
     let posix = r#"

@@ -2,7 +2,10 @@
 //! its own), the real binary, and polling with deadlines instead of sleeps.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod gpus;
+pub mod http;
+pub mod jobs;
 pub mod proxy;
 pub mod shell;
 pub mod tls;
@@ -17,6 +20,24 @@ use tempfile::TempDir;
 /// Path of the binary under test.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_canhazgpu"))
+}
+
+/// Says that a test did not check what it is for, where the run's output shows it: the
+/// test harness hides what a passing test prints with `eprintln!`, so this writes to the
+/// process's stderr directly. Use it for every early return (`if !root { return }`).
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let line = format!("SKIPPED {test}: {why}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// Whether this process may act as other users (setpriv); says the test was skipped if not.
+pub fn root_or_skip(test: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        skip(test, "needs root to act as another user");
+    }
+    root
 }
 
 /// Polls `check` until it returns `Some` or `deadline` passes.
@@ -269,6 +290,13 @@ impl TestStore {
         if !path.exists() {
             std::fs::write(&path, "").expect("write config");
         }
+        path
+    }
+
+    /// Replaces the configuration file every command of this store reads; returns its path.
+    pub fn write_config(&self, text: &str) -> PathBuf {
+        let path = self.config_path();
+        std::fs::write(&path, text).unwrap();
         path
     }
 
