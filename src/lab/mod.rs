@@ -190,7 +190,12 @@ pub fn read_hosts(ctx: &Context, gpus: &Gpus, threshold_mib: u64) -> Vec<HostVie
 /// tests make a lab of several stores.
 #[cfg(test)]
 pub fn view_of(ctx: &Context, host: String, gpus: &Gpus, threshold_mib: u64) -> HostView {
-    match read(ctx, &Selection::ThisHost, (gpus.clone(), threshold_mib), None) {
+    match read(
+        ctx,
+        &Selection::ThisHost,
+        (gpus.clone(), threshold_mib),
+        None,
+    ) {
         Ok(hosts) if !hosts.is_empty() => HostView {
             host,
             ..hosts[0].view()
@@ -219,7 +224,11 @@ pub fn local_report(ctx: &Context, days: u32) -> Result<Report> {
     crate::liveness::sweep(&mut swept, until, &ctx.rules(), &ctx.view);
     let since = until - i64::from(days) * 86_400;
     let mut history = ctx.store.history(since)?;
-    history.extend(crate::model::ended_between(Some(&pool), Some(&swept), until));
+    history.extend(crate::model::ended_between(
+        Some(&pool),
+        Some(&swept),
+        until,
+    ));
     Ok(report::compute(&history, &swept, since, until, days))
 }
 

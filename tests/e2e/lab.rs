@@ -879,3 +879,45 @@ fn a_lab_view_into_a_closed_pipe_exits_quietly() {
     assert_eq!(stdout(&out).lines().count(), 1);
     assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }
+
+/// The dashboard of any host shows every host, as `status --all-hosts --json` does.
+#[test]
+fn the_dashboard_shows_every_host() {
+    let lab = Lab::new();
+    for (host, gpus) in [("a", "1"), ("b", "2")] {
+        lab.ok(Some(host), &["admin", "--gpus", gpus]);
+    }
+    reserve_manual(&lab, "b", 1);
+    let mut web = lab
+        .command(Some("a"))
+        .args(["web", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(web.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let hosts = common::http::get(addr, "/api/hosts").json();
+    let _ = web.kill();
+    let _ = web.wait();
+    let names: Vec<&str> = hosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|host| host["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b"], "{hosts}");
+    assert_eq!(hosts[1]["summary"]["in_use"], 1);
+    let cli = json_of(&lab.run(Some("a"), &["status", "--all-hosts", "--json"]));
+    assert_eq!(hosts[1]["gpus"], cli[1]["gpus"]);
+}
