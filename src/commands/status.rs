@@ -146,7 +146,11 @@ pub fn host_header(host: &HostState) -> String {
         line.push_str(&format!("; last write {} ago", format_hms(pool.now - t)));
     }
     if let Some(t) = pool.nvml_at {
-        line.push_str(&format!("; NVML asked {} ago", format_hms(pool.now - t)));
+        line.push_str(&format!(
+            "; {} asked {} ago",
+            pool.gpus.library(),
+            format_hms(pool.now - t)
+        ));
     }
     line
 }
