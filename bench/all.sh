@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Every speed figure the issues ask for, measured side by side in one run, as one table
 # (docs/PERFORMANCE.md holds the latest). Runs bench/core.sh, bench/history.sh,
-# bench/queue.sh, bench/shell.sh, bench/nvml.sh, bench/amd.sh and bench/web.sh on the same
-# binary. Needs hyperfine, redis-server, zsh, strace, gcc and python3 (Debian packages), and
-# cargo (bench/web.sh builds its request harness in release mode).
+# bench/queue.sh, bench/lab.sh, bench/shell.sh, bench/nvml.sh, bench/amd.sh and bench/web.sh
+# on the same binary. Needs hyperfine, redis-server, zsh, strace, gcc and python3 (Debian
+# packages), and cargo (bench/web.sh builds its request harness in release mode).
 # Usage: bench/all.sh [path/to/canhazgpu]   (default: builds and uses target/release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,7 @@ trap 'rm -rf "$BENCH_JSON_DIR"' EXIT
 core=$(bench/core.sh "$bin")
 history=$(bench/history.sh "$bin")
 queue=$(bench/queue.sh "$bin")
+lab=$(bench/lab.sh "$bin")
 bench/shell.sh "$bin" >/dev/null 2>&1
 bench/nvml.sh "$bin" >/dev/null 2>&1
 bench/amd.sh "$bin" >/dev/null 2>&1
@@ -60,4 +61,5 @@ for line in queue.splitlines()[2:]:
     print(f"| {cells[0]}, embedded store | {cells[1]} | |")
     print(f"| {cells[0]}, Redis | {cells[2]} | |")
 PY
+grep "^| " <<<"$lab" | tail -n +3
 grep "^| " <<<"$web" | tail -n +3

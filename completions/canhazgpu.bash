@@ -117,7 +117,7 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__admin)
-            opts="-g -h --gpus --force --nvml-library --amd-smi-library --store --config --help"
+            opts="-g -h --gpus --force --take-over-host --nvml-library --amd-smi-library --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -403,12 +403,16 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__queue)
-            opts="-h --json --store --config --help"
+            opts="-h --json --host --all-hosts --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --store)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -455,13 +459,17 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__report)
-            opts="-h --days --json --store --config --help"
+            opts="-h --days --json --host --all-hosts --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --days)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --host)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -673,12 +681,20 @@ _canhazgpu() {
             return 0
             ;;
         canhazgpu__subcmd__status)
-            opts="-v -h --verbose --json --nvml-library --amd-smi-library --memory-threshold --store --config --help"
+            opts="-v -h --verbose --json --host --all-hosts --free --nvml-library --amd-smi-library --memory-threshold --store --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --free)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --nvml-library)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

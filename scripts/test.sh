@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(redis-server redis-tools zsh fish tmux shellcheck gcc util-linux faketime chromium
-    chromium-driver)
+    chromium-driver openssl)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

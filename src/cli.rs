@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::host::HostName;
 use crate::model::MAX_GPUS;
 use crate::shell::Shell;
 
@@ -26,7 +27,8 @@ use crate::shell::Shell;
 )]
 pub struct Cli {
     /// Where the pool lives: file:///dir (embedded, default file:///var/lib/canhazgpu),
-    /// redis://host:port/db or redis+unix:///path/to/redis.sock
+    /// redis://[USER:PASSWORD@]host:port/db, rediss://... (TLS) or
+    /// redis+unix:///path/to/redis.sock
     #[arg(long, global = true, env = "CANHAZGPU_STORE", value_name = "URL")]
     pub store: Option<String>,
 
@@ -59,7 +61,8 @@ pub enum Command {
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
     canhazgpu admin --gpus 8            # a new pool of GPUs 0 to 7\n  \
-    canhazgpu admin --gpus 4 --force    # start over with 4 GPUs, dropping all reservations\n\n\
+    canhazgpu admin --gpus 4 --force    # start over with 4 GPUs, dropping all reservations\n  \
+    canhazgpu admin --take-over-host    # this machine now owns its name (config `host`)\n\n\
     With the embedded store, admin creates the state directory (default /var/lib/canhazgpu)\n\
     with mode 0777 so that every local user can reserve; on an existing one it repairs the\n\
     modes of the directory and its files.")]
@@ -78,6 +81,12 @@ pub struct AdminArgs {
     /// Reinitialize an existing pool, dropping every reservation
     #[arg(long)]
     pub force: bool,
+
+    /// Make this machine the owner of its host name (config `host`) in the shared Redis,
+    /// when another machine registered it (a replaced or renamed server). The pool and
+    /// its reservations stay; with --gpus, the pool is (re)initialized too
+    #[arg(long)]
+    pub take_over_host: bool,
 
     #[command(flatten)]
     pub libraries: GpuLibraryArgs,
@@ -247,11 +256,16 @@ pub struct RunArgs {
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
     canhazgpu queue\n  \
-    canhazgpu queue --json")]
+    canhazgpu queue --json\n  \
+    canhazgpu queue --all-hosts            # every host's queue, under its name")]
 pub struct QueueArgs {
-    /// Print a JSON array (position, user, actual_user, gpus, gpu_ids, kind, since, deadline)
+    /// Print a JSON array (position, user, actual_user, gpus, gpu_ids, kind, since,
+    /// deadline); with --host or --all-hosts, one object per host (docs/status-json.md)
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub hosts: HostsArgs,
 }
 
 /// GPU-hours per user over a period
@@ -259,16 +273,48 @@ pub struct QueueArgs {
 #[command(after_help = "Examples:\n  \
     canhazgpu report               # the last 30 days\n  \
     canhazgpu report --days 7\n  \
-    canhazgpu report --json\n\n\
+    canhazgpu report --json\n  \
+    canhazgpu report --all-hosts --days 7  # per user across hosts, and per host\n\n\
     Counts finished reservations (one per GPU) and the time so far of those still held.")]
 pub struct ReportArgs {
     /// How many days back to count
     #[arg(long, default_value_t = 30, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub days: u32,
 
-    /// Print JSON instead of a table
+    /// Print JSON instead of a table; with --host or --all-hosts, an array of one object
+    /// per host (docs/status-json.md)
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub hosts: HostsArgs,
+}
+
+/// Which hosts' pools `status`, `queue` and `report` show; neither option: this host's.
+#[derive(Args, Debug, Default)]
+#[group(id = "lab", multiple = false)]
+#[command(next_help_heading = "Other hosts")]
+pub struct HostsArgs {
+    /// Show the pool of host NAME (repeatable): this host, a host registered in the same
+    /// Redis, or one named in the config's [hosts]. Reads only; never changes that pool
+    #[arg(long = "host", value_name = "NAME", value_parser = parse_host_name)]
+    pub hosts: Vec<HostName>,
+
+    /// Show every host: this one, every host registered in the same Redis, and every
+    /// host in the config's [hosts], each under its name. Reads only
+    #[arg(long)]
+    pub all_hosts: bool,
+}
+
+impl HostsArgs {
+    /// Whether the lab view was asked for, rather than this host's own.
+    pub fn any(&self) -> bool {
+        self.all_hosts || !self.hosts.is_empty()
+    }
+}
+
+fn parse_host_name(name: &str) -> Result<HostName, String> {
+    HostName::parse(name, "")
 }
 
 /// Serve a live, read-only web dashboard of the GPUs, the queue and the usage report
@@ -315,15 +361,35 @@ pub enum OnLost {
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
     canhazgpu status\n  \
-    canhazgpu status --verbose     # also say which store was read")]
+    canhazgpu status --verbose     # also say which store was read\n  \
+    canhazgpu status --all-hosts   # every host of the lab, each under its name\n  \
+    canhazgpu status --host gpu3 --host gpu4\n  \
+    canhazgpu status --all-hosts --free 2   # where can I get 2 GPUs now? best first\n\n\
+    With --host or --all-hosts, status exits 1 when a host could not be read (the others\n\
+    are shown all the same) and 0 when every host was.")]
 pub struct StatusArgs {
     /// Also say which store was read and what the GPU library (NVML, AMD SMI) reported
     #[arg(long, short)]
     pub verbose: bool,
 
-    /// Print a JSON array, one object per GPU (schema: docs/status-json.md)
+    /// Print a JSON array, one object per GPU (schema: docs/status-json.md); with --host
+    /// or --all-hosts, one object per host (docs/status-json.md)
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub hosts: HostsArgs,
+
+    /// With --all-hosts or --host: only the hosts where a request for N GPUs would be
+    /// served now (free, not in use without reservation, not wanted by the queue), the
+    /// most free first
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "lab",
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_GPUS))
+    )]
+    pub free: Option<u32>,
 
     #[command(flatten)]
     pub usage: UsageArgs,

@@ -1,6 +1,7 @@
 //! The host's configuration file (`/etc/canhazgpu/config.toml`) and how it combines with
 //! flags and environment: flag > environment > config file > built-in default.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,17 +11,21 @@ use crate::cli::VisibleDevices;
 use crate::duration;
 use crate::error::{Error, Result};
 use crate::gpu::Vendor;
+use crate::host::{HOST_ENV, HostName, Keyspace};
 use crate::liveness::{DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT};
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/canhazgpu/config.toml";
 /// The environment variable that chooses the store (the `--store` flag reads it too).
 pub const STORE_ENV: &str = "CANHAZGPU_STORE";
 /// The seed's default for `reserve`.
 const DEFAULT_RESERVATION: Duration = Duration::from_secs(8 * 3600);
-const KNOWN_KEYS: [&str; 12] = [
+const KNOWN_KEYS: [&str; 15] = [
     "admins",
     "store",
+    "host",
+    "hosts",
+    "tls_ca_file",
     "default_duration",
     "allocation_policy",
     "heartbeat_interval",
@@ -57,6 +62,15 @@ pub struct Config {
     /// Who besides root may reinitialize the pool and take back others' GPUs: user
     /// names, and group names after an `@`.
     pub admins: Vec<String>,
+    /// This host's pool name on a shared Redis (`CANHAZGPU_HOST` wins, see
+    /// [`Config::apply_host_env`]); `None` keeps upstream's keys.
+    pub host: Option<HostName>,
+    /// Other hosts' stores by name (`[hosts]`), for the lab views. The URLs are checked
+    /// when a view reads them, so that a typo here does not stop this host's own work.
+    pub hosts: BTreeMap<HostName, String>,
+    /// PEM file of the certificate authority that signed a `rediss://` server's
+    /// certificate, when it is not one the system trusts.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -89,6 +103,15 @@ impl Config {
         Ok(config)
     }
 
+    /// `CANHAZGPU_HOST` (`value`), when set and not empty, names this host instead of the
+    /// file's `host`.
+    pub fn apply_host_env(&mut self, value: Option<&str>) -> Result<()> {
+        if let Some(name) = value.filter(|name| !name.is_empty()) {
+            self.host = Some(HostName::parse(name, HOST_ENV).map_err(Error::usage)?);
+        }
+        Ok(())
+    }
+
     pub fn heartbeat_interval(&self) -> Duration {
         self.heartbeat_interval
             .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL)
@@ -102,11 +125,32 @@ impl Config {
         self.heartbeat_timeout.unwrap_or(DEFAULT_HEARTBEAT_TIMEOUT)
     }
 
+    /// The URL [`Config::open_store`] opens.
+    pub fn store_url(&self, flag_or_env: Option<&str>) -> String {
+        flag_or_env
+            .map(str::to_string)
+            .or_else(|| self.store.clone())
+            .unwrap_or_else(Store::default_url)
+    }
+
+    /// How this host opens its stores: its pool's keys (`host`) and the TLS settings.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            keyspace: self
+                .host
+                .clone()
+                .map_or(Keyspace::Upstream, Keyspace::Named),
+            tls_ca_file: self.tls_ca_file.clone(),
+            viewing: false,
+        }
+    }
+
     pub fn open_store(&self, flag_or_env: Option<&str>) -> Result<Store> {
+        let options = self.store_options();
         match (flag_or_env, &self.store) {
-            (Some(url), _) => Store::open(url),
+            (Some(url), _) => Store::open(url, &options),
             // A bad URL nobody typed must say where it came from.
-            (None, Some(url)) => Store::open(url).map_err(|e| Error {
+            (None, Some(url)) => Store::open(url, &options).map_err(|e| Error {
                 message: format!(
                     "configuration file {}: `store`: {}",
                     self.path
@@ -117,7 +161,7 @@ impl Config {
                 ),
                 ..e
             }),
-            (None, None) => Store::open(&Store::default_url()),
+            (None, None) => Store::open(&Store::default_url(), &options),
         }
     }
 }
@@ -138,6 +182,12 @@ fn parse(text: &str) -> std::result::Result<Config, String> {
         };
         match key.as_str() {
             "admins" => config.admins = parse_admins(value)?,
+            "host" => config.host = Some(HostName::parse(as_str()?, "`host`")?),
+            "hosts" => config.hosts = parse_hosts(value)?,
+            "tls_ca_file" => {
+                let path = absolute_path(key, as_str()?, "/etc/canhazgpu/lab-ca.pem")?;
+                config.tls_ca_file = Some(path);
+            }
             "store" => config.store = Some(as_str()?.to_string()),
             "heartbeat_interval" => config.heartbeat_interval = Some(as_duration()?),
             "heartbeat_timeout" => config.heartbeat_timeout = Some(as_duration()?),
@@ -191,7 +241,25 @@ fn parse(text: &str) -> std::result::Result<Config, String> {
     Ok(config)
 }
 
-/// A library path: absolute, since a relative one would mean something different in
+/// `[hosts]` with `gpu3 = "redis://gpu3.lab:6379/0"` lines (or `hosts = { ... }`).
+fn parse_hosts(value: &toml::Value) -> std::result::Result<BTreeMap<HostName, String>, String> {
+    let example = "e.g. [hosts] with a line gpu3 = \"redis://gpu3.lab:6379/0\"";
+    let table = value.as_table().ok_or_else(|| {
+        format!("`hosts` must be a table of host names and store URLs, {example}")
+    })?;
+    table
+        .iter()
+        .map(|(name, url)| {
+            let host = HostName::parse(name, "a name in `[hosts]`")?;
+            let url = url.as_str().ok_or_else(|| {
+                format!("`[hosts]` entry `{host}` must be a store URL in quotes, {example}")
+            })?;
+            Ok((host, url.to_string()))
+        })
+        .collect()
+}
+
+/// A path (a library, a CA file): absolute, since a relative one would mean something different in
 /// every user's working directory.
 fn absolute_path(key: &str, text: &str, example: &str) -> std::result::Result<PathBuf, String> {
     let path = PathBuf::from(text);
@@ -308,12 +376,77 @@ mod tests {
         );
         assert_eq!(config.visible_devices, Some(VisibleDevices::default()));
         assert!(config.admins.is_empty());
-        // No default path exists (the loader searches); the file shows an example.
+        assert!(config.hosts.is_empty());
+        // No default path exists (the loader searches), no default name (upstream's
+        // keys) and no default CA (the system's): the file shows examples.
         assert!(config.nvml_library.is_some());
+        assert!(config.host.is_some());
+        assert!(config.tls_ca_file.is_some());
         assert!(config.amd_smi_library.is_some());
         assert_eq!(config.mig, Some(false));
         // Both vendors are asked by default; the file shows one way to pick.
         assert!(config.gpu_vendor.is_some());
+    }
+
+    #[test]
+    fn reads_the_lab_keys() {
+        let config = parse(
+            "host = \"gpu7\"\ntls_ca_file = \"/etc/ca.pem\"\n\
+             [hosts]\ngpu3 = \"redis://gpu3.lab:6379/0\"\n\"gpu-4\" = \"bogus\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.host.as_ref().map(HostName::as_str), Some("gpu7"));
+        assert_eq!(config.tls_ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        let hosts: Vec<(&str, &str)> = config
+            .hosts
+            .iter()
+            .map(|(name, url)| (name.as_str(), url.as_str()))
+            .collect();
+        // A bad URL is the view's to report, not the loader's.
+        assert_eq!(
+            hosts,
+            [("gpu-4", "bogus"), ("gpu3", "redis://gpu3.lab:6379/0")]
+        );
+    }
+
+    #[test]
+    fn refuses_bad_lab_keys() {
+        for (text, why) in [
+            (
+                "host = \"gpu 7\"",
+                "`host`: \"gpu 7\" is not a valid host name",
+            ),
+            ("host = 7", "`host` must be a string"),
+            ("hosts = \"gpu3\"", "`hosts` must be a table"),
+            (
+                "[hosts]\n\"-x\" = \"redis://x/0\"",
+                "a name in `[hosts]`: \"-x\"",
+            ),
+            (
+                "[hosts]\ngpu3 = 3",
+                "`[hosts]` entry `gpu3` must be a store URL",
+            ),
+            ("tls_ca_file = \"ca.pem\"", "absolute"),
+        ] {
+            let message = parse(text).unwrap_err();
+            assert!(message.contains(why), "{text}: {message}");
+        }
+    }
+
+    #[test]
+    fn the_environment_names_the_host() {
+        let mut config = parse("host = \"gpu7\"").unwrap();
+        config.apply_host_env(Some("")).unwrap();
+        assert_eq!(config.host.as_ref().map(HostName::as_str), Some("gpu7"));
+        config.apply_host_env(Some("b")).unwrap();
+        assert_eq!(config.host.as_ref().map(HostName::as_str), Some("b"));
+        let e = config.apply_host_env(Some("b{x}")).unwrap_err();
+        assert!(
+            e.message.starts_with("CANHAZGPU_HOST: \"b{x}\""),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.exit_code, crate::error::EXIT_USAGE);
     }
 
     #[test]

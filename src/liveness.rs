@@ -30,6 +30,35 @@ pub trait ProcessView {
             pid_ns: self.pid_ns(),
         })
     }
+
+    /// Whether any owner may be judged by its process at all; see [`InvisibleView`].
+    fn sees_processes(&self) -> bool {
+        true
+    }
+}
+
+/// The view of a viewer who owns no process of the pool it looks at: another host's pool
+/// (`status --all-hosts`). Every owner is invisible, so only expiry and heartbeats decide,
+/// whatever boot or pid the owner names; only the host that runs the processes may call
+/// one dead.
+pub struct InvisibleView;
+
+impl ProcessView for InvisibleView {
+    fn boot_id(&self) -> &str {
+        ""
+    }
+
+    fn pid_ns(&self) -> u64 {
+        0
+    }
+
+    fn start_ticks(&self, _pid: u32) -> Option<u64> {
+        None
+    }
+
+    fn sees_processes(&self) -> bool {
+        false
+    }
 }
 
 /// The real `/proc`.
@@ -105,7 +134,7 @@ pub enum OwnerState {
 }
 
 pub fn owner_state(owner: &Owner, view: &dyn ProcessView) -> OwnerState {
-    if owner.boot_id != view.boot_id() || owner.pid_ns != view.pid_ns() {
+    if !view.sees_processes() || owner.boot_id != view.boot_id() || owner.pid_ns != view.pid_ns() {
         return OwnerState::Invisible;
     }
     match view.start_ticks(owner.pid) {
@@ -260,6 +289,32 @@ mod tests {
         heartbeat_timeout: Duration::from_secs(300),
         repair_clock_steps: true,
     };
+
+    #[test]
+    fn another_hosts_viewer_judges_by_heartbeat_and_expiry_only() {
+        let now = 10_000;
+        // Even an owner whose boot id and namespace a broken /proc would share.
+        let mut unreadable = run_owned_by(10, 55, "", now - 10);
+        unreadable.owner.as_mut().unwrap().pid_ns = 0;
+        assert_eq!(
+            judge(&unreadable, now, &RULES, &InvisibleView),
+            Verdict::Held
+        );
+        let silent = run_owned_by(10, 55, "", now - 301);
+        assert_eq!(
+            judge(&silent, now, &RULES, &InvisibleView),
+            Verdict::Ended(now - 301)
+        );
+        let mut manual = run_owned_by(10, 55, "boot", 0);
+        manual.kind = Kind::Manual;
+        manual.expiry_time = Some(now + 1);
+        assert_eq!(judge(&manual, now, &RULES, &InvisibleView), Verdict::Held);
+        manual.expiry_time = Some(now);
+        assert_eq!(
+            judge(&manual, now, &RULES, &InvisibleView),
+            Verdict::Ended(now)
+        );
+    }
 
     #[test]
     fn owner_rules() {

@@ -19,6 +19,7 @@ mod duration;
 mod error;
 mod gpu;
 mod gpu_env;
+mod host;
 mod lab;
 mod liveness;
 mod model;
@@ -125,9 +126,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
             commands::reserve::reserve(&ctx, args).map(|()| 0)
         }
         Command::Run(args) => commands::run::run(&context(&cli)?, args),
-        Command::Status(args) => commands::status::status(&context(&cli)?, args).map(|()| 0),
-        Command::Queue(args) => commands::queue::queue(&context(&cli)?, args).map(|()| 0),
-        Command::Report(args) => commands::report::report(&context(&cli)?, args).map(|()| 0),
+        Command::Status(args) => commands::status::status(&context(&cli)?, args),
+        Command::Queue(args) => commands::queue::queue(&context(&cli)?, args),
+        Command::Report(args) => commands::report::report(&context(&cli)?, args),
         Command::Web(args) => commands::web::web(context(&cli)?, args).map(|()| 0),
     }
 }
@@ -140,7 +141,8 @@ fn context(cli: &Cli) -> Result<Context> {
 /// is the one the shell's reservation is in (`CANHAZGPU_SHELL_STORE`, which
 /// `reserve --store` records) unless `--store` names another.
 fn shell_context(cli: &Cli, for_shell: bool) -> Result<Context> {
-    let config = Config::load(cli.config.as_deref())?;
+    let mut config = Config::load(cli.config.as_deref())?;
+    config.apply_host_env(std::env::var(host::HOST_ENV).ok().as_deref())?;
     let env = std::env::var(config::STORE_ENV).ok();
     // clap fills `store` from the flag or the environment; only the flag is a choice
     // made for this command.
@@ -150,9 +152,11 @@ fn shell_context(cli: &Cli, for_shell: bool) -> Result<Context> {
         .flatten()
         .filter(|url| !url.is_empty());
     let store_key = flag.or(layer);
-    let store = config.open_store(store_key.as_deref().or(env.as_deref()))?;
+    let chosen = store_key.as_deref().or(env.as_deref());
+    let store = config.open_store(chosen)?;
     Ok(Context {
         store,
+        store_url: config.store_url(chosen),
         config,
         view: ProcView::new(),
         store_key,

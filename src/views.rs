@@ -89,19 +89,28 @@ pub struct WaiterView {
 }
 
 /// One host's pool as the lab views show it (`status --all-hosts --json`, the web API):
-/// a host that could not be read is still listed, with `reachable: false` and why.
+/// a host that could not be read is still listed, with `error` saying why. The schema is
+/// documented in docs/status-json.md ("Several hosts").
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HostView {
     /// The host's name (config `host`), or this machine's hostname for an unnamed pool.
     pub host: String,
     /// Where the pool lives, without credentials.
     pub store: String,
+    /// Whether this is the host the command ran on.
+    pub this_host: bool,
+    /// Whether its store answered; `false` with `error` when it could not be reached.
     pub reachable: bool,
-    /// Why the host could not be read; `null` when it was.
+    /// Why the host's pool could not be shown; `null` when it was.
     pub error: Option<String>,
-    /// The time the view was computed at, by the clock the host's pool is judged with.
+    /// The time the view was computed at: the viewer's clock.
     pub now: Option<Timestamp>,
-    /// Counts of `gpus` by state, and of `queue`; `null` when unreachable.
+    /// When the host last committed a change to its pool (named hosts on Redis).
+    pub last_write: Option<Timestamp>,
+    /// When the host's NVML was asked for the `nvml` objects shown; `null` when this
+    /// command asked it (this host) or there are none.
+    pub nvml_at: Option<Timestamp>,
+    /// Counts of `gpus` by state, and of `queue`; `null` when the pool was not read.
     pub summary: Option<HostSummary>,
     pub gpus: Vec<GpuView>,
     pub queue: Vec<WaiterView>,
@@ -113,18 +122,26 @@ pub struct HostSummary {
     pub available: usize,
     pub in_use: usize,
     pub in_use_without_reservation: usize,
+    /// Requests waiting in the queue.
     pub waiting: usize,
+    /// GPUs a request without `--wait` would get now: those available, less what the
+    /// requests waiting in the queue want first (the queue is served first come, first
+    /// served).
+    pub free_now: usize,
 }
 
 impl HostSummary {
     pub fn of(gpus: &[GpuView], queue: &[WaiterView]) -> HostSummary {
         let count = |state| gpus.iter().filter(|gpu| gpu.state == state).count();
+        let available = count(GpuState::Available);
+        let wanted: usize = queue.iter().map(|waiter| waiter.gpus as usize).sum();
         HostSummary {
             gpus: gpus.len(),
-            available: count(GpuState::Available),
+            available,
             in_use: count(GpuState::InUse),
             in_use_without_reservation: count(GpuState::InUseWithoutReservation),
             waiting: queue.len(),
+            free_now: available.saturating_sub(wanted),
         }
     }
 }

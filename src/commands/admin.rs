@@ -2,7 +2,7 @@
 
 use crate::cli::AdminArgs;
 use crate::commands::Context;
-use crate::commands::gpus::{Gpus, MAX_POOL};
+use crate::commands::gpus::{Gpus, MAX_POOL, configured_threshold};
 use crate::error::{Error, Result};
 use crate::model::Pool;
 use crate::output;
@@ -25,9 +25,20 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
     powers::require_admin(
         &ctx.config,
         &ctx.store,
-        "initialize or reinitialize the pool",
+        if args.take_over_host {
+            "hand this host's name to this machine"
+        } else {
+            "initialize or reinitialize the pool"
+        },
     )?;
-    let count = pool_size(ctx, args)?;
+    if args.take_over_host {
+        take_over_host(ctx)?;
+        if args.gpus.is_none() {
+            return Ok(());
+        }
+    }
+    let gpus = Gpus::probe(&ctx.config, &args.libraries);
+    let count = pool_size(&gpus, args)?;
     ctx.store.prepare_for_admin()?;
     let previous = ctx.store.transact(|pool, now| {
         let previous = match pool.as_ref() {
@@ -61,6 +72,9 @@ pub fn admin(ctx: &Context, args: &AdminArgs) -> Result<()> {
         }
         Err(e) => return Err(e),
     };
+    let threshold = configured_threshold(&ctx.config);
+    ctx.store
+        .publish_gpus(|now| gpus.to_publish(now, threshold));
     match previous {
         Replaced::Pool { gpus, reservations } => {
             if reservations > 0 {
@@ -98,11 +112,28 @@ fn gpus_counted(count: u32, adjective: &str) -> String {
     format!("{count} {adjective}GPU{plural}")
 }
 
+/// `admin --take-over-host`: this machine now owns the name, whoever did before.
+fn take_over_host(ctx: &Context) -> Result<()> {
+    let Some(name) = &ctx.config.host else {
+        return Err(Error::usage(
+            "--take-over-host hands this host's name to this machine, but this host has \
+             none: set `host` in the configuration (or CANHAZGPU_HOST) first",
+        ));
+    };
+    ctx.store.take_over_host()?;
+    say!(
+        "canhazgpu: this machine ({}) now owns the host name {name} in the {}; its pool \
+         and reservations are unchanged",
+        crate::host::machine_id(),
+        ctx.store.describe()
+    );
+    Ok(())
+}
+
 /// `--gpus`, checked against what the GPU library reports; or its count when not given.
-fn pool_size(ctx: &Context, args: &AdminArgs) -> Result<u32> {
-    let gpus = Gpus::probe(&ctx.config, &args.libraries);
+fn pool_size(gpus: &Gpus, args: &AdminArgs) -> Result<u32> {
     let Some(n) = args.gpus else {
-        return detected(&gpus);
+        return detected(gpus);
     };
     let Some(devices) = gpus.devices() else {
         gpus.warn(&format!("cannot check --gpus {n} against this host's GPUs"));

@@ -31,8 +31,28 @@ fn visible(command: &Command) -> Command {
     if let Some(about) = command.get_about() {
         out = out.about(about.clone());
     }
-    for arg in command.get_arguments().filter(|arg| !arg.is_hide_set()) {
-        out = out.arg(arg.clone());
+    let shown: Vec<&clap::Arg> = command
+        .get_arguments()
+        .filter(|arg| !arg.is_hide_set())
+        .collect();
+    for arg in &shown {
+        out = out.arg((*arg).clone());
+    }
+    // Groups too (`--free` requires one of `--host`, `--all-hosts`), without hidden members.
+    for group in command.get_groups() {
+        let members: Vec<clap::Id> = group
+            .get_args()
+            .filter(|id| shown.iter().any(|arg| arg.get_id() == *id))
+            .cloned()
+            .collect();
+        let mut group = group.clone();
+        let multiple = group.is_multiple();
+        out = out.group(
+            clap::ArgGroup::new(group.get_id().clone())
+                .args(members)
+                .multiple(multiple)
+                .required(group.is_required_set()),
+        );
     }
     for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
         out = out.subcommand(visible(sub));

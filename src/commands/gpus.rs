@@ -13,6 +13,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::gpu::{self, GpuInfo, GpuProcess, Host, Library, Request, Vendor};
 use crate::gpu_env::{self, Device, Known, Scheme};
+use crate::host::PublishedGpus;
+use crate::model::Timestamp;
 
 pub const DEFAULT_MEMORY_THRESHOLD_MIB: u64 = 1024;
 
@@ -24,6 +26,7 @@ pub use crate::model::MAX_GPUS as MAX_POOL;
 const UNDETECTED: &str = "GPUs in use without a reservation cannot be detected";
 
 /// The outcome of one probe.
+#[derive(Clone)]
 pub struct Gpus {
     host: Host,
 }
@@ -100,12 +103,40 @@ impl Gpus {
         }
     }
 
-    /// No GPU library at all, as on a host without a driver.
-    #[cfg(test)]
+    /// No GPU library at all, as on a host without a driver (or another host that
+    /// published nothing).
     pub fn none() -> Gpus {
         Gpus {
             host: Host::default(),
         }
+    }
+
+    /// What another host published of its GPU library's answer, to be shown as if
+    /// probed here.
+    pub fn published(facts: &PublishedGpus) -> Gpus {
+        Gpus {
+            host: Host {
+                found: Some(gpu::Found {
+                    vendor: Vendor::parse(&facts.vendor).unwrap_or(Vendor::Nvidia),
+                    version: facts.driver_version.clone(),
+                    gpus: facts.gpus.clone(),
+                }),
+                ..Host::default()
+            },
+        }
+    }
+
+    /// What this host publishes of this probe for other hosts' views; `None` when no
+    /// library answered.
+    pub fn to_publish(&self, probed_at: Timestamp, threshold_mib: u64) -> Option<PublishedGpus> {
+        let found = self.host.found.as_ref()?;
+        Some(PublishedGpus {
+            probed_at,
+            memory_threshold_mib: threshold_mib,
+            vendor: found.vendor.as_str().to_string(),
+            driver_version: found.version.clone(),
+            gpus: found.gpus.clone(),
+        })
     }
 
     #[cfg(test)]
@@ -193,7 +224,13 @@ impl Gpus {
 /// Flag > config > default.
 pub fn memory_threshold(config: &Config, args: &UsageArgs) -> u64 {
     args.memory_threshold
-        .or(config.memory_threshold)
+        .unwrap_or(configured_threshold(config))
+}
+
+/// Config > default, for commands without the flag.
+pub fn configured_threshold(config: &Config) -> u64 {
+    config
+        .memory_threshold
         .unwrap_or(DEFAULT_MEMORY_THRESHOLD_MIB)
 }
 
@@ -228,6 +265,8 @@ pub fn describe_processes<'a>(processes: impl IntoIterator<Item = &'a GpuProcess
 /// the chosen.
 pub struct Allocation {
     gpus: Gpus,
+    /// What "in use without reservation" means here, for what this host publishes.
+    threshold: u64,
     busy: BTreeSet<u32>,
     /// Pool ids no unit answers to where pool ids are not GPU indices (MIG): naming
     /// them by index would hand out someone else's GPU.
@@ -254,13 +293,15 @@ impl Allocation {
             )));
         }
         gpus.warn(UNDETECTED);
-        let busy = gpus.busy(memory_threshold(config, &args.usage));
+        let threshold = memory_threshold(config, &args.usage);
+        let busy = gpus.busy(threshold);
         let unnamable = match gpus.devices() {
             Some(units) if gpus.has_mig() => (units.len() as u32..MAX_POOL).collect(),
             _ => BTreeSet::new(),
         };
         Ok(Allocation {
             gpus,
+            threshold,
             busy,
             unnamable,
             force: args.force,
@@ -269,6 +310,12 @@ impl Allocation {
                 .or(config.visible_devices)
                 .unwrap_or_default(),
         })
+    }
+
+    /// Publishes what the probe found for other hosts' views, when due (see
+    /// [`crate::store::Store::publish_gpus`]); call after the store was read.
+    pub fn publish(&self, store: &crate::store::Store) {
+        store.publish_gpus(|now| self.gpus.to_publish(now, self.threshold));
     }
 
     /// GPUs that must not be handed out even when the pool has them free.

@@ -26,6 +26,8 @@ use crate::store::Store;
 
 pub struct Context {
     pub store: Store,
+    /// The URL `store` was opened from, for the lab views' threads, which open their own.
+    pub store_url: String,
     pub config: Config,
     pub view: ProcView,
     /// What a shell's layer records as `store`'s place (`CANHAZGPU_SHELL_STORE`): the
@@ -69,7 +71,7 @@ impl Context {
             return self.store.snapshot().map(local);
         }
         let store = match store_key {
-            Some(url) => Store::open(url)?,
+            Some(url) => Store::open(url, &self.config.store_options())?,
             None => {
                 let env = std::env::var(crate::config::STORE_ENV).ok();
                 self.config.open_store(env.as_deref())?

@@ -1,21 +1,66 @@
-//! `canhazgpu queue`: who waits for GPUs, in the order they will be served.
+//! `canhazgpu queue`: who waits for GPUs, in the order they will be served; with
+//! `--host NAME` or `--all-hosts`, each host's queue under its header.
 
 use crate::cli::QueueArgs;
+use crate::commands::gpus::{Gpus, configured_threshold};
+use crate::commands::status::{host_header, lab_exit_status, selection};
 use crate::commands::{Context, format_ids};
 use crate::duration::format_hms;
 use crate::error::{Error, Result};
+use crate::lab;
+use crate::model::{Pool, Timestamp};
 use crate::output;
-use crate::views;
+use crate::views::{self, HostView};
 
-pub fn queue(ctx: &Context, args: &QueueArgs) -> Result<()> {
+/// Returns the exit status (see `status`).
+pub fn queue(ctx: &Context, args: &QueueArgs) -> Result<i32> {
+    if args.hosts.any() {
+        return lab_queue(ctx, args);
+    }
     let (pool, now) = ctx.current_pool()?;
     if args.json {
         let text = serde_json::to_string(&views::waiter_views(&pool.queue))
             .map_err(|e| Error::failure(format!("cannot encode the queue as JSON: {e}")))?;
-        return output::println(&text);
+        return output::println(&text).map(|()| 0);
     }
+    output::print(&queue_lines(&pool, now)).map(|()| 0)
+}
+
+fn lab_queue(ctx: &Context, args: &QueueArgs) -> Result<i32> {
+    // The queue needs no NVML; the views' states come from what each host published.
+    let threshold = configured_threshold(&ctx.config);
+    let hosts = lab::read(
+        ctx,
+        &selection(&args.hosts),
+        (Gpus::none(), threshold),
+        None,
+    )?;
+    if args.json {
+        let views: Vec<HostView> = hosts.iter().map(lab::HostState::view).collect();
+        let text = serde_json::to_string(&views)
+            .map_err(|e| Error::failure(format!("cannot encode the queue as JSON: {e}")))?;
+        output::println(&text)?;
+        return Ok(lab_exit_status(&hosts));
+    }
+    let sections: Vec<String> = hosts
+        .iter()
+        .map(|host| {
+            let mut section = host_header(host);
+            section.push('\n');
+            if let Ok(read) = &host.outcome {
+                section.push_str(&queue_lines(&read.pool, read.now));
+            }
+            section
+        })
+        .collect();
+    output::print(&sections.join("\n"))?;
+    Ok(lab_exit_status(&hosts))
+}
+
+/// The queue, one waiter a line, or a line saying nobody waits.
+fn queue_lines(pool: &Pool, now: Timestamp) -> String {
     if pool.queue.is_empty() {
-        return output::println("Nobody is waiting for GPUs");
+        return "Nobody is waiting for GPUs\n".to_string();
     }
     let mut text = String::new();
     for (index, waiter) in pool.queue.iter().enumerate() {
@@ -35,5 +80,5 @@ pub fn queue(ctx: &Context, args: &QueueArgs) -> Result<()> {
             format_hms(now - waiter.enqueued_at)
         ));
     }
-    output::print(&text)
+    text
 }

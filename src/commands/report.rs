@@ -1,5 +1,6 @@
 //! `canhazgpu report`: GPU-hours per user over a period, from the stores' history plus
-//! the reservations still running.
+//! the reservations still running; with `--host NAME` or `--all-hosts`, per user across
+//! the hosts and per host.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,10 @@ use serde::Serialize;
 
 use crate::cli::ReportArgs;
 use crate::commands::Context;
+use crate::commands::gpus::{Gpus, configured_threshold};
+use crate::commands::status::{host_header, lab_exit_status, selection};
 use crate::error::{Error, Result};
+use crate::lab::{self, HostState};
 use crate::model::{HistoryRecord, Pool, Timestamp};
 use crate::output;
 
@@ -37,7 +41,26 @@ pub struct Report {
     pub total: Usage,
 }
 
+/// One host's report in `report --host/--all-hosts --json`: the host as `status`'s lab
+/// views describe it, and its report, `null` when it could not be read.
+#[derive(Debug, Serialize)]
+pub struct HostReport {
+    pub host: String,
+    pub store: String,
+    pub this_host: bool,
+    pub reachable: bool,
+    pub error: Option<String>,
+    pub report: Option<Report>,
+}
+
 impl Usage {
+    fn merge(&mut self, other: &Usage) {
+        self.gpu_hours += other.gpu_hours;
+        self.run_count += other.run_count;
+        self.manual_count += other.manual_count;
+        self.in_progress += other.in_progress;
+    }
+
     fn add(&mut self, seconds: i64, kind: &str, finished: bool) {
         self.gpu_hours += seconds.max(0) as f64 / 3600.0;
         match (finished, kind) {
@@ -84,6 +107,45 @@ pub fn compute(
             .add(seconds, kind, false);
         total.add(seconds, kind, false);
     }
+    Report {
+        days,
+        since,
+        until,
+        users: sorted(users),
+        total,
+    }
+}
+
+/// The reports of several hosts as one: per user across them.
+pub fn combine<'a>(reports: impl IntoIterator<Item = &'a Report>, days: u32) -> Report {
+    let mut users: BTreeMap<String, Usage> = BTreeMap::new();
+    let mut total = Usage::default();
+    let (mut since, mut until) = (Timestamp::MAX, Timestamp::MIN);
+    for report in reports {
+        for user in &report.users {
+            users
+                .entry(user.user.clone())
+                .or_default()
+                .merge(&user.usage);
+        }
+        total.merge(&report.total);
+        since = since.min(report.since);
+        until = until.max(report.until);
+    }
+    if since > until {
+        (since, until) = (0, 0);
+    }
+    Report {
+        days,
+        since,
+        until,
+        users: sorted(users),
+        total,
+    }
+}
+
+/// Most GPU-hours first, then by name.
+fn sorted(users: BTreeMap<String, Usage>) -> Vec<UserUsage> {
     let mut users: Vec<UserUsage> = users
         .into_iter()
         .map(|(user, usage)| UserUsage { user, usage })
@@ -94,16 +156,14 @@ pub fn compute(
             .total_cmp(&a.usage.gpu_hours)
             .then(a.user.cmp(&b.user))
     });
-    Report {
-        days,
-        since,
-        until,
-        users,
-        total,
-    }
+    users
 }
 
-pub fn report(ctx: &Context, args: &ReportArgs) -> Result<()> {
+/// Returns the exit status (see `status`).
+pub fn report(ctx: &Context, args: &ReportArgs) -> Result<i32> {
+    if args.hosts.any() {
+        return lab_report(ctx, args);
+    }
     let (pool, until) = ctx.current_pool()?;
     let since = until - i64::from(args.days) * 86_400;
     let history = ctx.store.history(since)?;
@@ -111,9 +171,97 @@ pub fn report(ctx: &Context, args: &ReportArgs) -> Result<()> {
     if args.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| Error::failure(format!("cannot encode the report as JSON: {e}")))?;
-        return output::println(&text);
+        return output::println(&text).map(|()| 0);
     }
-    output::print(&render(&report, since))
+    output::print(&render(&report, since)).map(|()| 0)
+}
+
+fn lab_report(ctx: &Context, args: &ReportArgs) -> Result<i32> {
+    let window = i64::from(args.days) * 86_400;
+    let since = crate::model::local_now() - window;
+    let threshold = configured_threshold(&ctx.config);
+    let hosts = lab::read(
+        ctx,
+        &selection(&args.hosts),
+        (Gpus::none(), threshold),
+        Some(since),
+    )?;
+    let reports: Vec<Option<Report>> = hosts
+        .iter()
+        .map(|host| {
+            let read = host.outcome.as_ref().ok()?;
+            let since = read.now - window;
+            Some(compute(
+                &read.history,
+                &read.pool,
+                since,
+                read.now,
+                args.days,
+            ))
+        })
+        .collect();
+    if args.json {
+        let per_host: Vec<HostReport> = hosts
+            .iter()
+            .zip(reports)
+            .map(|(host, report)| host_report(host, report))
+            .collect();
+        let text = serde_json::to_string_pretty(&per_host)
+            .map_err(|e| Error::failure(format!("cannot encode the report as JSON: {e}")))?;
+        output::println(&text)?;
+        return Ok(lab_exit_status(&hosts));
+    }
+    output::print(&render_lab(&hosts, &reports, args.days, since))?;
+    Ok(lab_exit_status(&hosts))
+}
+
+fn host_report(host: &HostState, report: Option<Report>) -> HostReport {
+    let view = host.view();
+    HostReport {
+        host: view.host,
+        store: view.store,
+        this_host: view.this_host,
+        reachable: view.reachable,
+        error: view.error,
+        report,
+    }
+}
+
+/// Per user across the hosts, then per host, then the hosts that could not be read.
+fn render_lab(
+    hosts: &[HostState],
+    reports: &[Option<Report>],
+    days: u32,
+    since: Timestamp,
+) -> String {
+    let read: Vec<&Report> = reports.iter().flatten().collect();
+    let combined = combine(read.iter().copied(), days);
+    let mut text = render(&combined, since);
+    text.insert_str(
+        text.find('\n').unwrap_or(text.len()),
+        &format!(", on {} host(s)", read.len()),
+    );
+    let per_host: Vec<UserUsage> = hosts
+        .iter()
+        .zip(reports)
+        .filter_map(|(host, report)| {
+            let report = report.as_ref()?;
+            let mut usage = Usage::default();
+            usage.merge(&report.total);
+            Some(UserUsage {
+                user: host.name.clone(),
+                usage,
+            })
+        })
+        .collect();
+    text.push('\n');
+    text.push_str(&table("Host", &per_host, &combined.total));
+    for host in hosts.iter().filter(|host| host.outcome.is_err()) {
+        text.push('\n');
+        text.push_str(&host_header(host));
+        text.push('\n');
+    }
+    text
 }
 
 /// The report as a table under a heading.
@@ -125,27 +273,27 @@ fn render(report: &Report, since: Timestamp) -> String {
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(since.max(0) as u64)
         )
     );
-    let width = report
-        .users
-        .iter()
-        .map(|u| u.user.len())
-        .max()
-        .unwrap_or(4)
-        .max(5);
-    text.push_str(&format!(
+    text.push_str(&table("User", &report.users, &report.total));
+    text
+}
+
+/// Rows named in the first column (users or hosts), then the total.
+fn table(heading: &str, rows: &[UserUsage], total: &Usage) -> String {
+    let width = rows.iter().map(|u| u.user.len()).max().unwrap_or(4).max(5);
+    let mut text = format!(
         "{:<width$}  {:>10}  {:>6}  {:>6}  {:>11}\n",
-        "User", "GPU hours", "Runs", "Manual", "In progress"
-    ));
+        heading, "GPU hours", "Runs", "Manual", "In progress"
+    );
     let row = |name: &str, usage: &Usage| {
         format!(
             "{:<width$}  {:>10.2}  {:>6}  {:>6}  {:>11}\n",
             name, usage.gpu_hours, usage.run_count, usage.manual_count, usage.in_progress
         )
     };
-    for user in &report.users {
+    for user in rows {
         text.push_str(&row(&user.user, &user.usage));
     }
-    text.push_str(&row("Total", &report.total));
+    text.push_str(&row("Total", total));
     text
 }
 
@@ -212,5 +360,31 @@ mod tests {
         );
         assert_eq!(report.total.gpu_hours, 4.0);
         assert_eq!(report.total.in_progress, 1);
+    }
+
+    #[test]
+    fn hosts_combine_per_user() {
+        let pool = Pool::new(1, 0);
+        let a = compute(
+            &[
+                record("alice", 0, 3600, "run"),
+                record("bob", 0, 7200, "manual"),
+            ],
+            &pool,
+            0,
+            10_000,
+            1,
+        );
+        let b = compute(&[record("alice", 100, 7300, "run")], &pool, 100, 10_100, 1);
+        let both = combine([&a, &b], 1);
+        let users: Vec<(&str, f64, u64)> = both
+            .users
+            .iter()
+            .map(|u| (u.user.as_str(), u.usage.gpu_hours, u.usage.run_count))
+            .collect();
+        assert_eq!(users, [("alice", 3.0, 2), ("bob", 2.0, 0)]);
+        assert_eq!(both.total.gpu_hours, 5.0);
+        assert_eq!((both.since, both.until), (0, 10_100));
+        assert_eq!(combine([], 1).total, Usage::default());
     }
 }

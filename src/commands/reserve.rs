@@ -60,6 +60,7 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
         written = Some(reservation);
         after = vars.is_some().then(|| pool.clone());
     })?;
+    gpus.publish(&ctx.store);
     let reserved = Reserved {
         devices: gpus.chosen(&ids),
         ids,

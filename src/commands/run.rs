@@ -66,6 +66,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
             "acquired GPUs without writing a reservation",
         ));
     };
+    gpus.publish(&ctx.store);
     say!("canhazgpu: running on GPU(s) {}", format_ids(&ids));
     let devices = gpus.chosen(&ids);
     let held = Held {

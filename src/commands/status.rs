@@ -4,24 +4,35 @@
 //! so that scripts reading them keep working; what the GPU library (NVML or AMD SMI)
 //! adds comes after them, or replaces AVAILABLE with IN USE WITHOUT RESERVATION for a
 //! GPU someone uses unasked.
+//!
+//! With `--host NAME` or `--all-hosts`, the same lines for each host under a header that
+//! sums the host up (see `crate::lab`).
 
-use crate::cli::StatusArgs;
+use crate::cli::{HostsArgs, StatusArgs};
 use crate::commands::gpus::{Gpus, describe_processes, memory_threshold};
 use crate::commands::{Context, format_ids};
 use crate::duration::format_hms;
-use crate::error::{Error, Result};
+use crate::error::{EXIT_FAILURE, Error, Result};
 use crate::gpu::GpuInfo;
+use crate::lab::{self, HostState, Selection};
 use crate::model::{GpuSlot, Kind, Pool, Reservation, Timestamp};
 use crate::output;
-use crate::views::{self, GpuState};
+use crate::views::{self, GpuState, HostView};
 
-pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
+/// Returns the exit status: with `--host` or `--all-hosts`, 1 when a host could not be
+/// shown.
+pub fn status(ctx: &Context, args: &StatusArgs) -> Result<i32> {
     // Asked before the pool is read, so the reservations shown are no older than the
     // processes they are compared with.
     let gpus = Gpus::probe(&ctx.config, &args.usage.libraries);
     gpus.warn("showing reservations only");
     let threshold = memory_threshold(&ctx.config, &args.usage);
+    if args.hosts.any() {
+        return lab_status(ctx, args, gpus, threshold);
+    }
     let (pool, now) = ctx.current_pool()?;
+    ctx.store
+        .publish_gpus(|probed_at| gpus.to_publish(probed_at, threshold));
     warn_about_size(ctx, &pool, &gpus);
     if args.verbose {
         say!("Store: {}", ctx.store.describe());
@@ -31,14 +42,117 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<()> {
         let views = views::gpu_views(&pool, &gpus, threshold);
         let text = serde_json::to_string(&views)
             .map_err(|e| Error::failure(format!("cannot encode the status as JSON: {e}")))?;
-        return output::println(&text);
+        return output::println(&text).map(|()| 0);
     }
+    output::print(&gpu_lines(&pool, now, &gpus, threshold)).map(|()| 0)
+}
+
+fn gpu_lines(pool: &Pool, now: Timestamp, gpus: &Gpus, threshold: u64) -> String {
     let mut out = String::new();
     for slot in &pool.gpus {
-        out.push_str(&describe(slot, &pool, now, &gpus, threshold));
+        out.push_str(&describe(slot, pool, now, gpus, threshold));
         out.push('\n');
     }
-    output::print(&out)
+    out
+}
+
+/// What `--host` and `--all-hosts` ask for.
+pub fn selection(args: &HostsArgs) -> Selection {
+    if args.all_hosts {
+        Selection::All
+    } else {
+        Selection::Named(args.hosts.clone())
+    }
+}
+
+/// The exit status of a lab view: 1 when a host could not be shown.
+pub fn lab_exit_status(hosts: &[HostState]) -> i32 {
+    if hosts.iter().all(|host| host.outcome.is_ok()) {
+        0
+    } else {
+        EXIT_FAILURE
+    }
+}
+
+fn lab_status(ctx: &Context, args: &StatusArgs, gpus: Gpus, threshold: u64) -> Result<i32> {
+    let hosts = lab::read(ctx, &selection(&args.hosts), (gpus, threshold), None)?;
+    let shown: Vec<&HostState> = match args.free {
+        // The hosts that could not be read stay in the answer: the best host may be
+        // among them.
+        Some(wanted) => lab::rank_free(&hosts, wanted as usize)
+            .into_iter()
+            .map(|index| &hosts[index])
+            .chain(hosts.iter().filter(|host| host.outcome.is_err()))
+            .collect(),
+        None => hosts.iter().collect(),
+    };
+    if args.verbose {
+        for host in &hosts {
+            say!("Store of {}: {}", host.name, host.store);
+        }
+    }
+    if args.json {
+        let views: Vec<HostView> = shown.iter().map(|host| host.view()).collect();
+        let text = serde_json::to_string(&views)
+            .map_err(|e| Error::failure(format!("cannot encode the status as JSON: {e}")))?;
+        output::println(&text)?;
+        return Ok(lab_exit_status(&hosts));
+    }
+    let mut sections: Vec<String> = Vec::new();
+    if let Some(wanted) = args.free
+        && shown.iter().all(|host| host.outcome.is_err())
+    {
+        sections.push(format!("No host has {wanted} GPU(s) free now\n"));
+    }
+    for host in shown {
+        let mut section = host_header(host);
+        section.push('\n');
+        if let Ok(pool) = &host.outcome {
+            section.push_str(&gpu_lines(
+                &pool.pool,
+                pool.now,
+                &pool.gpus,
+                pool.threshold_mib,
+            ));
+        }
+        sections.push(section);
+    }
+    output::print(&sections.join("\n"))?;
+    Ok(lab_exit_status(&hosts))
+}
+
+/// `== gpu7 (this host) == 8 GPUs: 3 free, 4 reserved, ...; last write 0h 0m 12s ago`,
+/// or the one line saying why the host could not be shown.
+pub fn host_header(host: &HostState) -> String {
+    let this = if host.this_host { " (this host)" } else { "" };
+    let title = format!("== {}{this} ==", host.name);
+    let pool = match &host.outcome {
+        Ok(pool) => pool,
+        Err(problem) => return format!("{title} {}", problem.message),
+    };
+    let view = host.view();
+    let Some(summary) = view.summary else {
+        return title;
+    };
+    let mut line = format!(
+        "{title} {} GPUs: {} free, {} reserved, {} in use without reservation, {} waiting",
+        summary.gpus,
+        summary.available,
+        summary.in_use,
+        summary.in_use_without_reservation,
+        summary.waiting
+    );
+    if let Some(t) = pool.last_write {
+        line.push_str(&format!("; last write {} ago", format_hms(pool.now - t)));
+    }
+    if let Some(t) = pool.nvml_at {
+        line.push_str(&format!(
+            "; {} asked {} ago",
+            pool.gpus.library(),
+            format_hms(pool.now - t)
+        ));
+    }
+    line
 }
 
 /// A pool whose size disagrees with what the store or the host holds: GPU entries beyond
@@ -51,9 +165,12 @@ fn warn_about_size(ctx: &Context, pool: &Pool, gpus: &Gpus) {
         Ok(hidden) if !hidden.is_empty() => say!(
             "canhazgpu: warning: the store holds entries for GPU(s) {} beyond the pool's \
              {size} GPUs; no command sees them, so reservations there are not honoured. If \
-             the pool should be larger, set the right size (`redis-cli SET \
-             canhazgpu:gpu_count N`); otherwise delete those entries",
-            format_ids(&hidden)
+             the pool should be larger, set the right size (`redis-cli SET {} N`); \
+             otherwise delete those entries",
+            format_ids(&hidden),
+            ctx.store
+                .count_key()
+                .unwrap_or_else(|| "canhazgpu:gpu_count".to_string())
         ),
         Ok(_) => {}
         Err(e) => {

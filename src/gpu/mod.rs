@@ -82,7 +82,7 @@ impl Vendor {
 }
 
 /// A process using a GPU.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GpuProcess {
     /// As the driver reports it, i.e. in the host's PID namespace; inside a container
     /// it may not exist in our `/proc`, or be another process.
@@ -96,7 +96,7 @@ pub struct GpuProcess {
 }
 
 /// Where a MIG instance lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mig {
     /// NVML's index of the GPU it is part of.
     pub gpu: u32,
@@ -107,8 +107,10 @@ pub struct Mig {
     pub profile: Option<String>,
 }
 
-/// One reservable unit: a GPU, or a MIG instance of one.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One reservable unit: a GPU, or a MIG instance of one. Serialisable because a named
+/// host publishes what its GPU library says for the lab views of other hosts (see
+/// `crate::host::PublishedGpus`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GpuInfo {
     /// Position in the host's list of units, which is the pool's id: GPUs in the
     /// vendor's order (PCI bus order for NVML), a MIG GPU's instances in their order.
@@ -131,9 +133,11 @@ pub struct GpuInfo {
     /// figures, which show a busy GPU by themselves.
     pub processes: Vec<GpuProcess>,
     /// Set for a MIG instance.
+    #[serde(default)]
     pub mig: Option<Mig>,
     /// Something about this unit that `status` says, e.g. that the GPU is in MIG mode
     /// but reserved whole.
+    #[serde(default)]
     pub note: Option<String>,
 }
 

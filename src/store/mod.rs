@@ -5,10 +5,12 @@
 mod file;
 mod redis;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::host::{HostName, Keyspace, PoolRead, PublishedGpus, Registration};
 use crate::model::{HistoryRecord, Pool, Timestamp};
 
 /// The pool as last committed, and the store's time when it was read.
@@ -42,10 +44,26 @@ pub enum Store {
     Redis(Box<RedisStore>),
 }
 
+/// How to open a store beyond its URL.
+#[derive(Clone, Debug, Default)]
+pub struct StoreOptions {
+    /// Where this host's pool lives among a Redis store's keys (config `host`); the
+    /// embedded store holds one pool and ignores it.
+    pub keyspace: Keyspace,
+    /// The certificate authority of a `rediss://` server (config `tls_ca_file`).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Opened only to look at other hosts' pools (the lab views): a message about the
+    /// store says what to check there, not how to choose another store for this host.
+    pub viewing: bool,
+}
+
+/// The hosts registered in a store, by name.
+pub type Registry = BTreeMap<HostName, Registration>;
+
 impl Store {
-    /// `file:///dir`, `redis://host:port/db`, `redis+unix:///path/to/socket` (also
-    /// `unix:///path`).
-    pub fn open(url: &str) -> Result<Store> {
+    /// `file:///dir`, `redis://host:port/db`, `rediss://` (TLS), `redis+unix:///path/to/socket`
+    /// (also `unix:///path`).
+    pub fn open(url: &str, options: &StoreOptions) -> Result<Store> {
         let scheme = url.split_once("://").map(|(scheme, _)| scheme);
         match scheme {
             Some("file") => {
@@ -58,12 +76,13 @@ impl Store {
                 }
                 Ok(Store::File(FileStore::new(PathBuf::from(path))))
             }
-            Some("redis" | "redis+unix" | "unix") => {
-                Ok(Store::Redis(Box::new(RedisStore::open(url)?)))
+            Some("redis" | "rediss" | "redis+unix" | "unix") => {
+                Ok(Store::Redis(Box::new(RedisStore::open(url, options)?)))
             }
             _ => Err(Error::usage(format!(
                 "unknown store URL '{}'; use file:///path/to/dir (embedded store), \
-                 redis://host:port/db or redis+unix:///path/to/redis.sock",
+                 redis://host:port/db, rediss://host:port/db (TLS) or \
+                 redis+unix:///path/to/redis.sock",
                 printable_url(url)
             ))),
         }
@@ -102,6 +121,68 @@ impl Store {
     /// [`crate::liveness::Rules::repair_clock_steps`]).
     pub fn clock_is_shared(&self) -> bool {
         matches!(self, Store::File(_))
+    }
+
+    /// The key that holds the pool's size, for messages that tell how to fix it by hand
+    /// (Redis only).
+    pub fn count_key(&self) -> Option<String> {
+        match self {
+            Store::File(_) => None,
+            Store::Redis(store) => Some(store.count_key()),
+        }
+    }
+
+    /// What this host's GPU library said, for other hosts' views (see
+    /// [`PublishedGpus`]): written by a named host on Redis when what it published last
+    /// is [`crate::host::PUBLISH_INTERVAL_SECONDS`] old or more, as of the last read of
+    /// its pool; best effort, and nothing at all elsewhere. `facts` gets the store's time.
+    pub fn publish_gpus(&self, facts: impl FnOnce(Timestamp) -> Option<PublishedGpus>) {
+        if let Store::Redis(store) = self {
+            store.publish_gpus(facts);
+        }
+    }
+
+    /// Hands this host's name (config `host`) to this machine in the registry,
+    /// whichever machine registered it before (`admin --take-over-host`).
+    pub fn take_over_host(&self) -> Result<()> {
+        match self {
+            Store::Redis(store) => store.take_over_host(),
+            Store::File(_) => Err(Error::usage(
+                "--take-over-host is for a host named (config `host`) in a Redis store \
+                 shared by several hosts; the embedded store has no registry of names",
+            )),
+        }
+    }
+
+    /// What the lab views read, read-only and in a few round trips: the registry, when
+    /// `with_registry`, then the pools under the keyspaces `choose` picks from it, with
+    /// their history since `history_since` when given. The embedded store holds one pool
+    /// and no registry. Each pool may fail on its own; the outer error is the store's.
+    pub fn read_pools(
+        &self,
+        with_registry: bool,
+        choose: &mut dyn FnMut(&Registry) -> Vec<Keyspace>,
+        history_since: Option<Timestamp>,
+    ) -> Result<(Registry, Vec<Result<PoolRead>>)> {
+        match self {
+            Store::Redis(store) => store.read_pools(with_registry, choose, history_since),
+            Store::File(store) => {
+                let registry = Registry::new();
+                let wanted = choose(&registry).len();
+                let snapshot = store.snapshot()?;
+                let history = match history_since {
+                    Some(since) => Some(store.history(since)?),
+                    None => None,
+                };
+                let read = PoolRead {
+                    pool: snapshot.pool,
+                    last_write: None,
+                    published: None,
+                    history,
+                };
+                Ok((registry, (0..wanted).map(|_| Ok(read.clone())).collect()))
+            }
+        }
     }
 
     /// GPU entries stored beyond the pool's size, which no command sees (Redis only:

@@ -9,27 +9,70 @@
 //! its round trips, so that a paused or unreachable server is an error within about
 //! [`TIMEOUT`], however many round trips the operation needed.
 
+mod lab;
+mod registry;
+
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::{Client, Connection, ConnectionLike, ErrorKind, RedisError, Value as RedisValue};
 
 use crate::error::{Error, Result};
+use crate::host::{HostName, Keyspace};
 use crate::model::{self, HistoryRecord, MAX_GPUS, Pool, Timestamp};
-use crate::store::{Snapshot, printable_url};
+use crate::store::{Snapshot, StoreOptions, printable_url};
 
-const KEY_COUNT: &str = "canhazgpu:gpu_count";
-/// Ours: upstream records no initialization time.
-const KEY_INITIALIZED: &str = "canhazgpu:initialized_at";
-const KEY_HISTORY: &str = "canhazgpu:usage_history_sorted";
-/// Ours: the FIFO of `--wait` requests, a JSON array. Upstream's own queue keys are left
-/// alone; the two queues do not know each other.
-const KEY_QUEUE: &str = "canhazgpu:fifo";
-/// Ours: see [`Pool::rebuilding_until`].
-const KEY_REBUILDING: &str = "canhazgpu:rebuilding_until";
-/// Published in every commit that frees a GPU or shortens the queue, so that waiters
-/// wake up at once instead of polling fast.
-pub const CHANNEL_WAKE: &str = "canhazgpu:wake";
+/// The keys of one pool: upstream's (`canhazgpu:gpu_count`, ...), or a named host's, the
+/// same names under `canhazgpu:{NAME}:` (see [`Keyspace`]).
+struct Keys {
+    space: Keyspace,
+    count: String,
+    /// Ours: upstream records no initialization time.
+    initialized: String,
+    history: String,
+    /// Ours: the FIFO of `--wait` requests, a JSON array. Upstream's own queue keys are
+    /// left alone; the two queues do not know each other.
+    queue: String,
+    /// Ours: see [`Pool::rebuilding_until`].
+    rebuilding: String,
+    /// The channel published in every commit that frees a GPU or shortens the queue, so
+    /// that waiters wake up at once instead of polling fast.
+    wake: String,
+    /// Ours, named hosts only: the store's time of the host's last commit, written in
+    /// the commit, for the lab views.
+    last_write: String,
+    /// Ours, named hosts only: what the host's GPU library said (see
+    /// [`crate::host::PublishedGpus`]), and the store's time it was published at.
+    gpus: String,
+    gpus_at: String,
+}
+
+impl Keys {
+    fn new(space: Keyspace) -> Keys {
+        Keys {
+            count: space.key("gpu_count"),
+            initialized: space.key("initialized_at"),
+            history: space.key("usage_history_sorted"),
+            queue: space.key("fifo"),
+            rebuilding: space.key("rebuilding_until"),
+            wake: space.key("wake"),
+            last_write: space.key("last_write"),
+            gpus: space.key("gpus"),
+            gpus_at: space.key("gpus_at"),
+            space,
+        }
+    }
+
+    fn gpu(&self, id: u32) -> String {
+        self.space.key(&format!("gpu:{id}"))
+    }
+
+    /// The host's name; `None` for upstream's keys, which get nothing but upstream's.
+    fn host(&self) -> Option<&HostName> {
+        self.space.host()
+    }
+}
+
 /// How long one store operation may wait for the server, all its round trips together.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 /// Far more than contention on one host produces; reaching it means something is wrong.
@@ -37,14 +80,17 @@ const MAX_ATTEMPTS: u32 = 200;
 /// Upstream keeps 90 days of history, and so do we.
 const HISTORY_SECONDS: i64 = 90 * 86_400;
 
-fn gpu_key(id: u32) -> String {
-    format!("canhazgpu:gpu:{id}")
-}
-
 pub struct RedisStore {
     /// The URL as messages may show it (see [`printable_url`]).
     shown: String,
     client: Client,
+    /// This host's pool's keys.
+    keys: Keys,
+    /// Opened by a lab view (see [`StoreOptions::viewing`]).
+    viewing: bool,
+    /// What the last read of this host's pool saw of the registry and of what the host
+    /// published, for the writes that follow it (see [`registry`]).
+    seen: Mutex<Option<registry::Seen>>,
     /// Opened at the first operation and kept for the next, dropped after any error
     /// that may have left it in an unknown state. A mutex because `run` heartbeats from
     /// a thread of its own.
@@ -150,12 +196,13 @@ fn timed_out() -> RedisError {
 }
 
 impl RedisStore {
-    pub fn open(url: &str) -> Result<Self> {
+    pub fn open(url: &str, options: &StoreOptions) -> Result<Self> {
         let shown = printable_url(url);
         let invalid = |e: RedisError| {
             Error::usage(format!(
                 "invalid Redis URL '{shown}': {e}; use redis://host:port/db, \
-                 redis://:PASSWORD@host:port/db or redis+unix:///path/to/redis.sock"
+                 redis://USER:PASSWORD@host:port/db, rediss://host:port/db (TLS) or \
+                 redis+unix:///path/to/redis.sock"
             ))
         };
         let info = Client::open(url)
@@ -164,12 +211,43 @@ impl RedisStore {
             .clone();
         // CLIENT SETINFO would cost a round trip per command, for a name nobody reads.
         let settings = info.redis_settings().clone().set_skip_set_lib_name();
-        let client = Client::open(info.set_redis_settings(settings)).map_err(invalid)?;
+        let info = info.set_redis_settings(settings);
+        let client = match &options.tls_ca_file {
+            Some(ca) if url.starts_with("rediss://") => {
+                let pem = std::fs::read(ca).map_err(|e| {
+                    Error::failure(format!(
+                        "cannot read the certificate authority {} (`tls_ca_file` in the \
+                         configuration) for {shown}: {e}; fix the path or its permissions",
+                        ca.display()
+                    ))
+                })?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                };
+                Client::build_with_tls(info, certificates).map_err(|e| {
+                    Error::failure(format!(
+                        "cannot use {} (`tls_ca_file` in the configuration) as the \
+                         certificate authority of {shown}: {e}; it must be a PEM file",
+                        ca.display()
+                    ))
+                })?
+            }
+            _ => Client::open(info).map_err(invalid)?,
+        };
         Ok(RedisStore {
             shown,
             client,
+            keys: Keys::new(options.keyspace.clone()),
+            viewing: options.viewing,
+            seen: Mutex::new(None),
             connection: Mutex::new(None),
         })
+    }
+
+    /// The key that holds the pool's size.
+    pub fn count_key(&self) -> String {
+        self.keys.count.clone()
     }
 
     pub fn describe(&self) -> String {
@@ -192,7 +270,12 @@ impl RedisStore {
     /// Our error for what Redis or the connection to it said: the real cause, what to
     /// do about it, and whether waiting may help.
     fn explain(&self, e: &RedisError) -> Error {
-        explain(&self.shown, e)
+        let advice = if self.viewing {
+            Advice::CheckReach
+        } else {
+            Advice::ChooseAnother
+        };
+        explain_with(&self.shown, e, advice)
     }
 
     pub fn snapshot(&self) -> Result<Snapshot> {
@@ -201,104 +284,118 @@ impl RedisStore {
     }
 
     /// Reads the pool and the server's clock; with `watch`, WATCHes every key read
-    /// before reading it.
+    /// before reading it. A named host's read also asks the registry for its name (and
+    /// refuses when another machine holds it) and when it last published its GPU facts,
+    /// in the same round trip, for [`registry`]'s writes after it.
     fn read(&self, session: &mut Session, watch: bool) -> Result<Snapshot> {
+        let keys = &self.keys;
         let mut head = redis::pipe();
         if watch {
             head.cmd("WATCH")
-                .arg(KEY_COUNT)
-                .arg(KEY_INITIALIZED)
-                .arg(KEY_QUEUE)
-                .arg(KEY_REBUILDING)
+                .arg(&keys.count)
+                .arg(&keys.initialized)
+                .arg(&keys.queue)
+                .arg(&keys.rebuilding)
                 .ignore();
         }
         head.cmd("TIME")
             .cmd("GET")
-            .arg(KEY_COUNT)
+            .arg(&keys.count)
             .cmd("GET")
-            .arg(KEY_INITIALIZED)
+            .arg(&keys.initialized)
             .cmd("GET")
-            .arg(KEY_QUEUE)
+            .arg(&keys.queue)
             .cmd("GET")
-            .arg(KEY_REBUILDING);
-        type Head = (
-            (Timestamp, u64),
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        let ((now, _micros), count, initialized, queue, rebuilding): Head = session
+            .arg(&keys.rebuilding);
+        if let Some(host) = keys.host() {
+            head.cmd("HGET")
+                .arg(crate::host::REGISTRY_KEY)
+                .arg(host.as_str())
+                .cmd("GET")
+                .arg(&keys.gpus_at);
+        }
+        let replies: Vec<RedisValue> = session
             .call(|c| head.query(c))
             .map_err(|e| self.explain(&e))?;
+        let mut replies = replies.into_iter();
+        let (now, _micros): (Timestamp, u64) = next_reply(&mut replies)?;
+        let count: Option<String> = next_reply(&mut replies)?;
+        let initialized: Option<String> = next_reply(&mut replies)?;
+        let queue: Option<String> = next_reply(&mut replies)?;
+        let rebuilding: Option<String> = next_reply(&mut replies)?;
+        if keys.host().is_some() {
+            let registration: Option<String> = next_reply(&mut replies)?;
+            let gpus_at: Option<String> = next_reply(&mut replies)?;
+            self.remember(registry::Seen::new(
+                now,
+                registration.as_deref(),
+                gpus_at.as_deref(),
+            ))?;
+        }
         let Some(count) = count else {
             return Ok(Snapshot { pool: None, now });
         };
         let count = self.parse_count(&count)?;
-        let keys: Vec<String> = (0..count).map(gpu_key).collect();
-        let values: Vec<Option<String>> = if keys.is_empty() {
+        let gpu_keys: Vec<String> = (0..count).map(|id| keys.gpu(id)).collect();
+        let values: Vec<Option<String>> = if gpu_keys.is_empty() {
             Vec::new()
         } else {
             let mut body = redis::pipe();
             if watch {
-                body.cmd("WATCH").arg(&keys).ignore();
+                body.cmd("WATCH").arg(&gpu_keys).ignore();
             }
-            body.cmd("MGET").arg(&keys);
+            body.cmd("MGET").arg(&gpu_keys);
             let (values,): (Vec<Option<String>>,) = session
                 .call(|c| body.query(c))
                 .map_err(|e| self.explain(&e))?;
             values
         };
+        let parts = PoolParts {
+            initialized,
+            rebuilding,
+            queue,
+            gpus: values,
+        };
+        Ok(Snapshot {
+            pool: Some(self.decode_pool(keys, parts)?),
+            now,
+        })
+    }
+
+    /// A pool from what its keys hold.
+    fn decode_pool(&self, keys: &Keys, parts: PoolParts) -> Result<Pool> {
         let decode_time = |text: Option<String>| {
             text.as_deref()
                 .and_then(|t| model::decode_time(&serde_json::Value::from(t)))
         };
         let mut pool = Pool {
-            initialized_at: decode_time(initialized),
-            rebuilding_until: decode_time(rebuilding),
-            gpus: Vec::with_capacity(keys.len()),
-            queue: match queue {
+            initialized_at: decode_time(parts.initialized),
+            rebuilding_until: decode_time(parts.rebuilding),
+            gpus: Vec::with_capacity(parts.gpus.len()),
+            queue: match parts.queue {
                 Some(text) => serde_json::from_str(&text).map_err(|e| {
                     Error::corrupt(format!(
-                        "{KEY_QUEUE} in {} is malformed ({e}); delete that key (the \
-                         waiters re-queue) or reinitialize with `canhazgpu admin --gpus N \
-                         --force`",
+                        "{} in {} is malformed ({e}); delete that key (the waiters \
+                         re-queue) or reinitialize with `canhazgpu admin --gpus N --force`",
+                        keys.queue,
                         self.describe()
                     ))
                 })?,
                 None => Vec::new(),
             },
         };
-        for (id, (key, value)) in (0..count).zip(keys.iter().zip(values)) {
-            let what = format!("{key} in {}", self.describe());
+        for (id, value) in (0..).zip(parts.gpus) {
+            let what = format!("{} in {}", keys.gpu(id), self.describe());
             pool.gpus
                 .push(model::decode_slot(id, value.as_deref(), &what)?);
         }
-        Ok(Snapshot {
-            pool: Some(pool),
-            now,
-        })
+        Ok(pool)
     }
 
     /// The pool's size, bounded: a larger count would make every command read (and
     /// WATCH) that many keys, which on a shared server blocks every other client.
     fn parse_count(&self, text: &str) -> Result<u32> {
-        let fix = "reinitialize with `canhazgpu admin --gpus N --force`";
-        let count: u32 = text.trim().parse().map_err(|_| {
-            Error::corrupt(format!(
-                "{KEY_COUNT} in {} holds '{}', not a GPU count; {fix}",
-                self.describe(),
-                text.chars().take(40).collect::<String>()
-            ))
-        })?;
-        if count > MAX_GPUS {
-            return Err(Error::corrupt(format!(
-                "{KEY_COUNT} in {} holds {count}, more than the {MAX_GPUS} GPUs a pool may \
-                 have; {fix}, or set it right with `redis-cli SET {KEY_COUNT} N`",
-                self.describe()
-            )));
-        }
-        Ok(count)
+        parse_count(&self.keys.count, &self.describe(), text)
     }
 
     /// See [`crate::store::Store::missing_pool`]. Asks the server once more, on this
@@ -309,10 +406,10 @@ impl RedisStore {
         let mut probe = redis::pipe();
         probe
             .cmd("EXISTS")
-            .arg(KEY_INITIALIZED)
-            .arg(gpu_key(0))
-            .arg(KEY_HISTORY)
-            .arg(KEY_QUEUE)
+            .arg(&self.keys.initialized)
+            .arg(self.keys.gpu(0))
+            .arg(&self.keys.history)
+            .arg(&self.keys.queue)
             .cmd("INFO")
             .arg("memory")
             .cmd("INFO")
@@ -365,7 +462,7 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = ids.iter().map(|&id| gpu_key(id)).collect();
+        let keys: Vec<String> = ids.iter().map(|&id| self.keys.gpu(id)).collect();
         let mut session = self.session();
         let found: usize = session
             .call(|c| redis::cmd("EXISTS").arg(&keys).query(c))
@@ -399,7 +496,7 @@ impl RedisStore {
             connection.set_write_timeout(Some(TIMEOUT)).ok()?;
             connection.set_read_timeout(Some(TIMEOUT)).ok()?;
             let mut pubsub = connection.as_pubsub();
-            if pubsub.subscribe(CHANNEL_WAKE).is_err() {
+            if pubsub.subscribe(&self.keys.wake).is_err() {
                 // Dropping it unsubscribes and waits for the answer: not for long.
                 let _ = pubsub.set_read_timeout(Some(Duration::from_millis(1)));
                 return None;
@@ -434,7 +531,7 @@ impl RedisStore {
         let members: Vec<String> = session
             .call(|c| {
                 redis::cmd("ZRANGEBYSCORE")
-                    .arg(KEY_HISTORY)
+                    .arg(&self.keys.history)
                     .arg(since)
                     .arg("+inf")
                     .query(c)
@@ -461,14 +558,17 @@ impl RedisStore {
                     return Err(e);
                 }
             };
-            let Some(writes) = changes(before.as_ref(), pool.as_ref(), now) else {
+            let Some(writes) = changes(&self.keys, before.as_ref(), pool.as_ref(), now) else {
                 session
                     .call(|c| redis::cmd("UNWATCH").exec(c))
                     .map_err(|e| self.explain(&e))?;
                 return Ok(result);
             };
             match session.call(|c| writes.query::<Option<RedisValue>>(c)) {
-                Ok(Some(_)) => return Ok(result),
+                Ok(Some(_)) => {
+                    self.register(&mut session, pool.as_ref().map(|pool| pool.gpus.len()));
+                    return Ok(result);
+                }
                 Ok(None) => {
                     session.renew();
                     std::thread::sleep(backoff(attempt));
@@ -521,20 +621,61 @@ impl RedisStore {
             .call(|c| redis::cmd("TIME").query(c))
             .map_err(|e| self.explain(&e))?;
         let pool = fresh(now);
-        let mut writes = changes(None, Some(&pool), now).unwrap_or_else(redis::pipe);
-        let stale: Vec<String> = (pool.gpus.len() as u32..MAX_GPUS).map(gpu_key).collect();
+        let mut writes = changes(&self.keys, None, Some(&pool), now).unwrap_or_else(redis::pipe);
+        let stale: Vec<String> = (pool.gpus.len() as u32..MAX_GPUS)
+            .map(|id| self.keys.gpu(id))
+            .collect();
         if !stale.is_empty() {
             writes.cmd("UNLINK").arg(stale).ignore();
         }
         writes
             .cmd("UNLINK")
-            .arg(KEY_QUEUE)
-            .arg(KEY_REBUILDING)
+            .arg(&self.keys.queue)
+            .arg(&self.keys.rebuilding)
             .ignore();
         session
             .call(|c| writes.query::<()>(c))
             .map_err(|e| self.explain(&e))
     }
+}
+
+/// What the keys of a pool hold, besides its size.
+struct PoolParts {
+    initialized: Option<String>,
+    rebuilding: Option<String>,
+    queue: Option<String>,
+    gpus: Vec<Option<String>>,
+}
+
+/// See [`RedisStore::parse_count`]; `key` is where `text` came from, `store` which
+/// store it is in.
+fn parse_count(key: &str, store: &str, text: &str) -> Result<u32> {
+    let fix = "reinitialize with `canhazgpu admin --gpus N --force`";
+    let count: u32 = text.trim().parse().map_err(|_| {
+        Error::corrupt(format!(
+            "{key} in {store} holds '{}', not a GPU count; {fix}",
+            text.chars().take(40).collect::<String>()
+        ))
+    })?;
+    if count > MAX_GPUS {
+        return Err(Error::corrupt(format!(
+            "{key} in {store} holds {count}, more than the {MAX_GPUS} GPUs a pool may have; \
+             {fix}, or set it right with `redis-cli SET {key} N`"
+        )));
+    }
+    Ok(count)
+}
+
+/// The next reply of a pipeline, as `T`.
+fn next_reply<T: redis::FromRedisValue>(
+    replies: &mut impl Iterator<Item = RedisValue>,
+) -> Result<T> {
+    let reply = replies.next().unwrap_or(RedisValue::Nil);
+    redis::from_redis_value(reply).map_err(|e| {
+        Error::failure(format!(
+            "Redis answered something unexpected: {e}; try again"
+        ))
+    })
 }
 
 /// One `field:value` line of `INFO` output.
@@ -544,13 +685,59 @@ fn info_field(info: &str, field: &str) -> Option<String> {
         .map(|value| value.trim().to_string())
 }
 
+/// What a message about an unreachable store suggests: for this host's own store, another
+/// store; for one read only to look at other hosts (see [`StoreOptions::viewing`]), what
+/// to check about reaching it.
+#[derive(Clone, Copy)]
+enum Advice {
+    ChooseAnother,
+    CheckReach,
+}
+
+impl Advice {
+    /// After a timeout or a lost connection.
+    fn retry(self) -> &'static str {
+        match self {
+            Advice::ChooseAnother => {
+                "try again, or choose another store with --store or CANHAZGPU_STORE"
+            }
+            Advice::CheckReach => {
+                "try again later, and check that this host may reach it (network, firewall, \
+                 the server's bind address) and its URL in the configuration"
+            }
+        }
+    }
+
+    /// After a refused connection.
+    fn check(self) -> &'static str {
+        match self {
+            Advice::ChooseAnother => {
+                "check that redis-server is running there, or choose another store with \
+                 --store or CANHAZGPU_STORE"
+            }
+            Advice::CheckReach => {
+                "check that redis-server is running there, that this host may reach it \
+                 (network, firewall, the server's bind address) and its URL in the \
+                 configuration"
+            }
+        }
+    }
+}
+
 /// See [`RedisStore::explain`]. `shown` is the printable URL.
 fn explain(shown: &str, e: &RedisError) -> Error {
+    explain_with(shown, e, Advice::ChooseAnother)
+}
+
+/// [`explain`], with `advice` for a store that cannot be reached.
+fn explain_with(shown: &str, e: &RedisError, advice: Advice) -> Error {
     let store = format!("Redis at {shown}");
     if let Some(error) = explain_refusal(&store, e) {
         return error;
     }
-    let elsewhere = "or choose another store with --store or CANHAZGPU_STORE";
+    if let Some(error) = explain_tls(&store, e) {
+        return error;
+    }
     if e.kind() == ErrorKind::AuthenticationFailed {
         return Error::failure(format!(
             "{store} refused the user name or password in the store URL ({e}); ask its \
@@ -560,22 +747,46 @@ fn explain(shown: &str, e: &RedisError) -> Error {
     if e.is_timeout() {
         return Error::transient(format!(
             "{store} did not answer: timed out after {} s (is the server paused, \
-             overloaded or far away?); try again, {elsewhere}",
-            TIMEOUT.as_secs()
+             overloaded or far away?); {}",
+            TIMEOUT.as_secs(),
+            advice.retry()
         ));
     }
     if e.is_connection_refusal() {
         return Error::transient(format!(
-            "cannot connect to {store} ({e}); check that redis-server is running there, \
-             {elsewhere}"
+            "cannot connect to {store} ({e}); {}",
+            advice.check()
         ));
     }
     if e.is_io_error() {
         return Error::transient(format!(
-            "lost the connection to {store} ({e}); try again, {elsewhere}"
+            "lost the connection to {store} ({e}); {}",
+            advice.retry()
         ));
     }
     Error::failure(format!("{store} failed: {e}"))
+}
+
+/// A TLS handshake that failed: the server's certificate is not trusted, names another
+/// host, or the server does not speak TLS. Trying again does not help.
+fn explain_tls(store: &str, e: &RedisError) -> Option<Error> {
+    let text = e.to_string();
+    let certificate = text.contains("certificate") || text.contains("Certificate");
+    let handshake = text.contains("InvalidContentType") || text.contains("CorruptMessage");
+    if certificate {
+        Some(Error::failure(format!(
+            "cannot verify the TLS certificate of {store} ({e}); if a private certificate \
+             authority signed it, set `tls_ca_file` in the configuration to that \
+             authority's PEM file; the certificate must also name the host in the URL"
+        )))
+    } else if handshake {
+        Some(Error::failure(format!(
+            "{store} does not answer in TLS ({e}); use redis:// for a server without TLS, \
+             or the server's TLS port (`tls-port`)"
+        )))
+    } else {
+        None
+    }
 }
 
 /// What the server said no with, by its error code. A transaction refused as a whole
@@ -645,7 +856,13 @@ fn explain_refusal(store: &str, e: &RedisError) -> Option<Error> {
 
 /// The MULTI/EXEC block that turns `before` into `after`, or `None` when nothing changed;
 /// the reservations it ends go to the history in the same block.
-fn changes(before: Option<&Pool>, after: Option<&Pool>, now: Timestamp) -> Option<redis::Pipeline> {
+/// A named host's commit also records its time in `last_write`, for the lab views.
+fn changes(
+    keys: &Keys,
+    before: Option<&Pool>,
+    after: Option<&Pool>,
+    now: Timestamp,
+) -> Option<redis::Pipeline> {
     let after = after?;
     if before == Some(after) {
         return None;
@@ -654,20 +871,23 @@ fn changes(before: Option<&Pool>, after: Option<&Pool>, now: Timestamp) -> Optio
     writes.atomic();
     let old_count = before.map_or(0, |pool| pool.gpus.len());
     if old_count != after.gpus.len() || before.is_none() {
-        writes.set(KEY_COUNT, after.gpus.len()).ignore();
+        writes.set(&keys.count, after.gpus.len()).ignore();
         for id in after.gpus.len()..old_count {
-            writes.del(gpu_key(id as u32)).ignore();
+            writes.del(keys.gpu(id as u32)).ignore();
         }
+    }
+    if keys.host().is_some() {
+        writes.set(&keys.last_write, now).ignore();
     }
     set_or_delete(
         &mut writes,
-        KEY_INITIALIZED,
+        &keys.initialized,
         before.and_then(|pool| pool.initialized_at),
         after.initialized_at,
     );
     set_or_delete(
         &mut writes,
-        KEY_REBUILDING,
+        &keys.rebuilding,
         before.and_then(|pool| pool.rebuilding_until),
         after.rebuilding_until,
     );
@@ -675,26 +895,27 @@ fn changes(before: Option<&Pool>, after: Option<&Pool>, now: Timestamp) -> Optio
         let old = before.and_then(|pool| pool.gpus.get(slot.id as usize));
         if old != Some(slot) {
             writes
-                .set(gpu_key(slot.id), model::encode_slot(slot))
+                .set(keys.gpu(slot.id), model::encode_slot(slot))
                 .ignore();
         }
     }
     let old_queue = before.map_or(&[][..], |pool| &pool.queue[..]);
     if old_queue != after.queue.as_slice() {
         if after.queue.is_empty() {
-            writes.del(KEY_QUEUE).ignore();
+            writes.del(&keys.queue).ignore();
         } else if let Ok(queue) = serde_json::to_string(&after.queue) {
-            writes.set(KEY_QUEUE, queue).ignore();
+            writes.set(&keys.queue, queue).ignore();
         }
     }
     append_history(
         &mut writes,
+        &keys.history,
         &model::ended_between(before, Some(after), now),
         now,
     );
     let freed = before.is_some_and(|pool| pool.free_count() < after.free_count());
     if freed || after.queue.len() < old_queue.len() {
-        writes.publish(CHANNEL_WAKE, "").ignore();
+        writes.publish(&keys.wake, "").ignore();
     }
     Some(writes)
 }
@@ -716,22 +937,27 @@ fn set_or_delete(
 /// Adds the records and trims what has aged out, in the same block: the trim removes
 /// only records older than 90 days (a few at a time, O(log n) to find), and the
 /// key's 90-day expiry, as upstream sets it, clears a history nobody adds to.
-fn append_history(writes: &mut redis::Pipeline, records: &[HistoryRecord], now: Timestamp) {
+fn append_history(
+    writes: &mut redis::Pipeline,
+    key: &str,
+    records: &[HistoryRecord],
+    now: Timestamp,
+) {
     if records.is_empty() {
         return;
     }
     for record in records {
         if let Ok(member) = serde_json::to_string(record) {
-            writes.zadd(KEY_HISTORY, member, record.end_time).ignore();
+            writes.zadd(key, member, record.end_time).ignore();
         }
     }
     writes
         .cmd("ZREMRANGEBYSCORE")
-        .arg(KEY_HISTORY)
+        .arg(key)
         .arg("-inf")
         .arg(format!("({}", now - HISTORY_SECONDS))
         .ignore();
-    writes.expire(KEY_HISTORY, HISTORY_SECONDS).ignore();
+    writes.expire(key, HISTORY_SECONDS).ignore();
 }
 
 /// A few milliseconds, growing with the attempt, spread so that racing clients separate.
@@ -746,6 +972,29 @@ fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_failures_say_what_to_set_and_views_what_to_check() {
+        let shown = "rediss://db.lab:6380/0";
+        let untrusted = RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "invalid peer certificate: UnknownIssuer",
+        ));
+        let error = explain(shown, &untrusted);
+        assert!(!error.transient);
+        assert!(
+            error.message.contains("cannot verify the TLS certificate")
+                && error.message.contains("tls_ca_file"),
+            "{}",
+            error.message
+        );
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let own = explain_with(shown, &refused, Advice::ChooseAnother);
+        assert!(own.message.contains("--store"), "{}", own.message);
+        let view = explain_with(shown, &refused, Advice::CheckReach);
+        assert!(!view.message.contains("--store"), "{}", view.message);
+        assert!(view.message.contains("may reach it"), "{}", view.message);
+    }
 
     #[test]
     fn info_fields() {

@@ -101,9 +101,12 @@ mod tests {
         HostView {
             host: "a".into(),
             store: "embedded store in /x".into(),
+            this_host: true,
             reachable: true,
             error: error.map(str::to_string),
             now: Some(now),
+            last_write: None,
+            nvml_at: None,
             summary: Some(HostSummary::default()),
             gpus: Vec::new(),
             queue: Vec::new(),

@@ -63,7 +63,8 @@ impl Lab for StoresLab {
 
 fn context(url: &str) -> Context {
     Context {
-        store: Store::open(url).expect("a store URL"),
+        store: Store::open(url, &Default::default()).expect("a store URL"),
+        store_url: url.to_string(),
         config: Config::default(),
         view: ProcView::new(),
         store_key: Some(url.to_string()),

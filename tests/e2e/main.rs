@@ -23,6 +23,7 @@ mod concurrency;
 mod config_file;
 mod core;
 mod faults;
+mod lab;
 mod man_pages;
 mod mig;
 mod multi_user;

@@ -185,7 +185,7 @@ fn every_route_answers_with_its_type_and_the_security_headers() {
         assert_eq!(
             hosts[0]["summary"],
             json!({"gpus": 2, "available": 0, "in_use": 2,
-                   "in_use_without_reservation": 0, "waiting": 1})
+                   "in_use_without_reservation": 0, "waiting": 1, "free_now": 0})
         );
         let host = hosts[0]["host"].as_str().expect("a host name");
         assert_eq!(

@@ -8,6 +8,7 @@ pub mod http;
 pub mod jobs;
 pub mod proxy;
 pub mod shell;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Stdio};
@@ -62,34 +63,50 @@ pub struct RedisServer {
     tcp_port: Option<u16>,
     /// The password `cli` authenticates with, once one is set.
     password: Option<String>,
+    /// The certificates of a server whose TCP port speaks TLS (see [`tls`]).
+    tls: Option<PathBuf>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        Self::start_with_port(None)
+        Self::start_with_port(None, None)
     }
 
     /// One that also listens on a loopback TCP port, which replicas need.
     pub fn start_tcp() -> RedisServer {
-        // The kernel picks a free port; the server binds it a moment later.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free loopback port")
-            .port();
-        Self::start_with_port(Some(port))
+        Self::start_with_port(Some(free_port()), None)
     }
 
-    fn start_with_port(tcp_port: Option<u16>) -> RedisServer {
+    /// One whose loopback TCP port speaks TLS only, with the server certificate made by
+    /// [`tls::TestCerts`] in `certs`.
+    pub fn start_tls(certs: &Path) -> RedisServer {
+        Self::start_with_port(Some(free_port()), Some(certs.to_path_buf()))
+    }
+
+    fn start_with_port(tcp_port: Option<u16>, tls: Option<PathBuf>) -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir for redis");
-        let child = Self::spawn(dir.path(), tcp_port);
+        let child = Self::spawn(dir.path(), tcp_port, tls.as_deref());
         let server = RedisServer {
             child,
             dir,
             tcp_port,
             password: None,
+            tls,
         };
         server.wait_until_listening();
         server
+    }
+
+    /// `redis://[USERINFO@]127.0.0.1:PORT/0`, `rediss://` for TLS; `userinfo` is
+    /// `user:password`, or empty.
+    pub fn tcp_url(&self, userinfo: &str) -> String {
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        let at = if userinfo.is_empty() { "" } else { "@" };
+        format!("{scheme}://{userinfo}{at}127.0.0.1:{}/0", self.tcp_port())
     }
 
     /// Stops the server; its data is gone (it runs without persistence).
@@ -102,7 +119,7 @@ impl RedisServer {
     /// Starts it again, empty, on the same socket.
     pub fn start_again(&mut self) {
         let _ = std::fs::remove_file(self.dir.path().join("dump.rdb"));
-        self.child = Self::spawn(self.dir.path(), self.tcp_port);
+        self.child = Self::spawn(self.dir.path(), self.tcp_port, self.tls.as_deref());
         self.password = None;
         self.wait_until_listening();
     }
@@ -115,7 +132,7 @@ impl RedisServer {
 
     /// The second half: starts again with the data saved.
     pub fn start_with_saved_data(&mut self) {
-        self.child = Self::spawn(self.dir.path(), self.tcp_port);
+        self.child = Self::spawn(self.dir.path(), self.tcp_port, self.tls.as_deref());
         self.wait_until_listening();
         wait_for(
             Duration::from_secs(10),
@@ -159,20 +176,24 @@ impl RedisServer {
         });
     }
 
-    fn spawn(dir: &Path, tcp_port: Option<u16>) -> Child {
+    fn spawn(dir: &Path, tcp_port: Option<u16>, tls: Option<&Path>) -> Child {
         let socket = dir.join("redis.sock");
         let port = tcp_port.map_or_else(|| "0".to_string(), |port| port.to_string());
-        StdCommand::new("redis-server")
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let mut command = StdCommand::new("redis-server");
+        match tls {
+            None => command.args(["--port", &port]),
+            Some(certs) => command
+                .args(["--port", "0", "--tls-port", &port])
+                .arg("--tls-cert-file")
+                .arg(certs.join(tls::SERVER_CERT))
+                .arg("--tls-key-file")
+                .arg(certs.join(tls::SERVER_KEY))
+                .arg("--tls-ca-cert-file")
+                .arg(certs.join(tls::CA_CERT))
+                .args(["--tls-auth-clients", "no"]),
+        };
+        command
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--unixsocket")
             .arg(&socket)
             .args(["--unixsocketperm", "777", "--dir"])
@@ -201,6 +222,14 @@ impl RedisServer {
         let out = cli.args(args).output().expect("redis-cli");
         String::from_utf8_lossy(&out.stdout).trim_end().to_string()
     }
+}
+
+/// A loopback TCP port nobody listens on right now (the server binds it a moment later).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
 }
 
 impl Drop for RedisServer {
