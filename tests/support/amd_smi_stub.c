@@ -175,15 +175,6 @@ static amdsmi_status_t init_error;
 /* Failures by GPU index, looked up on use: their lines may come before or after. */
 static amdsmi_status_t memory_errors[MAX_PROCESSORS], proc_errors[MAX_PROCESSORS];
 
-static unsigned int gpu_count(void)
-{
-    unsigned int i, n = 0;
-    for (i = 0; i < processor_count; i++)
-        if (processors[i].type == AMDSMI_PROCESSOR_TYPE_AMD_GPU)
-            n++;
-    return n;
-}
-
 static int add_processor(struct processor *p, const char *path, unsigned lineno)
 {
     if (processor_count >= MAX_PROCESSORS) {
