@@ -3,13 +3,14 @@
 //! and real processes for the stubs to report.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::{BACKENDS, TestStore, wait_for};
+use super::shell::{Session, Sh};
+use super::{BACKENDS, TestStore, path_str, wait_for};
 use crate::amd_smi_stub as amd;
 use crate::nvml_stub::{self as nvml, CONFIG_ENV, Variant};
 
@@ -55,11 +56,26 @@ impl NvmlStub {
         self.dir.path().join("stub.conf")
     }
 
+    pub fn library_dir(&self) -> PathBuf {
+        nvml::stub_library_dir(self.variant)
+    }
+
     pub fn command(&self, store: &TestStore) -> Command {
         let mut cmd = store.std_cmd();
-        cmd.env("LD_LIBRARY_PATH", nvml::stub_library_dir(self.variant))
+        cmd.env("LD_LIBRARY_PATH", self.library_dir())
             .env(CONFIG_ENV, self.config());
         cmd
+    }
+
+    /// `script` in a shell of `sh` (see [`TestStore::session_with`]) that finds this stub.
+    pub fn session(&self, store: &TestStore, sh: Sh, script: &str) -> Session {
+        stub_session(
+            store,
+            sh,
+            script,
+            &self.library_dir(),
+            (CONFIG_ENV, &self.config()),
+        )
     }
 
     pub fn run(&self, store: &TestStore, args: &[&str]) -> Out {
@@ -111,6 +127,17 @@ impl AmdStub {
         cmd
     }
 
+    /// `script` in a shell of `sh` (see [`TestStore::session_with`]) that finds this stub.
+    pub fn session(&self, store: &TestStore, sh: Sh, script: &str) -> Session {
+        stub_session(
+            store,
+            sh,
+            script,
+            &self.library_dir(),
+            (amd::CONFIG_ENV, &self.config()),
+        )
+    }
+
     pub fn run(&self, store: &TestStore, args: &[&str]) -> Out {
         Out::of(
             self.command(store)
@@ -132,6 +159,53 @@ impl AmdStub {
             .env(amd::CONFIG_ENV, self.config());
         cmd
     }
+}
+
+/// A shell session whose commands load the stub library in `library_dir`, configured by
+/// the file that `config` names (the stub's variable and the file).
+fn stub_session(
+    store: &TestStore,
+    sh: Sh,
+    script: &str,
+    library_dir: &Path,
+    config: (&str, &Path),
+) -> Session {
+    let env = [
+        ("LD_LIBRARY_PATH", path_str(library_dir)),
+        (config.0, path_str(config.1)),
+    ];
+    store.session_with(sh, script, &env)
+}
+
+/// Whether the loader cache (/etc/ld.so.cache) names `library`, as it does on a host with
+/// the library installed; true when the cache cannot be read.
+pub fn in_loader_cache(library: &str) -> bool {
+    std::fs::read("/etc/ld.so.cache")
+        .map(|cache| {
+            cache
+                .windows(library.len())
+                .any(|w| w == library.as_bytes())
+        })
+        .unwrap_or(true)
+}
+
+/// How often glibc's loader searched for `library` during `status` (the `find library=`
+/// lines of its LD_DEBUG=libs trace), with LD_LIBRARY_PATH set to `library_path`, or
+/// unset.
+pub fn loader_searches(store: &TestStore, library_path: Option<&Path>, library: &str) -> usize {
+    let mut cmd = store.cmd();
+    cmd.env_remove("LD_LIBRARY_PATH")
+        .env("LD_DEBUG", "libs")
+        .arg("status");
+    if let Some(dir) = library_path {
+        cmd.env("LD_LIBRARY_PATH", dir);
+    }
+    let out = cmd.output().expect("running canhazgpu");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|line| line.contains(&format!("find library={library}")))
+        .count()
 }
 
 /// Commands on a host without any GPU library.
