@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 need hyperfine redis-server zsh strace python3
-bench_setup "${1:-}"
+bench_setup "$@"
 # Each script saves hyperfine's results here; the table is made of them.
 BENCH_JSON_DIR=$work
 export BENCH_JSON_DIR

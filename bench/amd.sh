@@ -10,9 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 need hyperfine
-bench_setup "${1:-}"
-shift || true
-hyperfine_extra+=("$@")
+bench_setup "$@"
 
 build_stub amd_smi_stub.c libamd_smi.so
 start_sleepers 16

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 need hyperfine redis-server python3
-bench_setup "${1:-}"
+bench_setup "$@"
 start_redis
 mean_runs=(--warmup 20 --min-runs 300)
 

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 need hyperfine redis-server python3
-bench_setup "${1:-}"
+bench_setup "$@"
 start_redis
 mean_runs=(--warmup 10 --min-runs 100)
 export CANHAZGPU_CONFIG=/dev/null

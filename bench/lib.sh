@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # What the bench scripts share; each sources it after `cd`-ing to the repository root,
 # so that it keeps only what it measures:
-#   bench_setup [BINARY]     the binary to measure (bin) and a temporary folder (work),
+#   bench_setup [BINARY [HYPERFINE-OPTION...]]
+#                            the binary to measure (bin) and a temporary folder (work),
 #                            removed at exit with every process listed in background
 #   need TOOL...             stops, saying what to install, when a tool is missing
 #   start_redis              a private Redis server on a unix socket (redis_store)
@@ -26,6 +27,9 @@ need() { # tool... -> stops when one is not installed (the Debian packages are n
     done
 }
 
+# More hyperfine options for hyperfine_saved, split at blanks (e.g. --show-output).
+read -r -a hyperfine_extra <<<"${HYPERFINE_OPTS:-}"
+
 background=() # processes to stop at exit
 temporary=()  # folders to remove at exit
 bench_cleanup() {
@@ -38,9 +42,10 @@ bench_cleanup() {
     fi
 }
 
-# bench_setup [BINARY]: sets bin to BINARY's absolute path or, without one, builds
-# target/release (cargo does nothing when it is up to date, so a bench never measures a
-# stale build); sets work to a new temporary folder.
+# bench_setup [BINARY [HYPERFINE-OPTION...]]: sets bin to BINARY's absolute path or,
+# without one (or with ""), builds target/release (cargo does nothing when it is up to
+# date, so a bench never measures a stale build); sets work to a new temporary folder.
+# The options go to hyperfine_saved, for the scripts that print hyperfine's report.
 bench_setup() {
     if [[ -z ${1:-} ]]; then
         cargo build --release --quiet
@@ -50,6 +55,7 @@ bench_setup() {
     else
         die "$1 is not an executable; build it or pass another path"
     fi
+    hyperfine_extra+=("${@:2}")
     trap bench_cleanup EXIT
     work=$(mktemp -d)
     temporary+=("$work")
@@ -98,8 +104,6 @@ ratio() { # a b [decimals] -> a / b, to 2 decimals unless told
     python3 -c "print('%.${3:-2}f' % ($1 / $2))"
 }
 
-# More hyperfine options for hyperfine_saved, split at blanks (e.g. --show-output).
-read -r -a hyperfine_extra <<<"${HYPERFINE_OPTS:-}"
 hyperfine_saved() { # name hyperfine-argument... -> hyperfine's own report
     local name=$1
     shift

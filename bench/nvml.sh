@@ -10,9 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 need hyperfine
-bench_setup "${1:-}"
-shift || true
-hyperfine_extra+=("$@")
+bench_setup "$@"
 
 build_stub nvml_stub.c libnvidia-ml.so.1
 start_sleepers 16

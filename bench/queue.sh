@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 need redis-server strace python3
-bench_setup "${1:-}"
+bench_setup "$@"
 start_redis
 export CANHAZGPU_CONFIG=/dev/null
 

@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 need hyperfine zsh
-bench_setup "${1:-}"
+bench_setup "$@"
 bindir=$(dirname "$bin")
 
 # A private pool and environment, so that the numbers do not depend on the host's.

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
 need python3
-bench_setup "${1:-}"
+bench_setup "$@"
 
 echo "| measurement | result | target |"
 echo "|---|---|---|"
