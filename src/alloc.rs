@@ -252,8 +252,14 @@ mod tests {
 
         proptest! {
             #[test]
-            fn never_busy_excluded_or_duplicate_and_exact_or_nothing((pool, unusable, count) in pools()) {
-                let usable = pool.gpus.iter().filter(|s| s.reservation.is_none() && !unusable.contains(&s.id)).count();
+            fn never_busy_excluded_or_duplicate_and_exact_or_nothing(
+                (pool, unusable, count) in pools()
+            ) {
+                let usable = pool
+                    .gpus
+                    .iter()
+                    .filter(|s| s.reservation.is_none() && !unusable.contains(&s.id))
+                    .count();
                 let policy = if count % 2 == 0 { Policy::Lru } else { Policy::Sticky };
                 match choose(&pool, count, &unusable, policy, "me") {
                     Ok(ids) => {

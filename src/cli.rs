@@ -129,12 +129,22 @@ pub struct ReleaseArgs {
     pub shell: Option<Shell>,
 
     /// Release only what this shell process reserved (used by the function from `init`)
-    #[arg(long, hide = true, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(
+        long,
+        hide = true,
+        value_name = "PID",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
     pub owner_pid: Option<u32>,
 
     /// Release nothing; drop from the shell's variables what the store says it no longer
     /// holds (used by the prompt hook from `init`)
-    #[arg(long, hide = true, requires = "shell", conflicts_with_all = ["all", "inherited", "gpu_ids"])]
+    #[arg(
+        long,
+        hide = true,
+        requires = "shell",
+        conflicts_with_all = ["all", "inherited", "gpu_ids"]
+    )]
     pub sync: bool,
 
     /// Release nothing and read no store; drop variables inherited from a shell that is
@@ -186,7 +196,12 @@ pub struct ReserveArgs {
     pub shell: Option<Shell>,
 
     /// Bind the reservation to this shell process (used by the function from `init`)
-    #[arg(long, hide = true, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(
+        long,
+        hide = true,
+        value_name = "PID",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
     pub owner_pid: Option<u32>,
 
     /// The shell function runs in a subshell: print the shell code only if it goes back
@@ -278,7 +293,12 @@ pub struct QueueArgs {
     Counts finished reservations (one per GPU) and the time so far of those still held.")]
 pub struct ReportArgs {
     /// How many days back to count
-    #[arg(long, default_value_t = 30, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3650))]
+    #[arg(
+        long,
+        default_value_t = 30,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=3650)
+    )]
     pub days: u32,
 
     /// Print JSON instead of a table; with --host or --all-hosts, an array of one object

@@ -88,14 +88,16 @@ impl Config {
             }
             Err(e) => {
                 return Err(Error::failure(format!(
-                    "cannot read the configuration file {}: {e}; fix it or point --config / CANHAZGPU_CONFIG elsewhere",
+                    "cannot read the configuration file {}: {e}; \
+                     fix it or point --config / CANHAZGPU_CONFIG elsewhere",
                     path.display()
                 )));
             }
         };
         let mut config = parse(&text).map_err(|why| {
             Error::failure(format!(
-                "configuration file {}: {why}; fix it or point --config / CANHAZGPU_CONFIG elsewhere",
+                "configuration file {}: {why}; \
+                 fix it or point --config / CANHAZGPU_CONFIG elsewhere",
                 path.display()
             ))
         })?;
@@ -233,7 +235,8 @@ fn parse(text: &str) -> std::result::Result<Config, String> {
                 config.visible_devices = Some(mode);
             }
             _ => say!(
-                "canhazgpu: warning: unknown key `{key}` in the configuration file ignored (known: {})",
+                "canhazgpu: warning: unknown key `{key}` in the configuration file ignored \
+                 (known: {})",
                 KNOWN_KEYS.join(", ")
             ),
         }
@@ -273,7 +276,8 @@ fn absolute_path(key: &str, text: &str, example: &str) -> std::result::Result<Pa
 /// `admins = ["alice", "@gpu-admins"]`.
 fn parse_admins(value: &toml::Value) -> std::result::Result<Vec<String>, String> {
     let invalid = || {
-        "`admins` must be a list of user names and @group names, e.g. admins = [\"alice\", \"@gpu-admins\"]"
+        "`admins` must be a list of user names and @group names, \
+         e.g. admins = [\"alice\", \"@gpu-admins\"]"
             .to_string()
     };
     let list = value.as_array().ok_or_else(invalid)?;
@@ -467,7 +471,8 @@ mod tests {
     #[test]
     fn reads_nvml_keys() {
         let config = parse(
-            "memory_threshold = 2048\nnvml_library = \"/opt/nvidia/lib\"\nvisible_devices = \"uuid\"\n",
+            "memory_threshold = 2048\nnvml_library = \"/opt/nvidia/lib\"\n\
+             visible_devices = \"uuid\"\n",
         )
         .unwrap();
         assert_eq!(config.memory_threshold, Some(2048));

@@ -20,7 +20,8 @@ pub fn parse_whole_seconds(text: &str) -> Result<Duration> {
     let duration = parse(text)?;
     if duration < WHOLE_SECOND {
         return Err(Error::usage(format!(
-            "invalid duration '{text}': it is shorter than a second, and reservations and heartbeats are counted in whole seconds; use at least 1s"
+            "invalid duration '{text}': it is shorter than a second, \
+             and reservations and heartbeats are counted in whole seconds; use at least 1s"
         )));
     }
     Ok(duration)

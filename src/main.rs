@@ -76,7 +76,8 @@ fn usage_error(e: clap::Error) -> ExitCode {
     );
     if about_run && missing_separator {
         say!(
-            "hint: put the command to run after '--', e.g. canhazgpu run --gpus 1 -- python train.py"
+            "hint: put the command to run after '--', \
+             e.g. canhazgpu run --gpus 1 -- python train.py"
         );
     }
     ExitCode::from(e.exit_code().clamp(0, 255) as u8)

@@ -660,7 +660,11 @@ mod tests {
     fn decodes_upstream_forms() {
         let slot = decode_slot(
             3,
-            Some(r#"{"user":"bob","start_time":"2025-01-01T00:00:00-01:00","last_heartbeat":1735696800.5,"type":"manual","expiry_time":"1735700000","partial_queue_id":"q1"}"#),
+            Some(concat!(
+                r#"{"user":"bob","start_time":"2025-01-01T00:00:00-01:00","#,
+                r#""last_heartbeat":1735696800.5,"type":"manual","expiry_time":"1735700000","#,
+                r#""partial_queue_id":"q1"}"#
+            )),
             "test",
         )
         .unwrap();
@@ -787,9 +791,10 @@ mod tests {
 
     #[test]
     fn history_records_in_upstream_forms() {
-        let record = HistoryRecord::decode(
-            r#"{"user":"a","gpu_id":1,"start_time":"2025-01-01T00:00:00Z","end_time":1735693200.0,"duration_seconds":3600,"reservation_type":"manual"}"#,
-        )
+        let record = HistoryRecord::decode(concat!(
+            r#"{"user":"a","gpu_id":1,"start_time":"2025-01-01T00:00:00Z","#,
+            r#""end_time":1735693200.0,"duration_seconds":3600,"reservation_type":"manual"}"#
+        ))
         .unwrap();
         assert_eq!(
             (record.start_time, record.end_time),

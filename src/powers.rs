@@ -80,7 +80,9 @@ pub fn require_admin(config: &Config, store: &Store, action: &str) -> Result<()>
         None => String::new(),
     };
     Err(Error::failure(format!(
-        "only an administrator may {action}: root, a user or @group named in `admins` in {}{owner}; {} is none of them, so ask one of them",
+        "only an administrator may {action}: \
+         root, a user or @group named in `admins` in {}{owner}; \
+         {} is none of them, so ask one of them",
         config_path.display(),
         caller.name
     )))

@@ -84,7 +84,8 @@ impl Context {
     pub fn own_identity(&self) -> Result<Owner> {
         self.view.owner(std::process::id()).ok_or_else(|| {
             Error::failure(
-                "cannot read this process's own entry in /proc, which liveness checks need; is /proc mounted?",
+                "cannot read this process's own entry in /proc, which liveness checks need; \
+                 is /proc mounted?",
             )
         })
     }

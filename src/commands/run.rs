@@ -38,7 +38,8 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     };
     let Some((program, program_args)) = args.command.split_first() else {
         return Err(Error::usage(
-            "nothing to run: give the command after `--`, e.g. canhazgpu run --gpus 1 -- python train.py",
+            "nothing to run: give the command after `--`, \
+             e.g. canhazgpu run --gpus 1 -- python train.py",
         ));
     };
     let me = ctx.own_identity()?;
@@ -316,7 +317,8 @@ fn release_own(ctx: &Context, ids: &[u32], me: &Owner) -> Result<()> {
         })
         .map_err(|e| {
             Error::failure(format!(
-                "could not release GPU(s) {}: {e}. They free themselves at the next canhazgpu command, since this run has ended",
+                "could not release GPU(s) {}: {e}. They free themselves at the next canhazgpu \
+                 command, since this run has ended",
                 format_ids(ids)
             ))
         })

@@ -89,7 +89,9 @@ impl FileStore {
         if !self.dir.is_dir() {
             return self.create_dirs().map_err(|e| {
                 Error::failure(format!(
-                    "cannot create the state directory {}: {e}; run `canhazgpu admin` as a user who may create it (usually root), or choose another with --store file:///path",
+                    "cannot create the state directory {}: {e}; \
+                     run `canhazgpu admin` as a user who may create it (usually root), \
+                     or choose another with --store file:///path",
                     self.dir.display()
                 ))
             });
@@ -365,7 +367,9 @@ impl FileStore {
         };
         if dir.permissions().mode() & 0o7777 != SHARED_DIR_MODE {
             return format!(
-                "the state directory {} has mode {:04o} (owner {}), but it must be writable by every user (mode 0777, set by `canhazgpu admin`); its owner or root can run `chmod 0777 {}`",
+                "the state directory {} has mode {:04o} (owner {}), \
+                 but it must be writable by every user (mode 0777, set by `canhazgpu admin`); \
+                 its owner or root can run `chmod 0777 {}`",
                 self.dir.display(),
                 dir.permissions().mode() & 0o7777,
                 account_name(dir.uid()),
@@ -374,13 +378,16 @@ impl FileStore {
         }
         match fs::metadata(path) {
             Ok(file) if file.permissions().mode() & 0o7777 != wanted => format!(
-                "the file has mode {:04o} (owner {}) but every user needs mode {wanted:04o}; its owner or root can run `chmod {wanted:04o} {}` (or `canhazgpu admin` as root, which repairs every file of the store)",
+                "the file has mode {:04o} (owner {}) but every user needs mode {wanted:04o}; \
+                 its owner or root can run `chmod {wanted:04o} {}` (or `canhazgpu admin` as root, \
+                 which repairs every file of the store)",
                 file.permissions().mode() & 0o7777,
                 account_name(file.uid()),
                 path.display()
             ),
             _ => format!(
-                "the state directory {} has the right mode (0777); check the file system (read-only, full?) and what else holds that path",
+                "the state directory {} has the right mode (0777); \
+                 check the file system (read-only, full?) and what else holds that path",
                 self.dir.display()
             ),
         }
@@ -427,11 +434,14 @@ fn repair_mode(path: &Path, mode: u32, what: &str) {
     }
     match fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
         Ok(()) => say!(
-            "canhazgpu: {what} {} had mode {current:04o}; set it to {mode:04o} so that every user can reserve",
+            "canhazgpu: {what} {} had mode {current:04o}; \
+             set it to {mode:04o} so that every user can reserve",
             path.display()
         ),
         Err(e) => say!(
-            "canhazgpu: warning: {what} {} has mode {current:04o} (owner {}) and cannot be changed to {mode:04o} ({e}); other users cannot reserve until its owner or root runs `chmod {mode:04o} {}`",
+            "canhazgpu: warning: {what} {} has mode {current:04o} (owner {}) \
+             and cannot be changed to {mode:04o} ({e}); \
+             other users cannot reserve until its owner or root runs `chmod {mode:04o} {}`",
             path.display(),
             account_name(meta.uid()),
             path.display()
@@ -712,12 +722,21 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+        fn decoding_arbitrary_bytes_never_panics(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)
+        ) {
             let _ = decode_state(&bytes);
         }
 
         #[test]
-        fn decoding_json_shaped_input_never_panics(text in r#"\{"schema":1,"gpus":\[(\{("user"|"start_time"|"type"|"expiry_time"|"owner_process"):("x"|1|-1|1e300|null|\{\}|\[\]|"2025-01-01T00:00:00Z")\},?){0,4}\]\}"#) {
+        fn decoding_json_shaped_input_never_panics(
+            text in concat!(
+                r#"\{"schema":1,"gpus":\[(\{"#,
+                r#"("user"|"start_time"|"type"|"expiry_time"|"owner_process"):"#,
+                r#"("x"|1|-1|1e300|null|\{\}|\[\]|"2025-01-01T00:00:00Z")"#,
+                r#"\},?){0,4}\]\}"#
+            )
+        ) {
             let _ = decode_state(text.as_bytes());
         }
     }

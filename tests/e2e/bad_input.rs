@@ -346,7 +346,10 @@ fn each_bad_invocation_explains_itself_and_changes_nothing() {
         let now = common::unix_now();
         store.set_raw_slot(
             1,
-            serde_json::json!({"user": "alice", "start_time": now, "last_heartbeat": now, "type": "manual", "expiry_time": now + 3600}),
+            serde_json::json!({
+                "user": "alice", "start_time": now, "last_heartbeat": now, "type": "manual",
+                "expiry_time": now + 3600
+            }),
         );
         let before = store.dump();
         for case in cases

@@ -115,7 +115,10 @@ fn upstream_reservations_naming_their_own_account_show_no_account() {
         for (id, actual) in [(0, "bob"), (1, "carol")] {
             store.set_raw_slot(
                 id,
-                json!({"user": "bob", "actual_user": actual, "start_time": now, "last_heartbeat": now, "type": "manual", "expiry_time": now + 3600}),
+                json!({
+                    "user": "bob", "actual_user": actual, "start_time": now, "last_heartbeat": now,
+                    "type": "manual", "expiry_time": now + 3600
+                }),
             );
         }
         let status = store.status();
@@ -174,7 +177,10 @@ fn admin_initializes_refuses_twice_and_force_reinitializes() {
             .args(["admin", "--gpus", "4", "--force"])
             .assert()
             .success()
-            .stdout("Force reinitializing: clearing 8 existing GPUs...\nReinitialized 4 GPUs (IDs 0 to 3)\n");
+            .stdout(
+                "Force reinitializing: clearing 8 existing GPUs...\n\
+                 Reinitialized 4 GPUs (IDs 0 to 3)\n",
+            );
         let status = store.status();
         assert_eq!(status.lines().count(), 4, "{status}");
         assert!(parse_busy(&status).is_empty(), "{status}");
@@ -201,11 +207,17 @@ fn status_lines_use_the_seed_words() {
         store.set_raw_slot(0, json!({"last_released": now - (30 * 60 + 15)}));
         store.set_raw_slot(
             1,
-            json!({"user": "alice", "start_time": now - (15 * 60 + 30), "last_heartbeat": now - 5, "type": "run"}),
+            json!({
+                "user": "alice", "start_time": now - (15 * 60 + 30), "last_heartbeat": now - 5,
+                "type": "run"
+            }),
         );
         store.set_raw_slot(
             3,
-            json!({"user": "bob", "start_time": now - 3735, "last_heartbeat": now - 3735, "type": "manual", "expiry_time": now + 11745}),
+            json!({
+                "user": "bob", "start_time": now - 3735, "last_heartbeat": now - 3735,
+                "type": "manual", "expiry_time": now + 11745
+            }),
         );
         let status = store.status();
         let lines: Vec<&str> = status.lines().collect();
@@ -334,7 +346,8 @@ fn signals_sent_to_run_reach_the_command_and_run_releases_after_it() {
         store.admin(1);
         let marker = store.home.path().join("got-signal");
         let script = format!(
-            "trap 'echo {signal} > {m}; exit 42' {signal}; echo ready; while :; do sleep 0.05; done",
+            "trap 'echo {signal} > {m}; exit 42' {signal}; echo ready; \
+             while :; do sleep 0.05; done",
             m = marker.display()
         );
         let mut run = store
@@ -420,7 +433,10 @@ fn reserve_defaults_and_prints_an_export_line() {
             .arg("reserve")
             .assert()
             .success()
-            .stdout("export CUDA_VISIBLE_DEVICES=0 NVIDIA_VISIBLE_DEVICES=0 CUDA_DEVICE_ORDER=PCI_BUS_ID\n")
+            .stdout(
+                "export CUDA_VISIBLE_DEVICES=0 NVIDIA_VISIBLE_DEVICES=0 \
+                 CUDA_DEVICE_ORDER=PCI_BUS_ID\n",
+            )
             .stderr(predicate::str::contains(
                 "Reserved 1 GPU(s) [0] for 8h (expires in",
             ));
@@ -434,7 +450,8 @@ fn reserve_defaults_and_prints_an_export_line() {
             .assert()
             .success()
             .stdout(
-                "export CUDA_VISIBLE_DEVICES=1,2 NVIDIA_VISIBLE_DEVICES=1,2 CUDA_DEVICE_ORDER=PCI_BUS_ID\n",
+                "export CUDA_VISIBLE_DEVICES=1,2 NVIDIA_VISIBLE_DEVICES=1,2 \
+                 CUDA_DEVICE_ORDER=PCI_BUS_ID\n",
             )
             .stderr(predicate::str::contains("for 30m"));
     });
@@ -465,7 +482,10 @@ fn release_takes_back_only_my_manual_reservations() {
         let now = unix_now();
         store.set_raw_slot(
             0,
-            json!({"user": "someone-else", "start_time": now, "last_heartbeat": now, "type": "manual", "expiry_time": now + 3600}),
+            json!({
+                "user": "someone-else", "start_time": now, "last_heartbeat": now, "type": "manual",
+                "expiry_time": now + 3600
+            }),
         );
         store
             .cmd()
@@ -578,8 +598,20 @@ fn heartbeat_rules_for_owners_this_host_cannot_see() {
         store.admin(2);
         let now = unix_now();
         let invisible = json!({"pid": 1, "start_ticks": 1, "boot_id": "another-host", "pid_ns": 1});
-        store.set_raw_slot(0, json!({"user": "x", "start_time": now - 900, "last_heartbeat": now - 301, "type": "run", "owner_process": invisible}));
-        store.set_raw_slot(1, json!({"user": "y", "start_time": now - 900, "last_heartbeat": now - 10, "type": "run", "owner_process": invisible}));
+        store.set_raw_slot(
+            0,
+            json!({
+                "user": "x", "start_time": now - 900, "last_heartbeat": now - 301, "type": "run",
+                "owner_process": invisible
+            }),
+        );
+        store.set_raw_slot(
+            1,
+            json!({
+                "user": "y", "start_time": now - 900, "last_heartbeat": now - 10, "type": "run",
+                "owner_process": invisible
+            }),
+        );
         assert_eq!(store.busy_ids(), vec![1]);
         // Upstream entries without an owner follow the same rule.
         store.set_raw_slot(
@@ -608,8 +640,10 @@ fn a_dead_owner_on_this_host_frees_at_once_and_pid_reuse_does_not_fool_it() {
             .unwrap();
         store.set_raw_slot(
             0,
-            json!({"user": "x", "start_time": now, "last_heartbeat": now, "type": "run",
-                   "owner_process": {"pid": me, "start_ticks": 1, "boot_id": boot.trim(), "pid_ns": ns}}),
+            json!({
+                "user": "x", "start_time": now, "last_heartbeat": now, "type": "run",
+                "owner_process": {"pid": me, "start_ticks": 1, "boot_id": boot.trim(), "pid_ns": ns}
+            }),
         );
         assert!(store.busy_ids().is_empty());
         let history_has_it = match store.backend {
@@ -635,7 +669,14 @@ fn redis_pool_written_by_upstream_works_without_admin() {
     let now = unix_now();
     redis.cli(&["SET", "canhazgpu:gpu_count", "3"]);
     // Upstream Go wrote RFC 3339 strings and, in its first heartbeat, no type.
-    redis.cli(&["SET", "canhazgpu:gpu:0", &json!({"user": "carol", "start_time": "2020-01-01T00:00:00Z", "last_heartbeat": now.to_string()}).to_string()]);
+    redis.cli(&[
+        "SET",
+        "canhazgpu:gpu:0",
+        &json!({
+            "user": "carol", "start_time": "2020-01-01T00:00:00Z", "last_heartbeat": now.to_string()
+        })
+        .to_string(),
+    ]);
     redis.cli(&[
         "SET",
         "canhazgpu:gpu:1",

@@ -78,7 +78,10 @@ fn a_gpu_taken_behind_a_runs_back_is_reported_and_on_lost_kill_stops_the_command
             let now = unix_now();
             store.set_raw_slot(
                 0,
-                json!({"user": "intruder", "start_time": now, "last_heartbeat": now, "type": "manual", "expiry_time": now + 600}),
+                json!({
+                    "user": "intruder", "start_time": now, "last_heartbeat": now, "type": "manual",
+                    "expiry_time": now + 600
+                }),
             )
         };
         let done = store.home.path().join("done");
@@ -158,7 +161,10 @@ fn reservations_from_a_day_ahead(store: &TestStore) {
     let day = 86_400;
     store.set_raw_slot(
         0,
-        json!({"user": "a", "start_time": now + day, "last_heartbeat": now + day, "type": "manual", "expiry_time": now + day + 3600}),
+        json!({
+            "user": "a", "start_time": now + day, "last_heartbeat": now + day, "type": "manual",
+            "expiry_time": now + day + 3600
+        }),
     );
     store.set_raw_slot(
         1,

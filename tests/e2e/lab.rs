@@ -388,14 +388,23 @@ fn all_hosts_lists_every_host_in_the_documented_json() {
     assert_eq!(hosts[1]["this_host"], false);
     assert_eq!(
         hosts[1]["summary"],
-        json!({"gpus": 3, "available": 1, "in_use": 2, "in_use_without_reservation": 0, "waiting": 0, "free_now": 1})
+        json!({
+            "gpus": 3, "available": 1, "in_use": 2, "in_use_without_reservation": 0, "waiting": 0,
+            "free_now": 1
+        })
     );
     assert_eq!(hosts[1]["gpus"][0]["user"], hosts[1]["gpus"][1]["user"]);
 
     let text = lab.ok(Some("b"), &["status", "--all-hosts"]);
     let headers: Vec<&str> = text.lines().filter(|l| l.starts_with("== ")).collect();
     assert_eq!(headers.len(), 3, "{text}");
-    assert!(headers[0].starts_with("== b (this host) == 3 GPUs: 1 free, 2 reserved, 0 in use without reservation, 0 waiting; last write 0h 0m"), "{text}");
+    assert!(
+        headers[0].starts_with(
+            "== b (this host) == 3 GPUs: 1 free, 2 reserved, 0 in use without reservation, \
+             0 waiting; last write 0h 0m"
+        ),
+        "{text}"
+    );
     assert!(headers[1].starts_with("== a == 2 GPUs: 2 free"), "{text}");
     assert_eq!(
         text.lines().filter(|l| l.starts_with("GPU ")).count(),
@@ -449,7 +458,9 @@ fn views_of_other_hosts_never_write() {
     let now = unix_now();
     // On b: an expired manual reservation, a run silent for 10 minutes, one alive.
     let slot = |user: &str, kind: &str, heartbeat: i64, expiry: Option<i64>| {
-        let mut value = json!({"user": user, "start_time": now - 3600, "last_heartbeat": heartbeat, "type": kind});
+        let mut value = json!({
+            "user": user, "start_time": now - 3600, "last_heartbeat": heartbeat, "type": kind
+        });
         if let Some(t) = expiry {
             value["expiry_time"] = json!(t);
         }

@@ -54,9 +54,8 @@ fn admin_counts_the_gpus_through_nvml() {
         let fewer = stub.run(store, &["admin", "--gpus", "2", "--force"]).ok();
         assert_eq!(
             fewer.warnings(),
-            [
-                "canhazgpu: warning: NVML reports 3 GPUs but --gpus is 2, so the pool leaves out GPU 2"
-            ]
+            ["canhazgpu: warning: NVML reports 3 GPUs but --gpus is 2, \
+                 so the pool leaves out GPU 2"]
         );
         assert!(
             fewer.stdout.contains("Reinitialized 2 GPUs"),
@@ -179,7 +178,8 @@ fn use_without_reservation_is_shown_and_not_handed_out() {
         assert_eq!(
             status.line(0),
             format!(
-                "GPU 0: IN USE WITHOUT RESERVATION by {} (pid {}, 10240 MiB) — {H100}, 10300/81559 MiB",
+                "GPU 0: IN USE WITHOUT RESERVATION by {} (pid {}, 10240 MiB) \
+                 — {H100}, 10300/81559 MiB",
                 other.user,
                 other.pid()
             )
@@ -328,7 +328,8 @@ fn force_hands_out_gpus_in_use() {
         assert_eq!(
             ran.warnings(),
             [format!(
-                "canhazgpu: warning: --force: GPU 0 is in use without a reservation, by {} (pid {}, 10240 MiB)",
+                "canhazgpu: warning: --force: GPU 0 is in use without a reservation, \
+                 by {} (pid {}, 10240 MiB)",
                 other.user,
                 other.pid()
             )]
@@ -363,7 +364,8 @@ fn foreign_use_of_a_reserved_gpu_is_flagged() {
         stub.set(&h100s(
             &[2000, 5000],
             &format!(
-                "proc 0 {mine} 2000\nproc 0 {NO_SUCH_PID} 10\nproc 1 {mine} 2000\nproc 1 {other} 3000\n",
+                "proc 0 {mine} 2000\nproc 0 {NO_SUCH_PID} 10\nproc 1 {mine} 2000\n\
+                 proc 1 {other} 3000\n",
                 mine = mine.pid(),
                 other = other.pid()
             ),
@@ -507,7 +509,8 @@ fn drivers_without_the_v3_process_query_fall_back_to_v2() {
         assert_eq!(status.stderr, "", "{variant:?}");
         assert!(
             status.line(0).starts_with(&format!(
-                "GPU 0: IN USE WITHOUT RESERVATION by {} (pid {}, 5000 MiB) — {H100}, 5000/81559 MiB",
+                "GPU 0: IN USE WITHOUT RESERVATION by {} (pid {}, 5000 MiB) \
+                 — {H100}, 5000/81559 MiB",
                 other.user,
                 other.pid()
             )),
@@ -545,7 +548,8 @@ fn uuid_mode_exports_gpu_uuids() {
         assert_eq!(
             reserved.stdout,
             format!(
-                "export CUDA_VISIBLE_DEVICES={both} NVIDIA_VISIBLE_DEVICES={both} CUDA_DEVICE_ORDER=PCI_BUS_ID\n"
+                "export CUDA_VISIBLE_DEVICES={both} NVIDIA_VISIBLE_DEVICES={both} \
+                 CUDA_DEVICE_ORDER=PCI_BUS_ID\n"
             )
         );
         stub.run(store, &["release"]).ok();

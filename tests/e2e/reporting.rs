@@ -39,7 +39,10 @@ fn status_json_follows_the_documented_schema() {
         store.set_raw_slot(1, json!({"last_released": now - 60}));
         store.set_raw_slot(
             2,
-            json!({"user": "alice", "start_time": now - 10, "last_heartbeat": now - 10, "type": "manual", "expiry_time": now + 3600, "note": "sweep"}),
+            json!({
+                "user": "alice", "start_time": now - 10, "last_heartbeat": now - 10,
+                "type": "manual", "expiry_time": now + 3600, "note": "sweep"
+            }),
         );
         let out = store.cmd().args(["status", "--json"]).output().unwrap();
         assert!(out.status.success());
@@ -102,7 +105,12 @@ fn report_gives_exact_gpu_hours_from_a_fixed_history() {
         store.admin(2);
         let now = unix_now();
         let day = 86_400;
-        let record = |user: &str, start: i64, end: i64, kind: &str| json!({"user": user, "gpu_id": 0, "start_time": start, "end_time": end, "duration_seconds": end - start, "reservation_type": kind});
+        let record = |user: &str, start: i64, end: i64, kind: &str| {
+            json!({
+                "user": user, "gpu_id": 0, "start_time": start, "end_time": end,
+                "duration_seconds": end - start, "reservation_type": kind
+            })
+        };
         add_history(
             &store,
             record("alice", now - 3 * day, now - 3 * day + 7200, "run"),
@@ -120,7 +128,11 @@ fn report_gives_exact_gpu_hours_from_a_fixed_history() {
         // Upstream Go wrote RFC 3339 times.
         add_history(
             &store,
-            json!({"user": "bob", "gpu_id": 1, "start_time": "2020-01-01T00:00:00Z", "end_time": "2020-01-01T01:00:00Z", "duration_seconds": 3600.0, "reservation_type": "run"}),
+            json!({
+                "user": "bob", "gpu_id": 1, "start_time": "2020-01-01T00:00:00Z",
+                "end_time": "2020-01-01T01:00:00Z", "duration_seconds": 3600.0,
+                "reservation_type": "run"
+            }),
         );
         let out = store
             .cmd()
@@ -162,7 +174,10 @@ fn report_counts_reservations_in_progress() {
         let now = unix_now();
         store.set_raw_slot(
             0,
-            json!({"user": "dave", "start_time": now - 7200, "last_heartbeat": now, "type": "manual", "expiry_time": now + 3600}),
+            json!({
+                "user": "dave", "start_time": now - 7200, "last_heartbeat": now, "type": "manual",
+                "expiry_time": now + 3600
+            }),
         );
         let out = store.cmd().args(["report", "--json"]).output().unwrap();
         let report: Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -188,8 +188,20 @@ fn release_by_id_takes_back_my_runs_too_but_nothing_of_others() {
         // A run whose wrapper this host cannot see any more, still heartbeating recently.
         let invisible =
             serde_json::json!({"pid": 1, "start_ticks": 1, "boot_id": "gone", "pid_ns": 1});
-        store.set_raw_slot(0, serde_json::json!({"user": me(), "start_time": now, "last_heartbeat": now, "type": "run", "owner_process": invisible}));
-        store.set_raw_slot(1, serde_json::json!({"user": "someone", "start_time": now, "last_heartbeat": now, "type": "manual", "expiry_time": now + 600}));
+        store.set_raw_slot(
+            0,
+            serde_json::json!({
+                "user": me(), "start_time": now, "last_heartbeat": now, "type": "run",
+                "owner_process": invisible
+            }),
+        );
+        store.set_raw_slot(
+            1,
+            serde_json::json!({
+                "user": "someone", "start_time": now, "last_heartbeat": now, "type": "manual",
+                "expiry_time": now + 600
+            }),
+        );
         // Plain release leaves runs alone.
         store
             .cmd()

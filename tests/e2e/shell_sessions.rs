@@ -61,7 +61,8 @@ canhazgpu release
 echo "order_back=$CUDA_DEVICE_ORDER"
 echo "unset_after=${CUDA_VISIBLE_DEVICES-unset}"
 "#;
-    let fish = r#"
+    let fish = concat!(
+        r#"
 function show; if set -q $argv[2]; echo "$argv[1]=$$argv[2]"; else; echo "$argv[1]=unset"; end; end
 INIT
 set -gx CUDA_VISIBLE_DEVICES 7
@@ -80,7 +81,9 @@ canhazgpu release; or exit 1
 show after CUDA_VISIBLE_DEVICES
 show nvd_after NVIDIA_VISIBLE_DEVICES
 show order_after CUDA_DEVICE_ORDER
-echo "gpus_after="(set -q CANHAZGPU_GPUS; and echo set; or echo unset)"|"(set -q CANHAZGPU_OWNER_PID; and echo set; or echo unset)"|"(set -q CANHAZGPU_RESTORE; and echo set; or echo unset)
+echo "gpus_after="(set -q CANHAZGPU_GPUS; and echo set; or echo unset)"|""#,
+        r#"(set -q CANHAZGPU_OWNER_PID; and echo set; or echo unset)"|""#,
+        r#"(set -q CANHAZGPU_RESTORE; and echo set; or echo unset)
 set -e CUDA_VISIBLE_DEVICES
 set -gx CUDA_DEVICE_ORDER FASTEST_FIRST
 canhazgpu reserve; or exit 1
@@ -88,7 +91,8 @@ show order_held CUDA_DEVICE_ORDER
 canhazgpu release; or exit 1
 show order_back CUDA_DEVICE_ORDER
 show unset_after CUDA_VISIBLE_DEVICES
-"#;
+"#
+    );
     for sh in SHELLS {
         let store = store(4);
         let before = unix_now_for_tests();
@@ -303,7 +307,8 @@ fn fish_has_no_subshells_so_reserve_works_in_a_pipeline() {
     let run = store
         .session(
             Sh::Fish,
-            "canhazgpu init fish | source\ncanhazgpu reserve | cat\necho \"cvd=$CUDA_VISIBLE_DEVICES\"\necho \"gpus=$CANHAZGPU_GPUS\"",
+            "canhazgpu init fish | source\ncanhazgpu reserve | cat\n\
+             echo \"cvd=$CUDA_VISIBLE_DEVICES\"\necho \"gpus=$CANHAZGPU_GPUS\"",
         )
         .ok();
     assert_eq!(run.value("cvd"), run.value("gpus"), "{}", run.describe());
@@ -430,7 +435,8 @@ echo "outer_restored=$CUDA_VISIBLE_DEVICES"
 
 #[test]
 fn the_prompt_hook_notices_a_release_elsewhere_and_expiry() {
-    let posix = r#"
+    let posix = concat!(
+        r#"
 INIT
 canhazgpu reserve --duration 1h
 lease=$CANHAZGPU_LEASE
@@ -443,7 +449,8 @@ canhazgpu reserve --duration 2s
 _canhazgpu_hook
 echo "still=${CUDA_VISIBLE_DEVICES-unset}"
 # The hook's own clock: time(2) may lag the clock date(1) reads by a few milliseconds.
-clock() { if [ -n "${BASH_VERSION-}" ]; then printf -v now '%(%s)T' -1; else now=$EPOCHSECONDS; fi; }
+clock() { if [ -n "${BASH_VERSION-}" ]; then printf -v now '%(%s)T' -1;"#,
+        r#" else now=$EPOCHSECONDS; fi; }
 n=0
 clock
 while [ "$now" -lt "$CANHAZGPU_EXPIRES" ]; do
@@ -451,8 +458,10 @@ while [ "$now" -lt "$CANHAZGPU_EXPIRES" ]; do
 done
 _canhazgpu_hook
 echo "after_expiry=${CUDA_VISIBLE_DEVICES-unset}"
-"#;
-    let fish = r#"
+"#
+    );
+    let fish = concat!(
+        r#"
 INIT
 canhazgpu reserve --duration 1h; or exit 1
 set -l lease $CANHAZGPU_LEASE
@@ -460,7 +469,8 @@ test -e $lease; and echo lease_exists=yes; or echo lease_exists=no
 command canhazgpu release
 test -e $lease; and echo lease_after_release=yes; or echo lease_after_release=no
 emit fish_prompt
-set -q CUDA_VISIBLE_DEVICES; and echo "after_release=$CUDA_VISIBLE_DEVICES"; or echo after_release=unset
+set -q CUDA_VISIBLE_DEVICES; and echo "after_release=$CUDA_VISIBLE_DEVICES";"#,
+        r#" or echo after_release=unset
 canhazgpu reserve --duration 2s; or exit 1
 emit fish_prompt
 set -q CUDA_VISIBLE_DEVICES; and echo "still=$CUDA_VISIBLE_DEVICES"; or echo still=unset
@@ -469,8 +479,10 @@ while test (_canhazgpu_uptime) -lt $_canhazgpu_deadline_cs
   set n (math $n + 1); test $n -lt 200; or exit 3; sleep 0.05
 end
 emit fish_prompt
-set -q CUDA_VISIBLE_DEVICES; and echo "after_expiry=$CUDA_VISIBLE_DEVICES"; or echo after_expiry=unset
-"#;
+set -q CUDA_VISIBLE_DEVICES; and echo "after_expiry=$CUDA_VISIBLE_DEVICES";"#,
+        r#" or echo after_expiry=unset
+"#
+    );
     // Each shell waits out an expiry: side by side rather than one after another.
     std::thread::scope(|scope| {
         for sh in SHELLS {
@@ -700,7 +712,11 @@ fn fish_double_init_installs_one_handler_each() {
     let run = store
         .session(
             Sh::Fish,
-            "canhazgpu init fish | source\ncanhazgpu init fish | source\necho \"prompt=\"(functions --handlers-type generic | string match '*_canhazgpu_hook*' | count)\necho \"exit=\"(functions --handlers-type generic | string match '*_canhazgpu_exit*' | count)",
+            "canhazgpu init fish | source\ncanhazgpu init fish | source\n\
+             echo \"prompt=\"(functions --handlers-type generic \
+             | string match '*_canhazgpu_hook*' | count)\n\
+             echo \"exit=\"(functions --handlers-type generic \
+             | string match '*_canhazgpu_exit*' | count)",
         )
         .ok();
     // One handler per event: fish_prompt and fish_postexec.
@@ -748,7 +764,8 @@ echo "now=$(complete -p canhazgpu)""#,
     let run = store
         .session(
             Sh::Zsh,
-            "autoload -Uz compinit\ncompinit -u -D\neval \"$(canhazgpu init zsh)\"\necho \"comp=${_comps[canhazgpu]}\"",
+            "autoload -Uz compinit\ncompinit -u -D\neval \"$(canhazgpu init zsh)\"\n\
+             echo \"comp=${_comps[canhazgpu]}\"",
         )
         .ok();
     assert_eq!(
@@ -765,7 +782,8 @@ echo "now=$(complete -p canhazgpu)""#,
         .session(
             Sh::Fish,
             &format!(
-                "source {}\ncanhazgpu init fish | source\necho \"reply=\"(complete -C 'canhazgpu res' | string replace -r '\\t.*' '')",
+                "source {}\ncanhazgpu init fish | source\n\
+                 echo \"reply=\"(complete -C 'canhazgpu res' | string replace -r '\\t.*' '')",
                 completions.display()
             ),
         )
@@ -841,7 +859,13 @@ fn plain_binary_behaviour_is_unchanged() {
     );
     // The plain release releases every manual reservation of the user, shell-bound
     // ones included.
-    let shell = store.session(Sh::Bash, "eval \"$(canhazgpu init bash)\"\ncanhazgpu reserve\ncommand canhazgpu release\necho \"cvd=$CUDA_VISIBLE_DEVICES\"").ok();
+    let shell = store
+        .session(
+            Sh::Bash,
+            "eval \"$(canhazgpu init bash)\"\ncanhazgpu reserve\ncommand canhazgpu release\n\
+             echo \"cvd=$CUDA_VISIBLE_DEVICES\"",
+        )
+        .ok();
     assert!(
         shell.stdout.contains("Released 3 GPU(s)"),
         "{}",
@@ -853,7 +877,8 @@ fn plain_binary_behaviour_is_unchanged() {
     let shell = store
         .session(
             Sh::Zsh,
-            "eval \"$(canhazgpu init zsh)\"\ncanhazgpu reserve\ncanhazgpu release --all\necho \"cvd=${CUDA_VISIBLE_DEVICES-unset}\"",
+            "eval \"$(canhazgpu init zsh)\"\ncanhazgpu reserve\ncanhazgpu release --all\n\
+             echo \"cvd=${CUDA_VISIBLE_DEVICES-unset}\"",
         )
         .ok();
     assert_eq!(shell.value("cvd"), "unset", "{}", shell.describe());

@@ -844,16 +844,19 @@ _canhazgpu_check=0
 _canhazgpu_hook
 echo "at_check=${CUDA_VISIBLE_DEVICES-unset}"
 "#;
-    let fish = r#"
+    let fish = concat!(
+        r#"
 INIT
 canhazgpu reserve --duration 1h; or exit 1
 command canhazgpu admin --gpus 2 --force 2>/dev/null
 emit fish_prompt
-set -q CUDA_VISIBLE_DEVICES; and echo "before_check=$CUDA_VISIBLE_DEVICES"; or echo before_check=unset
+set -q CUDA_VISIBLE_DEVICES; and echo "before_check=$CUDA_VISIBLE_DEVICES";"#,
+        r#" or echo before_check=unset
 set -g _canhazgpu_check 0
 emit fish_prompt
 set -q CUDA_VISIBLE_DEVICES; and echo "at_check=$CUDA_VISIBLE_DEVICES"; or echo at_check=unset
-"#;
+"#
+    );
     for sh in SHELLS {
         let store = store(2);
         let run = store.session(sh, &scripted(sh, posix, fish)).ok();

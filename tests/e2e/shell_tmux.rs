@@ -29,7 +29,8 @@ fn lifecycle(store: &TestStore, tmux: &Tmux, fish: bool, idle_prompt: &dyn Fn(&s
     let show = |key: &str| {
         if fish {
             format!(
-                "set -q CUDA_VISIBLE_DEVICES; and echo \"{key}=$CUDA_VISIBLE_DEVICES\"; or echo {key}=unset"
+                "set -q CUDA_VISIBLE_DEVICES; and echo \"{key}=$CUDA_VISIBLE_DEVICES\"; \
+                 or echo {key}=unset"
             )
         } else {
             format!("echo \"{key}=${{CUDA_VISIBLE_DEVICES-unset}}\"")
@@ -106,7 +107,10 @@ fn zsh_lifecycle_with_right_prompt() {
 fn fish_lifecycle_with_right_prompt() {
     let store = store(2);
     let tmux = Tmux::start(&store, "fish", &["fish", "--no-config", "-i"]);
-    tmux.send("function fish_prompt; echo -n \"[$status]> \"; end; function fish_right_prompt; canhazgpu_prompt; end");
+    tmux.send(
+        "function fish_prompt; echo -n \"[$status]> \"; end; \
+         function fish_right_prompt; canhazgpu_prompt; end",
+    );
     tmux.send("canhazgpu init fish | source");
     tmux.send("false");
     tmux.wait("the status in the prompt", |_| tmux.last_line() == "[1]>");

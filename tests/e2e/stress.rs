@@ -60,7 +60,10 @@ const POLL: Duration = Duration::from_millis(5);
 
 /// The job every `run` starts: `$1` log, `$2` operation token, `$3` seconds to work.
 /// `$$` is the job's pid, which the test needs to kill the job alone.
-const JOB: &str = r#"s=$(date +%s%N); echo "S $2 $$ $CUDA_VISIBLE_DEVICES $s" >> "$1"; sleep "$3"; e=$(date +%s%N); echo "E $2 $e" >> "$1""#;
+const JOB: &str = concat!(
+    r#"s=$(date +%s%N); echo "S $2 $$ $CUDA_VISIBLE_DEVICES $s" >> "$1";"#,
+    r#" sleep "$3"; e=$(date +%s%N); echo "E $2 $e" >> "$1""#
+);
 
 #[derive(Clone, Copy, Debug)]
 struct Plan {
@@ -795,7 +798,8 @@ fn client(shared: &Shared, plan: Plan, index: usize, seed: u64, start: &Barrier)
                     let left = shared.gpus_noted(&token);
                     if !left.is_empty() {
                         me.problems.push(format!(
-                            "{token}: killed ({kill:?}), reaped, yet status still shows GPU(s) {left:?} held for it"
+                            "{token}: killed ({kill:?}), reaped, \
+                             yet status still shows GPU(s) {left:?} held for it"
                         ));
                     }
                     continue;
@@ -1177,11 +1181,14 @@ fn load_on(plan: Plan, backend: Backend, seed: u64) {
         .success();
 
     eprintln!(
-        "{label}: {} clients x {} ops in {clients_took:.1?}: {} runs ({} served), {} reserves ({} held), \
-         {} busy refusals, {} queued, {} waits served (longest {:.1?}), {} waits timed out, {} looks; \
-         {} intervals checked (the GPUs were in use {:.0}% of the time); kills {:?} ({} kill plans missed: the process ended first), \
+        "{label}: {} clients x {} ops in {clients_took:.1?}: {} runs ({} served), \
+         {} reserves ({} held), {} busy refusals, {} queued, \
+         {} waits served (longest {:.1?}), {} waits timed out, {} looks; \
+         {} intervals checked (the GPUs were in use {:.0}% of the time); \
+         kills {:?} ({} kill plans missed: the process ended first), \
          {} killed while queued, {} manual GPUs left by killed reserve/release released by id, \
-         {} runs whose wrapper alone was killed, whose {} job interval(s) overlapped a later holder's",
+         {} runs whose wrapper alone was killed, \
+         whose {} job interval(s) overlapped a later holder's",
         plan.clients,
         plan.ops_per_client,
         tally.runs,

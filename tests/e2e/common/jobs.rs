@@ -23,7 +23,8 @@ impl Job {
         let gate = store.home.path().join(format!("{name}.done"));
         let log = store.home.path().join("order.log");
         let script = format!(
-            "echo \"{name} $CUDA_VISIBLE_DEVICES\" >> {log}; while [ ! -e {gate} ]; do sleep 0.05; done",
+            "echo \"{name} $CUDA_VISIBLE_DEVICES\" >> {log}; \
+             while [ ! -e {gate} ]; do sleep 0.05; done",
             log = log.display(),
             gate = gate.display()
         );
