@@ -27,20 +27,57 @@ pub fn each_backend(test: impl Fn(&TestStore)) {
     }
 }
 
-/// A stub scenario: the shared stub build of one variant, found through
-/// LD_LIBRARY_PATH, reading its own configuration file.
-pub struct NvmlStub {
-    dir: TempDir,
-    variant: Variant,
+/// A vendor's stub library of tests/support, as a scenario uses it: where the shared
+/// build of a variant is, and the variable naming the configuration file it reads.
+pub trait StubLibrary {
+    type Variant: Copy;
+    /// The variant of [`StubScenario::new`]: the library as a current driver has it.
+    const CURRENT: Self::Variant;
+    const CONFIG_ENV: &'static str;
+    fn library_dir(variant: Self::Variant) -> PathBuf;
 }
 
-impl NvmlStub {
-    pub fn new(config: &str) -> NvmlStub {
-        NvmlStub::of(Variant::Current, config)
+/// The fake libnvidia-ml.so.1 (tests/support/nvml.rs).
+pub enum Nvml {}
+
+impl StubLibrary for Nvml {
+    type Variant = Variant;
+    const CURRENT: Variant = Variant::Current;
+    const CONFIG_ENV: &'static str = CONFIG_ENV;
+    fn library_dir(variant: Variant) -> PathBuf {
+        nvml::stub_library_dir(variant)
+    }
+}
+
+/// The fake libamd_smi.so (tests/support/amd_smi.rs).
+pub enum Amd {}
+
+impl StubLibrary for Amd {
+    type Variant = amd::Variant;
+    const CURRENT: amd::Variant = amd::Variant::Current;
+    const CONFIG_ENV: &'static str = amd::CONFIG_ENV;
+    fn library_dir(variant: amd::Variant) -> PathBuf {
+        amd::stub_library_dir(variant)
+    }
+}
+
+/// A stub scenario: the shared stub build of one variant, found through
+/// LD_LIBRARY_PATH, reading its own configuration file.
+pub struct StubScenario<L: StubLibrary> {
+    dir: TempDir,
+    variant: L::Variant,
+}
+
+pub type NvmlStub = StubScenario<Nvml>;
+pub type AmdStub = StubScenario<Amd>;
+
+impl<L: StubLibrary> StubScenario<L> {
+    pub fn new(config: &str) -> Self {
+        Self::of(L::CURRENT, config)
     }
 
-    pub fn of(variant: Variant, config: &str) -> NvmlStub {
-        let stub = NvmlStub {
+    pub fn of(variant: L::Variant, config: &str) -> Self {
+        let stub = StubScenario {
             dir: tempfile::tempdir().expect("temp dir"),
             variant,
         };
@@ -57,25 +94,24 @@ impl NvmlStub {
     }
 
     pub fn library_dir(&self) -> PathBuf {
-        nvml::stub_library_dir(self.variant)
+        L::library_dir(self.variant)
     }
 
     pub fn command(&self, store: &TestStore) -> Command {
         let mut cmd = store.std_cmd();
         cmd.env("LD_LIBRARY_PATH", self.library_dir())
-            .env(CONFIG_ENV, self.config());
+            .env(L::CONFIG_ENV, self.config());
         cmd
     }
 
     /// `script` in a shell of `sh` (see [`TestStore::session_with`]) that finds this stub.
     pub fn session(&self, store: &TestStore, sh: Sh, script: &str) -> Session {
-        stub_session(
-            store,
-            sh,
-            script,
-            &self.library_dir(),
-            (CONFIG_ENV, &self.config()),
-        )
+        let (library, config) = (self.library_dir(), self.config());
+        let env = [
+            ("LD_LIBRARY_PATH", path_str(&library)),
+            (L::CONFIG_ENV, path_str(&config)),
+        ];
+        store.session_with(sh, script, &env)
     }
 
     pub fn run(&self, store: &TestStore, args: &[&str]) -> Out {
@@ -86,67 +122,9 @@ impl NvmlStub {
                 .expect("running canhazgpu"),
         )
     }
-}
-
-/// An AMD SMI stub scenario, like [`NvmlStub`].
-pub struct AmdStub {
-    dir: TempDir,
-    variant: amd::Variant,
 }
 
 impl AmdStub {
-    pub fn new(config: &str) -> AmdStub {
-        AmdStub::of(amd::Variant::Current, config)
-    }
-
-    pub fn of(variant: amd::Variant, config: &str) -> AmdStub {
-        let stub = AmdStub {
-            dir: tempfile::tempdir().expect("temp dir"),
-            variant,
-        };
-        stub.set(config);
-        stub
-    }
-
-    pub fn set(&self, config: &str) {
-        std::fs::write(self.config(), config).expect("writing the stub config");
-    }
-
-    pub fn config(&self) -> PathBuf {
-        self.dir.path().join("stub.conf")
-    }
-
-    pub fn library_dir(&self) -> PathBuf {
-        amd::stub_library_dir(self.variant)
-    }
-
-    pub fn command(&self, store: &TestStore) -> Command {
-        let mut cmd = store.std_cmd();
-        cmd.env("LD_LIBRARY_PATH", self.library_dir())
-            .env(amd::CONFIG_ENV, self.config());
-        cmd
-    }
-
-    /// `script` in a shell of `sh` (see [`TestStore::session_with`]) that finds this stub.
-    pub fn session(&self, store: &TestStore, sh: Sh, script: &str) -> Session {
-        stub_session(
-            store,
-            sh,
-            script,
-            &self.library_dir(),
-            (amd::CONFIG_ENV, &self.config()),
-        )
-    }
-
-    pub fn run(&self, store: &TestStore, args: &[&str]) -> Out {
-        Out::of(
-            self.command(store)
-                .args(args)
-                .output()
-                .expect("running canhazgpu"),
-        )
-    }
-
     /// The binary on a host with both vendors' libraries (and GPUs, if configured).
     pub fn with_nvml(&self, nvml_stub: &NvmlStub, store: &TestStore) -> Command {
         let mut cmd = nvml_stub.command(store);
@@ -159,22 +137,6 @@ impl AmdStub {
             .env(amd::CONFIG_ENV, self.config());
         cmd
     }
-}
-
-/// A shell session whose commands load the stub library in `library_dir`, configured by
-/// the file that `config` names (the stub's variable and the file).
-fn stub_session(
-    store: &TestStore,
-    sh: Sh,
-    script: &str,
-    library_dir: &Path,
-    config: (&str, &Path),
-) -> Session {
-    let env = [
-        ("LD_LIBRARY_PATH", path_str(library_dir)),
-        (config.0, path_str(config.1)),
-    ];
-    store.session_with(sh, script, &env)
 }
 
 /// Whether the loader cache (/etc/ld.so.cache) names `library`, as it does on a host with
