@@ -7,15 +7,12 @@
 # Usage: bench/all.sh [path/to/canhazgpu]   (default: builds and uses target/release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${1:-}
-if [[ -z $bin ]]; then
-    cargo build --release --quiet
-    bin=target/release/canhazgpu
-fi
-bin=$(realpath "$bin")
-BENCH_JSON_DIR=$(mktemp -d)
+source bench/lib.sh
+need hyperfine redis-server zsh strace python3
+bench_setup "$@"
+# Each script saves hyperfine's results here; the table is made of them.
+BENCH_JSON_DIR=$work
 export BENCH_JSON_DIR
-trap 'rm -rf "$BENCH_JSON_DIR"' EXIT
 
 core=$(bench/core.sh "$bin")
 history=$(bench/history.sh "$bin")

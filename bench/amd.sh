@@ -4,39 +4,16 @@
 # dir. The baseline also shows what looking for the libraries costs a host without them.
 #
 # Usage: bench/amd.sh [BINARY] [hyperfine options...]
-#   BINARY defaults to target/release/canhazgpu (built when missing).
+#   BINARY defaults to target/release/canhazgpu (built, or rebuilt when out of date).
 # Needs hyperfine and a C compiler ($CC, default gcc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
+need hyperfine
+bench_setup "$@"
 
-bin=${1:-target/release/canhazgpu}
-shift || true
-if [[ ! -x $bin ]]; then
-    cargo build --release
-fi
-bin=$(realpath "$bin")
-
-# Under target/, not /tmp: some hosts mount /tmp noexec, and dlopen refuses it there.
-mkdir -p target
-work=$(mktemp -d -p "$PWD/target" bench-amd.XXXXXX)
-sleepers=()
-cleanup() {
-    if ((${#sleepers[@]})); then
-        kill "${sleepers[@]}" 2>/dev/null || true
-        wait "${sleepers[@]}" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-mkdir "$work/stub"
-"${CC:-gcc}" -shared -fPIC -O2 -o "$work/stub/libamd_smi.so" tests/support/amd_smi_stub.c -ldl
-
-# Real processes, so that status looks up their owners as it would on a real host.
-for _ in $(seq 16); do
-    sleep 600 &
-    sleepers+=("$!")
-done
+build_stub amd_smi_stub.c libamd_smi.so
+start_sleepers 16
 {
     echo "driver 6.10.5"
     # Two processes per GPU; GPUs 0 to 3 busy (in use without reservation); two sockets.
@@ -48,19 +25,8 @@ done
         gpu=$((i % 8))
         echo "proc $gpu ${sleepers[$i]} $((gpu < 4 ? 4096 : 100))"
     done
-} >"$work/stub/amd_smi_stub.conf"
-
-export CANHAZGPU_STORE="file://$work/state"
-export CANHAZGPU_CONFIG="$work/config.toml"
-unset CANHAZGPU_NVML_LIBRARY CANHAZGPU_AMD_SMI_LIBRARY CANHAZGPU_AMD_SMI_STUB ROCM_PATH
-: >"$CANHAZGPU_CONFIG"
-"$bin" admin --gpus 8 >/dev/null
-# Two reservations, so status shows every kind of line.
-"$bin" reserve --gpus 2 --amd-smi-library "$work/stub" >/dev/null 2>&1
-
-echo "== status with the stub"
-"$bin" status --amd-smi-library "$work/stub"
-echo
+} >"$stub/amd_smi_stub.conf"
+stub_store --amd-smi-library
 
 commands=()
 if ldconfig -p 2>/dev/null | grep -q 'libnvidia-ml\.so\.1 \|libamd_smi\.so '; then
@@ -70,10 +36,5 @@ if ldconfig -p 2>/dev/null | grep -q 'libnvidia-ml\.so\.1 \|libamd_smi\.so '; th
 else
     commands+=(-n "status, no GPU library" "$bin status")
 fi
-commands+=(-n "status, stub AMD SMI (8 GPUs, 16 processes)" "$bin status --amd-smi-library $work/stub")
-
-# bench/all.sh collects the measurement as JSON in BENCH_JSON_DIR.
-if [[ -n ${BENCH_JSON_DIR:-} ]]; then
-    set -- "$@" --export-json "$BENCH_JSON_DIR/amd.json"
-fi
-hyperfine -N --warmup 20 --min-runs 200 "$@" "${commands[@]}"
+commands+=(-n "status, stub AMD SMI (8 GPUs, 16 processes)" "$bin status --amd-smi-library $stub")
+hyperfine_saved amd -N --warmup 20 --min-runs 200 "${commands[@]}"

@@ -7,34 +7,16 @@
 # Usage: bench/core.sh [path/to/canhazgpu]   (default: builds and uses target/release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${1:-}
-if [[ -z $bin ]]; then
-    cargo build --release --quiet
-    bin=$PWD/target/release/canhazgpu
-fi
-work=$(mktemp -d)
-redis_pid=
-cleanup() {
-    [[ -n $redis_pid ]] && kill "$redis_pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-redis-server --port 0 --save '' --appendonly no --unixsocket "$work/redis.sock" \
-    --dir "$work" >/dev/null 2>&1 &
-redis_pid=$!
-for _ in $(seq 100); do [[ -S $work/redis.sock ]] && break; sleep 0.05; done
+source bench/lib.sh
+need hyperfine redis-server python3
+bench_setup "$@"
+start_redis
+mean_runs=(--warmup 20 --min-runs 300)
 
 export CANHAZGPU_CONFIG=/dev/null
 file_store="file://$work/state"
-redis_store="redis+unix://$work/redis.sock"
 CANHAZGPU_STORE=$file_store "$bin" admin --gpus 8 >/dev/null
 CANHAZGPU_STORE=$redis_store "$bin" admin --gpus 8 >/dev/null
-
-mean_ms() { # command... -> mean wall time in ms over many runs
-    hyperfine -N --warmup 20 --min-runs 300 --export-json "$work/h.json" "$@" >/dev/null 2>&1
-    python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["results"][0]["mean"]*1000))' "$work/h.json"
-}
 
 round() { # store -> runs per second of one round of 8 workers x 25 runs
     local store=$1 start end
@@ -62,7 +44,6 @@ file_ms=$(CANHAZGPU_STORE=$file_store mean_ms "$bin status")
 redis_ms=$(CANHAZGPU_STORE=$redis_store mean_ms "$bin status")
 file_rps=$(throughput "$file_store")
 redis_rps=$(throughput "$redis_store")
-ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
 
 echo "| measurement | result | target |"
 echo "|---|---|---|"

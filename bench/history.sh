@@ -8,25 +8,12 @@
 # Usage: bench/history.sh [path/to/canhazgpu]   (default: builds and uses target/release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${1:-}
-if [[ -z $bin ]]; then
-    cargo build --release --quiet
-    bin=$PWD/target/release/canhazgpu
-fi
-work=$(mktemp -d)
-redis_pid=
-cleanup() {
-    [[ -n $redis_pid ]] && kill "$redis_pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-redis-server --port 0 --save '' --appendonly no --unixsocket "$work/redis.sock" \
-    --dir "$work" >/dev/null 2>&1 &
-redis_pid=$!
-for _ in $(seq 100); do [[ -S $work/redis.sock ]] && break; sleep 0.05; done
+source bench/lib.sh
+need hyperfine redis-server python3
+bench_setup "$@"
+start_redis
+mean_runs=(--warmup 10 --min-runs 100)
 export CANHAZGPU_CONFIG=/dev/null
-redis_store="redis+unix://$work/redis.sock"
 
 # 400k records ending over the last 80 days, as JSON lines: monthly files (by the month
 # each ended in), one single file, and ZADD commands for redis-cli --pipe.
@@ -55,11 +42,6 @@ with open(os.path.join(work, "single", "history.jsonl"), "w") as f:
     f.write("\n".join(single) + "\n")
 PY
 
-mean_ms() { # command... -> mean wall time in ms
-    hyperfine -N --warmup 10 --min-runs 100 --export-json "$work/h.json" "$@" >/dev/null 2>&1
-    python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["results"][0]["mean"]*1000))' "$work/h.json"
-}
-ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
 fresh_file_store() { # name [history dir to copy in] -> store URL
     local dir=$work/store-$1
     CANHAZGPU_STORE=file://$dir "$bin" admin --gpus 8 >/dev/null

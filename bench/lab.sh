@@ -6,26 +6,15 @@
 # and `report --all-hosts` at 100 hosts. Target: 100 hosts cost at most 5x one host, and
 # under 20 ms on the 2-core machine.
 # Needs hyperfine, redis-server and redis-cli. Talks only to a unix socket.
-# Usage: bench/lab.sh [path/to/canhazgpu]   (default: target/release/canhazgpu, built if missing)
+# Usage: bench/lab.sh [path/to/canhazgpu]   (default: builds and uses target/release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${1:-target/release/canhazgpu}
-[[ -x $bin ]] || cargo build --release --quiet
-bin=$(realpath "$bin")
-work=$(mktemp -d)
-redis_pid=
-cleanup() {
-    [[ -n $redis_pid ]] && kill "$redis_pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source bench/lib.sh
+need hyperfine redis-server python3
+bench_setup "$@"
+start_redis
 
-redis-server --port 0 --save '' --appendonly no --unixsocket "$work/redis.sock" \
-    --dir "$work" >/dev/null 2>&1 &
-redis_pid=$!
-for _ in $(seq 100); do [[ -S $work/redis.sock ]] && break; sleep 0.05; done
-
-export CANHAZGPU_CONFIG=/dev/null CANHAZGPU_STORE="redis+unix://$work/redis.sock"
+export CANHAZGPU_CONFIG=/dev/null CANHAZGPU_STORE=$redis_store
 # No NVIDIA library: the figures are the store's and the tool's, not a driver's.
 export LD_LIBRARY_PATH=$work
 
@@ -53,11 +42,6 @@ add_hosts() { # total -> registers hosts up to that many, each 8 GPUs, 4 reserve
     done
 }
 
-mean_ms() { # command... -> mean wall time in ms
-    hyperfine -N --warmup 20 --min-runs 200 --export-json "$work/h.json" "$@" >/dev/null 2>&1
-    python3 -c 'import json,sys; print("%.2f" % (json.load(open(sys.argv[1]))["results"][0]["mean"]*1000))' "$work/h.json"
-}
-
 export CANHAZGPU_HOST=gpu000
 add_hosts 1
 own_ms=$(mean_ms "$bin status")
@@ -69,14 +53,13 @@ add_hosts 100
 hundred_ms=$(mean_ms "$bin status --all-hosts")
 json_ms=$(mean_ms "$bin status --all-hosts --json")
 report_ms=$(mean_ms "$bin report --all-hosts")
-ratio() { python3 -c "print('%.1f' % ($1 / $2))"; }
 
 echo "| measurement | result | target |"
 echo "|---|---|---|"
 echo "| status, this host only (named, 8 GPUs, Redis) | ${own_ms} ms | |"
 echo "| status --all-hosts, 1 host of 8 GPUs | ${one_ms} ms | |"
-echo "| status --all-hosts, 10 hosts | ${ten_ms} ms ($(ratio "$ten_ms" "$one_ms")x one host) | |"
+echo "| status --all-hosts, 10 hosts | ${ten_ms} ms ($(ratio "$ten_ms" "$one_ms" 1)x one host) | |"
 echo "| status --host (another host), 10 registered | ${other_ms} ms | |"
-echo "| status --all-hosts, 100 hosts | ${hundred_ms} ms ($(ratio "$hundred_ms" "$one_ms")x one host) | at most 5x one host, under 20 ms |"
+echo "| status --all-hosts, 100 hosts | ${hundred_ms} ms ($(ratio "$hundred_ms" "$one_ms" 1)x one host) | at most 5x one host, under 20 ms |"
 echo "| status --all-hosts --json, 100 hosts | ${json_ms} ms | |"
 echo "| report --all-hosts, 100 hosts x 20 finished runs | ${report_ms} ms | |"

@@ -4,39 +4,16 @@
 # On a host with a real NVIDIA driver it also times status against that driver.
 #
 # Usage: bench/nvml.sh [BINARY] [hyperfine options...]
-#   BINARY defaults to target/release/canhazgpu (built when missing).
+#   BINARY defaults to target/release/canhazgpu (built, or rebuilt when out of date).
 # Needs hyperfine and a C compiler ($CC, default gcc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
+need hyperfine
+bench_setup "$@"
 
-bin=${1:-target/release/canhazgpu}
-shift || true
-if [[ ! -x $bin ]]; then
-    cargo build --release
-fi
-bin=$(realpath "$bin")
-
-# Under target/, not /tmp: some hosts mount /tmp noexec, and dlopen refuses it there.
-mkdir -p target
-work=$(mktemp -d -p "$PWD/target" bench-nvml.XXXXXX)
-sleepers=()
-cleanup() {
-    if ((${#sleepers[@]})); then
-        kill "${sleepers[@]}" 2>/dev/null || true
-        wait "${sleepers[@]}" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-mkdir "$work/stub"
-"${CC:-gcc}" -shared -fPIC -O2 -o "$work/stub/libnvidia-ml.so.1" tests/support/nvml_stub.c -ldl
-
-# Real processes, so that status looks up their owners as it would on a real host.
-for _ in $(seq 16); do
-    sleep 600 &
-    sleepers+=("$!")
-done
+build_stub nvml_stub.c libnvidia-ml.so.1
+start_sleepers 16
 {
     echo "driver 550.54.15"
     # Two processes per GPU; GPUs 0 to 3 busy (in use without reservation).
@@ -47,19 +24,8 @@ done
         gpu=$((i % 8))
         echo "proc $gpu ${sleepers[$i]} $((gpu < 4 ? 4096 : 100))"
     done
-} >"$work/stub/nvml_stub.conf"
-
-export CANHAZGPU_STORE="file://$work/state"
-export CANHAZGPU_CONFIG="$work/config.toml"
-unset CANHAZGPU_NVML_LIBRARY CANHAZGPU_NVML_STUB
-: >"$CANHAZGPU_CONFIG"
-"$bin" admin --gpus 8 >/dev/null
-# Two reservations, so status shows every kind of line.
-"$bin" reserve --gpus 2 --nvml-library "$work/stub" >/dev/null 2>&1
-
-echo "== status with the stub"
-"$bin" status --nvml-library "$work/stub"
-echo
+} >"$stub/nvml_stub.conf"
+stub_store --nvml-library
 
 commands=()
 if ldconfig -p 2>/dev/null | grep -q 'libnvidia-ml\.so\.1 '; then
@@ -70,10 +36,5 @@ if ldconfig -p 2>/dev/null | grep -q 'libnvidia-ml\.so\.1 '; then
 else
     commands+=(-n "status, no NVML" "$bin status")
 fi
-commands+=(-n "status, stub NVML (8 GPUs, 16 processes)" "$bin status --nvml-library $work/stub")
-
-# bench/all.sh collects the measurement as JSON in BENCH_JSON_DIR.
-if [[ -n ${BENCH_JSON_DIR:-} ]]; then
-    set -- "$@" --export-json "$BENCH_JSON_DIR/nvml.json"
-fi
-hyperfine -N --warmup 20 --min-runs 200 "$@" "${commands[@]}"
+commands+=(-n "status, stub NVML (8 GPUs, 16 processes)" "$bin status --nvml-library $stub")
+hyperfine_saved nvml -N --warmup 20 --min-runs 200 "${commands[@]}"

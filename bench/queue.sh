@@ -6,24 +6,13 @@
 #     INFO stats) and, for the embedded store, state-file reads and lock takes per second
 #     of one waiter (strace), times 32.
 # Needs redis-server, redis-cli and strace. Talks only to a unix socket.
-# Usage: bench/queue.sh [path/to/canhazgpu]   (default: target/release/canhazgpu, built if missing)
+# Usage: bench/queue.sh [path/to/canhazgpu]   (default: builds and uses target/release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${1:-target/release/canhazgpu}
-[[ -x $bin ]] || cargo build --release --quiet
-bin=$(realpath "$bin")
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    ((${#pids[@]})) && kill "${pids[@]}" 2>/dev/null
-    wait 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-redis-server --port 0 --save '' --appendonly no --unixsocket "$work/redis.sock" --dir "$work" >/dev/null 2>&1 &
-pids+=("$!")
-for _ in $(seq 100); do [[ -S $work/redis.sock ]] && break; sleep 0.05; done
+source bench/lib.sh
+need redis-server strace python3
+bench_setup "$@"
+start_redis
 export CANHAZGPU_CONFIG=/dev/null
 
 serve_all() { # store -> seconds until 64 waiting clients were each served once
@@ -68,7 +57,6 @@ stop_waiters() {
 }
 
 file_store="file://$work/state"
-redis_store="redis+unix://$work/redis.sock"
 file_serve=$(serve_all "$file_store")
 redis_serve=$(serve_all "$redis_store")
 

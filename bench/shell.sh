@@ -9,54 +9,25 @@
 #      holds none (no store at all).
 #
 # Usage: bench/shell.sh [path/to/canhazgpu]
-# Without an argument it uses target/release/canhazgpu, building it if missing. It
+# Without an argument it builds and uses target/release/canhazgpu. It
 # works in a temporary embedded store and a temporary ZDOTDIR; nothing else is touched.
 # Extra hyperfine options can be passed in HYPERFINE_OPTS (e.g. "--export-json x.json").
 
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-bin=${1:-target/release/canhazgpu}
-if [ ! -x "$bin" ]; then
-  if [ $# -gt 0 ]; then
-    echo "bench/shell.sh: $bin is not an executable; build it or pass another path" >&2
-    exit 1
-  fi
-  cargo build --release
-fi
-for tool in hyperfine zsh; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "bench/shell.sh: $tool is not installed (apt-get install $tool)" >&2
-    exit 1
-  fi
-done
-
-bindir=$(cd "$(dirname "$bin")" && pwd)
-work=$(mktemp -d)
-holder=
-cleanup() {
-  if [ -n "$holder" ]; then
-    kill "$holder" 2>/dev/null || :
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source bench/lib.sh
+need hyperfine zsh
+bench_setup "$@"
+bindir=$(dirname "$bin")
 
 # A private pool and environment, so that the numbers do not depend on the host's.
 export PATH="$bindir:$PATH"
-export CANHAZGPU_STORE="file://$work/state"
-export CANHAZGPU_CONFIG="$work/config.toml"
 export XDG_RUNTIME_DIR="$work/run"
 mkdir -m 700 "$XDG_RUNTIME_DIR"
-: >"$CANHAZGPU_CONFIG"
 unset CUDA_VISIBLE_DEVICES NVIDIA_VISIBLE_DEVICES CUDA_DEVICE_ORDER CANHAZGPU_OWNER_PID CANHAZGPU_GPUS \
   CANHAZGPU_DEVICES CANHAZGPU_EXPIRES CANHAZGPU_LEASE CANHAZGPU_SHELL_STORE CANHAZGPU_RESTORE
-canhazgpu admin --gpus 8 >/dev/null
-
-# HYPERFINE_OPTS may hold several options, split at blanks.
-read -r -a extra <<<"${HYPERFINE_OPTS:-}"
-# bench/all.sh collects each measurement as JSON in BENCH_JSON_DIR.
-json() { [ -n "${BENCH_JSON_DIR:-}" ] && printf '%s\n' --export-json "$BENCH_JSON_DIR/$1.json"; }
+private_store
 
 echo "== zsh start with and without the shell integration ($(zsh --version))"
 mkdir "$work/plain" "$work/init" "$work/source"
@@ -65,8 +36,7 @@ mkdir "$work/plain" "$work/init" "$work/source"
 printf '%s\n' 'eval "$(canhazgpu init zsh)"' >"$work/init/.zshrc"
 canhazgpu init zsh >"$work/init.zsh"
 printf 'source %s\n' "$work/init.zsh" >"$work/source/.zshrc"
-# shellcheck disable=SC2046 # json prints whole options, one per line
-hyperfine -N --warmup 5 --min-runs 50 "${extra[@]}" $(json shell-zsh) \
+hyperfine_saved shell-zsh -N --warmup 5 --min-runs 50 \
   -n 'zsh -i -c exit' "env ZDOTDIR=$work/plain zsh -i -c exit" \
   -n 'zsh -i -c exit, with init' "env ZDOTDIR=$work/init zsh -i -c exit" \
   -n 'zsh -i -c exit, with source init.zsh' "env ZDOTDIR=$work/source zsh -i -c exit"
@@ -81,21 +51,19 @@ bash --norc --noprofile -c '
   printf "%s\n" "$$" >"'"$work"'/holder"
   exec sleep 600' &
 holder=$!
+background+=("$holder")
 for _ in $(seq 100); do
   [ -s "$work/holder" ] && break
   sleep 0.05
 done
 if [ ! -s "$work/holder" ]; then
-  echo "bench/shell.sh: the holder shell did not reserve; see the messages above" >&2
-  exit 1
+  die "the holder shell did not reserve; see the messages above"
 fi
 echo "prompt of a shell that holds GPUs: $(CANHAZGPU_OWNER_PID=$holder canhazgpu prompt)"
 # The variable is set for both commands, so that neither pays for setting it.
-# shellcheck disable=SC2046
-CANHAZGPU_OWNER_PID=$holder hyperfine -N --warmup 20 --min-runs 200 "${extra[@]}" $(json shell-prompt-holds) \
+CANHAZGPU_OWNER_PID=$holder hyperfine_saved shell-prompt-holds -N --warmup 20 --min-runs 200 \
   -n '/bin/true' '/bin/true' \
   -n 'canhazgpu prompt (holds GPUs: reads the store)' "$bindir/canhazgpu prompt"
-# shellcheck disable=SC2046
-hyperfine -N --warmup 20 --min-runs 200 "${extra[@]}" $(json shell-prompt-none) \
+hyperfine_saved shell-prompt-none -N --warmup 20 --min-runs 200 \
   -n '/bin/true' '/bin/true' \
   -n 'canhazgpu prompt (holds none: no store)' "$bindir/canhazgpu prompt"

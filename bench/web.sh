@@ -10,18 +10,9 @@
 # Usage: bench/web.sh [path/to/canhazgpu]   (default: builds and uses target/release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${1:-}
-if [[ -z $bin ]]; then
-    cargo build --release --quiet
-    bin=$PWD/target/release/canhazgpu
-fi
-work=$(mktemp -d)
-server_pid=
-cleanup() {
-    [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source bench/lib.sh
+need python3
+bench_setup "$@"
 
 echo "| measurement | result | target |"
 echo "|---|---|---|"
@@ -30,10 +21,10 @@ cargo test --release --quiet --bin canhazgpu web::tests::bench_requests -- --ign
         printf "| %s, %s host(s) of 8 GPUs (%s-byte answers), 4 clients | %s requests/s | |\n",
             $2, $3, $4, $5 }'
 
-export CANHAZGPU_CONFIG=/dev/null CANHAZGPU_STORE=file://$work/state
-"$bin" admin --gpus 8 >/dev/null
+private_store
 "$bin" web --listen 127.0.0.1:0 >"$work/out" 2>/dev/null &
 server_pid=$!
+background+=("$server_pid")
 for _ in $(seq 100); do grep -q http "$work/out" 2>/dev/null && break; sleep 0.05; done
 addr=$(sed -n 's|.*http://\([^/]*\)/.*|\1|p' "$work/out")
 python3 - "$addr" "$server_pid" <<'PY'

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::gpus::{AmdStub, NvmlStub, Out, Sleeper, each_backend, without_gpu_libraries};
+use common::gpus::{in_loader_cache, loader_searches};
 use common::{Backend, TestStore};
 
 const MI300X: &str = "AMD Instinct MI300X";
@@ -198,17 +199,8 @@ echo "none=$rocr|$HIP_VISIBLE_DEVICES|$cuda"
         let store = TestStore::new(Backend::File);
         let stub = AmdStub::new(&mi300xs(&[0, 0, 0], ""));
         stub.run(&store, &["admin"]).ok();
-        let library = stub.library_dir();
-        let config = stub.config();
-        let run = store
-            .session_with(
-                sh,
-                &common::shell::scripted(sh, posix, fish),
-                &[
-                    ("LD_LIBRARY_PATH", common::path_str(&library)),
-                    (amd::CONFIG_ENV, common::path_str(&config)),
-                ],
-            )
+        let run = stub
+            .session(&store, sh, &common::shell::scripted(sh, posix, fish))
             .ok();
         let ctx = run.describe();
         assert_eq!(run.value("two"), "0,1|0,1|0,1|unset", "{sh:?}: {ctx}");
@@ -440,29 +432,9 @@ fn amd_smi_library_path_from_flag_env_config() {
     );
 }
 
-/// `find library=` lines of glibc's LD_DEBUG=libs trace for `library`.
-fn library_searches(store: &TestStore, library_path: Option<&Path>, library: &str) -> usize {
-    let mut cmd = store.cmd();
-    cmd.env_remove("LD_LIBRARY_PATH")
-        .env("LD_DEBUG", "libs")
-        .arg("status");
-    if let Some(dir) = library_path {
-        cmd.env("LD_LIBRARY_PATH", dir);
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter(|line| line.contains(&format!("find library={library}")))
-        .count()
-}
-
 #[test]
 fn without_amd_smi_status_does_not_walk_the_loader_path() {
-    let installed = std::fs::read("/etc/ld.so.cache")
-        .map(|cache| cache.windows(13).any(|w| w == b"libamd_smi.so"))
-        .unwrap_or(true);
-    if installed {
+    if in_loader_cache(amd::LIBRARY_NAME) {
         common::skip(
             "without_amd_smi_status_does_not_walk_the_loader_path",
             "this host has AMD SMI in the loader cache",
@@ -472,14 +444,14 @@ fn without_amd_smi_status_does_not_walk_the_loader_path() {
     let store = TestStore::new(Backend::File);
     store.admin(1);
     assert_eq!(
-        library_searches(&store, None, "libamd_smi.so"),
+        loader_searches(&store, None, amd::LIBRARY_NAME),
         0,
         "the cache says no library: no search"
     );
     // Positive control: with LD_LIBRARY_PATH the loader is asked, since only it knows.
     let empty = tempfile::tempdir().unwrap();
     assert_eq!(
-        library_searches(&store, Some(empty.path()), "libamd_smi.so"),
+        loader_searches(&store, Some(empty.path()), amd::LIBRARY_NAME),
         1
     );
 }

@@ -3,7 +3,6 @@
 //! whole GPUs beside them keep their NVML index, which is no longer their pool id.
 
 use crate::common;
-use crate::nvml_stub as nvml;
 
 use common::gpus::{NvmlStub, Sleeper, each_backend};
 use common::{Backend, TestStore};
@@ -176,17 +175,8 @@ set -q CUDA_VISIBLE_DEVICES; and echo "none=$CUDA_VISIBLE_DEVICES"; or echo none
         with_mig(&store, true);
         let stub = NvmlStub::new(&host(None));
         stub.run(&store, &["admin"]).ok();
-        let library = nvml::stub_library_dir(nvml::Variant::Current);
-        let config = stub.config();
-        let run = store
-            .session_with(
-                sh,
-                &common::shell::scripted(sh, posix, fish),
-                &[
-                    ("LD_LIBRARY_PATH", common::path_str(&library)),
-                    (nvml::CONFIG_ENV, common::path_str(&config)),
-                ],
-            )
+        let run = stub
+            .session(&store, sh, &common::shell::scripted(sh, posix, fish))
             .ok();
         let ctx = run.describe();
         assert_eq!(run.value("one"), "MIG-aaaa|0", "{sh:?}: {ctx}");

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::gpus::without_gpu_libraries as without_nvml;
 use common::gpus::{NO_SUCH_PID, NvmlStub as Stub, Out, Sleeper, each_backend, is_root, me};
+use common::gpus::{in_loader_cache, loader_searches};
 use common::{Backend, TestStore, wait_for};
 use nvml::{CONFIG_ENV, Variant};
 use tempfile::TempDir;
@@ -766,29 +767,9 @@ fn bad_nvml_settings_are_explained() {
     }
 }
 
-/// How often glibc's loader searched for libnvidia-ml.so.1 during `status`.
-fn library_searches(store: &TestStore, library_path: Option<&Path>) -> usize {
-    let mut cmd = store.cmd();
-    cmd.env_remove("LD_LIBRARY_PATH")
-        .env("LD_DEBUG", "libs")
-        .arg("status");
-    if let Some(dir) = library_path {
-        cmd.env("LD_LIBRARY_PATH", dir);
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter(|line| line.contains("find library=libnvidia-ml.so.1"))
-        .count()
-}
-
 #[test]
 fn without_the_library_status_does_not_walk_the_loader_path() {
-    let installed = std::fs::read("/etc/ld.so.cache")
-        .map(|cache| cache.windows(17).any(|w| w == b"libnvidia-ml.so.1"))
-        .unwrap_or(true);
-    if installed {
+    if in_loader_cache(nvml::LIBRARY_NAME) {
         common::skip(
             "without_the_library_status_does_not_walk_the_loader_path",
             "this host has an NVIDIA library in the loader cache",
@@ -798,13 +779,16 @@ fn without_the_library_status_does_not_walk_the_loader_path() {
     let store = TestStore::new(Backend::File);
     store.admin(1);
     assert_eq!(
-        library_searches(&store, None),
+        loader_searches(&store, None, nvml::LIBRARY_NAME),
         0,
         "the cache says no library: no search"
     );
     // Positive control: with LD_LIBRARY_PATH the loader is asked, since only it knows.
     let empty = TempDir::new().unwrap();
-    assert_eq!(library_searches(&store, Some(empty.path())), 1);
+    assert_eq!(
+        loader_searches(&store, Some(empty.path()), nvml::LIBRARY_NAME),
+        1
+    );
 }
 
 #[test]
@@ -836,17 +820,8 @@ set -q CUDA_VISIBLE_DEVICES; and echo "none=$CUDA_VISIBLE_DEVICES"; or echo none
         let stub = Stub::new(&h100s(&[0, 0, 0], ""));
         stub.run(&store, &["admin"]).ok();
         std::fs::write(store.config_path(), "visible_devices = \"uuid\"\n").unwrap();
-        let library = nvml::stub_library_dir(Variant::Current);
-        let config = stub.config();
-        let run = store
-            .session_with(
-                sh,
-                &common::shell::scripted(sh, posix, fish),
-                &[
-                    ("LD_LIBRARY_PATH", common::path_str(&library)),
-                    (CONFIG_ENV, common::path_str(&config)),
-                ],
-            )
+        let run = stub
+            .session(&store, sh, &common::shell::scripted(sh, posix, fish))
             .ok();
         let ctx = run.describe();
         let (u0, u1, u2) = (uuid(0), uuid(1), uuid(2));

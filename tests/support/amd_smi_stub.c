@@ -12,7 +12,8 @@
  *                    each asked with amdsmi_get_gpu_process_info
  *   -DNO_SHUTDOWN    omit amdsmi_shut_down (a broken or foreign library)
  *
- * Configuration is read at every amdsmi_init, from:
+ * Configuration is read at every amdsmi_init (by stub_config.h, shared with the NVML
+ * stub), from:
  *   1. the file named by $CANHAZGPU_AMD_SMI_STUB, if set and non-empty; otherwise
  *   2. amd_smi_stub.conf in the directory holding this library.
  * If neither can be opened, init fails with AMDSMI_STATUS_INIT_ERROR (18) and a line
@@ -41,14 +42,13 @@
  */
 
 #define _GNU_SOURCE
-#include <dlfcn.h>
-#include <errno.h>
-#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+
+#define STUB_NAME "amd_smi_stub"
+#define STUB_CONFIG_ENV "CANHAZGPU_AMD_SMI_STUB"
+#include "stub_config.h"
 
 typedef uint32_t amdsmi_status_t;
 typedef void *amdsmi_socket_handle;
@@ -147,7 +147,6 @@ _Static_assert(offsetof(amdsmi_proc_info_t, memory_usage.vram_mem) == 352, "vram
 #define MAX_PROCESSORS 16
 #define MAX_SOCKETS 8
 #define MAX_PROCS 64
-#define LINE_LEN 512
 #define MIB 1048576ULL
 
 struct processor {
@@ -175,71 +174,6 @@ static unsigned int proc_count;
 static amdsmi_status_t init_error;
 /* Failures by GPU index, looked up on use: their lines may come before or after. */
 static amdsmi_status_t memory_errors[MAX_PROCESSORS], proc_errors[MAX_PROCESSORS];
-
-static void note(const char *path, unsigned line, const char *why)
-{
-    fprintf(stderr, "amd_smi_stub: %s:%u: %s; line skipped\n", path, line, why);
-}
-
-static int parse_u64(const char *s, unsigned long long *out)
-{
-    char *end;
-    if (s == NULL || *s < '0' || *s > '9')
-        return 0;
-    errno = 0;
-    *out = strtoull(s, &end, 10);
-    return errno == 0 && *end == '\0';
-}
-
-static int parse_u32(const char *s, unsigned int *out)
-{
-    unsigned long long v;
-    if (!parse_u64(s, &v) || v > UINT_MAX)
-        return 0;
-    *out = (unsigned int)v;
-    return 1;
-}
-
-static int copy_field(char *dst, size_t cap, const char *src)
-{
-    if (src == NULL || strlen(src) >= cap)
-        return 0;
-    strcpy(dst, src);
-    return 1;
-}
-
-static char *next_word(char **cursor)
-{
-    char *s = *cursor + strspn(*cursor, " \t");
-    size_t n = strcspn(s, " \t");
-    if (n == 0)
-        return NULL;
-    *cursor = s + n;
-    if (s[n] != '\0') {
-        s[n] = '\0';
-        *cursor = s + n + 1;
-    }
-    return s;
-}
-
-static char *rest_of_line(char **cursor)
-{
-    char *s = *cursor + strspn(*cursor, " \t");
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-        s[--n] = '\0';
-    *cursor = s + n;
-    return n > 0 ? s : NULL;
-}
-
-static unsigned int gpu_count(void)
-{
-    unsigned int i, n = 0;
-    for (i = 0; i < processor_count; i++)
-        if (processors[i].type == AMDSMI_PROCESSOR_TYPE_AMD_GPU)
-            n++;
-    return n;
-}
 
 static int add_processor(struct processor *p, const char *path, unsigned lineno)
 {
@@ -281,13 +215,12 @@ static void parse_gpu(char *cursor, const char *path, unsigned lineno)
     add_processor(&p, path, lineno);
 }
 
+/* One line that is not blank or a comment, from read_config (stub_config.h). */
 static void parse_line(char *line, const char *path, unsigned lineno)
 {
     char *cursor = line;
     char *word = next_word(&cursor);
 
-    if (word == NULL || word[0] == '#')
-        return;
     if (strcmp(word, "driver") == 0) {
         if (!copy_field(driver_version, sizeof driver_version, rest_of_line(&cursor)))
             note(path, lineno, "driver needs a version");
@@ -342,61 +275,10 @@ static void reset(void)
     strcpy(driver_version, "6.10.5-stub");
 }
 
-static int config_path(char *buf, size_t cap)
-{
-    const char *env = getenv("CANHAZGPU_AMD_SMI_STUB");
-    Dl_info info;
-    const char *slash;
-    int n;
-
-    if (env != NULL && env[0] != '\0')
-        return copy_field(buf, cap, env);
-    if (dladdr((void *)&config_path, &info) == 0 || info.dli_fname == NULL)
-        return 0;
-    slash = strrchr(info.dli_fname, '/');
-    if (slash == NULL)
-        n = snprintf(buf, cap, "amd_smi_stub.conf");
-    else
-        n = snprintf(buf, cap, "%.*s/amd_smi_stub.conf", (int)(slash - info.dli_fname),
-                     info.dli_fname);
-    return n > 0 && (size_t)n < cap;
-}
-
 static amdsmi_status_t load_config(void)
 {
-    char path[PATH_MAX];
-    char line[LINE_LEN];
-    unsigned lineno = 0;
-    FILE *f;
-
     reset();
-    if (!config_path(path, sizeof path)) {
-        fprintf(stderr, "amd_smi_stub: no configuration: set CANHAZGPU_AMD_SMI_STUB\n");
-        return AMDSMI_STATUS_INIT_ERROR;
-    }
-    f = fopen(path, "r");
-    if (f == NULL) {
-        fprintf(stderr, "amd_smi_stub: cannot open %s: %s\n", path, strerror(errno));
-        return AMDSMI_STATUS_INIT_ERROR;
-    }
-    while (fgets(line, sizeof line, f) != NULL) {
-        size_t n = strlen(line);
-        lineno++;
-        if (n > 0 && line[n - 1] == '\n') {
-            line[--n] = '\0';
-        } else if (!feof(f)) {
-            int c;
-            while ((c = fgetc(f)) != EOF && c != '\n')
-                ;
-            note(path, lineno, "line too long");
-            continue;
-        }
-        if (n > 0 && line[n - 1] == '\r')
-            line[--n] = '\0';
-        parse_line(line, path, lineno);
-    }
-    fclose(f);
-    return init_error;
+    return read_config(parse_line) ? init_error : AMDSMI_STATUS_INIT_ERROR;
 }
 
 amdsmi_status_t amdsmi_init(uint64_t init_flags)

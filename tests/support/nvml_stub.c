@@ -13,7 +13,8 @@
  *                   would panic on it)
  *
  * Configuration is read at every nvmlInit_v2 / nvmlInitWithFlags that is not
- * nested inside another (NVML reference-counts init/shutdown), from:
+ * nested inside another (NVML reference-counts init/shutdown), by stub_config.h
+ * (shared with the AMD SMI stub), from:
  *   1. the file named by $CANHAZGPU_NVML_STUB, if that variable is set and
  *      non-empty; otherwise
  *   2. nvml_stub.conf in the directory holding this library, which lets
@@ -57,12 +58,11 @@
  */
 
 #define _GNU_SOURCE
-#include <dlfcn.h>
-#include <errno.h>
-#include <limits.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+
+#define STUB_NAME "nvml_stub"
+#define STUB_CONFIG_ENV "CANHAZGPU_NVML_STUB"
+#include "stub_config.h"
 
 typedef int nvmlReturn_t;
 
@@ -85,7 +85,6 @@ typedef int nvmlReturn_t;
 #define NAME_LEN 96    /* NVML_DEVICE_NAME_V2_BUFFER_SIZE */
 #define UUID_LEN 96    /* NVML_DEVICE_UUID_V2_BUFFER_SIZE */
 #define VERSION_LEN 80 /* NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE */
-#define LINE_LEN 512
 #define MIB 1048576ULL
 #define VALUE_NOT_AVAILABLE 0xFFFFFFFFFFFFFFFFULL /* (unsigned long long)-1 */
 #define NO_INSTANCE 0xFFFFFFFFu
@@ -138,31 +137,6 @@ static struct proc procs[MAX_PROCS];
 static unsigned int proc_count;
 static nvmlReturn_t init_error, count_error;
 
-static void note(const char *path, unsigned line, const char *why)
-{
-    fprintf(stderr, "nvml_stub: %s:%u: %s; line skipped\n", path, line, why);
-}
-
-/* Strict unsigned parse: the whole token must be digits and fit. */
-static int parse_u64(const char *s, unsigned long long *out)
-{
-    char *end;
-    if (s == NULL || *s < '0' || *s > '9')
-        return 0;
-    errno = 0;
-    *out = strtoull(s, &end, 10);
-    return errno == 0 && *end == '\0';
-}
-
-static int parse_u32(const char *s, unsigned int *out)
-{
-    unsigned long long v;
-    if (!parse_u64(s, &v) || v > UINT_MAX)
-        return 0;
-    *out = (unsigned int)v;
-    return 1;
-}
-
 /* "<gpu>" or "<gpu>/<slot>"; the slot is NO_SLOT for the GPU itself. */
 static int parse_target(char *s, unsigned int *gpu, unsigned int *slot)
 {
@@ -182,47 +156,11 @@ static int mib_ok(unsigned long long mib)
     return mib <= 0xFFFFFFFFFFFFFFFFULL / MIB;
 }
 
-static int copy_field(char *dst, size_t cap, const char *src)
-{
-    if (src == NULL || strlen(src) >= cap)
-        return 0;
-    strcpy(dst, src);
-    return 1;
-}
-
-/* Cuts the next blank-separated word out of *cursor; NULL when none is left. */
-static char *next_word(char **cursor)
-{
-    char *s = *cursor + strspn(*cursor, " \t");
-    size_t n = strcspn(s, " \t");
-    if (n == 0)
-        return NULL;
-    *cursor = s + n;
-    if (s[n] != '\0') {
-        s[n] = '\0';
-        *cursor = s + n + 1;
-    }
-    return s;
-}
-
-/* The rest of the line without surrounding blanks; NULL when empty. */
-static char *rest_of_line(char **cursor)
-{
-    char *s = *cursor + strspn(*cursor, " \t");
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-        s[--n] = '\0';
-    *cursor = s + n;
-    return n > 0 ? s : NULL;
-}
-
+/* One line that is not blank or a comment, from read_config (stub_config.h). */
 static void parse_line(char *line, const char *path, unsigned lineno)
 {
     char *cursor = line;
     char *word = next_word(&cursor);
-
-    if (word == NULL || word[0] == '#')
-        return;
 
     if (strcmp(word, "driver") == 0) {
         if (!copy_field(driver_version, sizeof driver_version, rest_of_line(&cursor)))
@@ -336,62 +274,10 @@ static void reset(void)
     strcpy(driver_version, "999.99.99-stub");
 }
 
-/* Writes the config path into buf; returns 0 if there is none to try. */
-static int config_path(char *buf, size_t cap)
-{
-    const char *env = getenv("CANHAZGPU_NVML_STUB");
-    Dl_info info;
-    const char *slash;
-    int n;
-
-    if (env != NULL && env[0] != '\0')
-        return copy_field(buf, cap, env);
-    if (dladdr((void *)&config_path, &info) == 0 || info.dli_fname == NULL)
-        return 0;
-    slash = strrchr(info.dli_fname, '/');
-    if (slash == NULL)
-        n = snprintf(buf, cap, "nvml_stub.conf");
-    else
-        n = snprintf(buf, cap, "%.*s/nvml_stub.conf", (int)(slash - info.dli_fname),
-                     info.dli_fname);
-    return n > 0 && (size_t)n < cap;
-}
-
 static nvmlReturn_t load_config(void)
 {
-    char path[PATH_MAX];
-    char line[LINE_LEN];
-    unsigned lineno = 0;
-    FILE *f;
-
     reset();
-    if (!config_path(path, sizeof path)) {
-        fprintf(stderr, "nvml_stub: no configuration: set CANHAZGPU_NVML_STUB\n");
-        return NVML_ERROR_UNKNOWN;
-    }
-    f = fopen(path, "r");
-    if (f == NULL) {
-        fprintf(stderr, "nvml_stub: cannot open %s: %s\n", path, strerror(errno));
-        return NVML_ERROR_UNKNOWN;
-    }
-    while (fgets(line, sizeof line, f) != NULL) {
-        size_t n = strlen(line);
-        lineno++;
-        if (n > 0 && line[n - 1] == '\n') {
-            line[--n] = '\0';
-        } else if (!feof(f)) {
-            int c;
-            while ((c = fgetc(f)) != EOF && c != '\n')
-                ;
-            note(path, lineno, "line too long");
-            continue;
-        }
-        if (n > 0 && line[n - 1] == '\r')
-            line[--n] = '\0';
-        parse_line(line, path, lineno);
-    }
-    fclose(f);
-    return init_error;
+    return read_config(parse_line) ? init_error : NVML_ERROR_UNKNOWN;
 }
 
 static nvmlReturn_t do_init(void)

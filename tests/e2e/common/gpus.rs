@@ -3,13 +3,14 @@
 //! and real processes for the stubs to report.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::{BACKENDS, TestStore, wait_for};
+use super::shell::{Session, Sh};
+use super::{BACKENDS, TestStore, path_str, wait_for};
 use crate::amd_smi_stub as amd;
 use crate::nvml_stub::{self as nvml, CONFIG_ENV, Variant};
 
@@ -26,65 +27,57 @@ pub fn each_backend(test: impl Fn(&TestStore)) {
     }
 }
 
+/// A vendor's stub library of tests/support, as a scenario uses it: where the shared
+/// build of a variant is, and the variable naming the configuration file it reads.
+pub trait StubLibrary {
+    type Variant: Copy;
+    /// The variant of [`StubScenario::new`]: the library as a current driver has it.
+    const CURRENT: Self::Variant;
+    const CONFIG_ENV: &'static str;
+    fn library_dir(variant: Self::Variant) -> PathBuf;
+}
+
+/// The fake libnvidia-ml.so.1 (tests/support/nvml.rs).
+pub enum Nvml {}
+
+impl StubLibrary for Nvml {
+    type Variant = Variant;
+    const CURRENT: Variant = Variant::Current;
+    const CONFIG_ENV: &'static str = CONFIG_ENV;
+    fn library_dir(variant: Variant) -> PathBuf {
+        nvml::stub_library_dir(variant)
+    }
+}
+
+/// The fake libamd_smi.so (tests/support/amd_smi.rs).
+pub enum Amd {}
+
+impl StubLibrary for Amd {
+    type Variant = amd::Variant;
+    const CURRENT: amd::Variant = amd::Variant::Current;
+    const CONFIG_ENV: &'static str = amd::CONFIG_ENV;
+    fn library_dir(variant: amd::Variant) -> PathBuf {
+        amd::stub_library_dir(variant)
+    }
+}
+
 /// A stub scenario: the shared stub build of one variant, found through
 /// LD_LIBRARY_PATH, reading its own configuration file.
-pub struct NvmlStub {
+pub struct StubScenario<L: StubLibrary> {
     dir: TempDir,
-    variant: Variant,
+    variant: L::Variant,
 }
 
-impl NvmlStub {
-    pub fn new(config: &str) -> NvmlStub {
-        NvmlStub::of(Variant::Current, config)
+pub type NvmlStub = StubScenario<Nvml>;
+pub type AmdStub = StubScenario<Amd>;
+
+impl<L: StubLibrary> StubScenario<L> {
+    pub fn new(config: &str) -> Self {
+        Self::of(L::CURRENT, config)
     }
 
-    pub fn of(variant: Variant, config: &str) -> NvmlStub {
-        let stub = NvmlStub {
-            dir: tempfile::tempdir().expect("temp dir"),
-            variant,
-        };
-        stub.set(config);
-        stub
-    }
-
-    pub fn set(&self, config: &str) {
-        std::fs::write(self.config(), config).expect("writing the stub config");
-    }
-
-    pub fn config(&self) -> PathBuf {
-        self.dir.path().join("stub.conf")
-    }
-
-    pub fn command(&self, store: &TestStore) -> Command {
-        let mut cmd = store.std_cmd();
-        cmd.env("LD_LIBRARY_PATH", nvml::stub_library_dir(self.variant))
-            .env(CONFIG_ENV, self.config());
-        cmd
-    }
-
-    pub fn run(&self, store: &TestStore, args: &[&str]) -> Out {
-        Out::of(
-            self.command(store)
-                .args(args)
-                .output()
-                .expect("running canhazgpu"),
-        )
-    }
-}
-
-/// An AMD SMI stub scenario, like [`NvmlStub`].
-pub struct AmdStub {
-    dir: TempDir,
-    variant: amd::Variant,
-}
-
-impl AmdStub {
-    pub fn new(config: &str) -> AmdStub {
-        AmdStub::of(amd::Variant::Current, config)
-    }
-
-    pub fn of(variant: amd::Variant, config: &str) -> AmdStub {
-        let stub = AmdStub {
+    pub fn of(variant: L::Variant, config: &str) -> Self {
+        let stub = StubScenario {
             dir: tempfile::tempdir().expect("temp dir"),
             variant,
         };
@@ -101,14 +94,24 @@ impl AmdStub {
     }
 
     pub fn library_dir(&self) -> PathBuf {
-        amd::stub_library_dir(self.variant)
+        L::library_dir(self.variant)
     }
 
     pub fn command(&self, store: &TestStore) -> Command {
         let mut cmd = store.std_cmd();
         cmd.env("LD_LIBRARY_PATH", self.library_dir())
-            .env(amd::CONFIG_ENV, self.config());
+            .env(L::CONFIG_ENV, self.config());
         cmd
+    }
+
+    /// `script` in a shell of `sh` (see [`TestStore::session_with`]) that finds this stub.
+    pub fn session(&self, store: &TestStore, sh: Sh, script: &str) -> Session {
+        let (library, config) = (self.library_dir(), self.config());
+        let env = [
+            ("LD_LIBRARY_PATH", path_str(&library)),
+            (L::CONFIG_ENV, path_str(&config)),
+        ];
+        store.session_with(sh, script, &env)
     }
 
     pub fn run(&self, store: &TestStore, args: &[&str]) -> Out {
@@ -119,7 +122,9 @@ impl AmdStub {
                 .expect("running canhazgpu"),
         )
     }
+}
 
+impl AmdStub {
     /// The binary on a host with both vendors' libraries (and GPUs, if configured).
     pub fn with_nvml(&self, nvml_stub: &NvmlStub, store: &TestStore) -> Command {
         let mut cmd = nvml_stub.command(store);
@@ -132,6 +137,37 @@ impl AmdStub {
             .env(amd::CONFIG_ENV, self.config());
         cmd
     }
+}
+
+/// Whether the loader cache (/etc/ld.so.cache) names `library`, as it does on a host with
+/// the library installed; true when the cache cannot be read.
+pub fn in_loader_cache(library: &str) -> bool {
+    std::fs::read("/etc/ld.so.cache")
+        .map(|cache| {
+            cache
+                .windows(library.len())
+                .any(|w| w == library.as_bytes())
+        })
+        .unwrap_or(true)
+}
+
+/// How often glibc's loader searched for `library` during `status` (the `find library=`
+/// lines of its LD_DEBUG=libs trace), with LD_LIBRARY_PATH set to `library_path`, or
+/// unset.
+pub fn loader_searches(store: &TestStore, library_path: Option<&Path>, library: &str) -> usize {
+    let mut cmd = store.cmd();
+    cmd.env_remove("LD_LIBRARY_PATH")
+        .env("LD_DEBUG", "libs")
+        .arg("status");
+    if let Some(dir) = library_path {
+        cmd.env("LD_LIBRARY_PATH", dir);
+    }
+    let out = cmd.output().expect("running canhazgpu");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|line| line.contains(&format!("find library={library}")))
+        .count()
 }
 
 /// Commands on a host without any GPU library.
