@@ -58,5 +58,5 @@ for line in queue.splitlines()[2:]:
     print(f"| {cells[0]}, embedded store | {cells[1]} | |")
     print(f"| {cells[0]}, Redis | {cells[2]} | |")
 PY
-grep "^| " <<<"$lab" | tail -n +3
-grep "^| " <<<"$web" | tail -n +3
+grep "^| " <<<"$lab" | tail -n +2
+grep "^| " <<<"$web" | tail -n +2
