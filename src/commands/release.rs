@@ -6,7 +6,7 @@
 //! `--sync` and `--inherited` release nothing; they serve the prompt hook and shell start.
 
 use crate::cli::ReleaseArgs;
-use crate::commands::{Context, asked, clock_offset, current_user, format_ids, now};
+use crate::commands::{Context, asked, current_user, format_ids, now};
 use crate::error::{Error, Result};
 use crate::gpu_env::Device;
 use crate::liveness::ProcView;
@@ -15,8 +15,8 @@ use crate::output;
 use crate::powers;
 use crate::shell::Shell;
 use crate::shell::lease;
-use crate::shell::session::{self, Clock, Pools, Session, Truth};
-use crate::shell::vars::{Lost, Unwritable, Vars};
+use crate::shell::session::{self, Clock, Session, Truth};
+use crate::shell::vars::{Unwritable, Vars};
 
 /// What a release did.
 struct Released {
@@ -102,58 +102,14 @@ fn restore_shell(
     (vars, unwritable): (&Vars, &[Unwritable]),
     done: Released,
 ) -> Result<()> {
-    // On this process's clock, which the shell's prompt hook reads.
-    let offset = clock_offset(done.now);
-    let now = done.now + offset;
-    let (pools, unread) = Pools::read(
-        vars,
-        Some((ctx.store_key.clone(), Some(done.pool.shifted(offset)))),
-        |store| ctx.snapshot_of(store),
-    );
-    for problem in unread {
-        say!("canhazgpu: warning: {problem}");
-    }
-    let truth = Truth::Store(&pools);
-    let (mut after, lost) =
-        session.settle(vars, truth, now, &ctx.rules(), &ctx.view, &Device::by_index);
     // What this command released needs no story; anything else that went is news.
-    session.report(&news(&lost, &done.ids));
-    session.forget(&lost, &ctx.view);
+    let read = (done.now, Some(done.pool));
+    let settled = ctx.settle_shell(session, vars, read, &Device::by_index, &done.ids);
+    let mut after = settled.vars;
     if after.has_layer() {
         session.refresh_lease(&mut after, &ctx.view);
     }
-    Session::warn_unwritable(shell, unwritable, vars, &after);
-    output::print(&session::script(
-        shell,
-        vars,
-        &after,
-        unwritable,
-        Clock::at(now),
-    ))
-}
-
-/// `lost` without the GPUs in `released`.
-fn news(lost: &[Lost], released: &[u32]) -> Vec<Lost> {
-    lost.iter()
-        .filter_map(|layer| {
-            let ended: Vec<_> = layer
-                .ended
-                .iter()
-                .filter_map(|(why, ids)| {
-                    let ids: Vec<u32> = ids
-                        .iter()
-                        .copied()
-                        .filter(|id| !released.contains(id))
-                        .collect();
-                    (!ids.is_empty()).then(|| (why.clone(), ids))
-                })
-                .collect();
-            (!ended.is_empty()).then(|| Lost {
-                ended,
-                ..layer.clone()
-            })
-        })
-        .collect()
+    session::write_back(shell, vars, &after, unwritable, settled.clock)
 }
 
 /// The manual reservations of `user`; only those of `only` when given (a shell's own).
@@ -241,38 +197,17 @@ fn sync(ctx: &Context, args: &ReleaseArgs, session: Option<Session>) -> Result<(
         return Err(Error::usage("--sync needs --shell and --owner-pid"));
     };
     let (vars, unwritable) = Vars::from_env(Some(shell))?;
-    let mut clock = Clock::now();
-    let (mut after, lost) = if vars.has_layer() {
-        // The store's time judges expiry, as in every command, on this process's clock,
-        // which the shell's prompt hook reads.
-        let top = ctx.store.snapshot()?;
-        let offset = clock_offset(top.now);
-        clock = Clock::at(top.now + offset);
-        let known = Some((ctx.store_key.clone(), top.pool.map(|p| p.shifted(offset))));
-        let (pools, unread) = Pools::read(&vars, known, |store| ctx.snapshot_of(store));
-        for problem in unread {
-            say!("canhazgpu: warning: {problem}");
-        }
-        let truth = Truth::Store(&pools);
-        let now = clock.unix();
-        session.settle(
-            &vars,
-            truth,
-            now,
-            &ctx.rules(),
-            &ctx.view,
-            &Device::by_index,
-        )
-    } else {
-        (vars.clone(), Vec::new())
-    };
-    session.report(&lost);
-    session.forget(&lost, &ctx.view);
+    if !vars.has_layer() {
+        return session::write_back(shell, &vars, &vars, &unwritable, Clock::now());
+    }
+    // The store's time judges expiry, as in every command.
+    let top = ctx.store.snapshot()?;
+    let settled = ctx.settle_shell(&session, &vars, (top.now, top.pool), &Device::by_index, &[]);
+    let mut after = settled.vars;
     if after.has_layer() {
         session.refresh_lease(&mut after, &ctx.view);
     }
-    Session::warn_unwritable(shell, &unwritable, &vars, &after);
-    output::print(&session::script(shell, &vars, &after, &unwritable, clock))
+    session::write_back(shell, &vars, &after, &unwritable, settled.clock)
 }
 
 /// `--inherited`: at shell start, drop variables that came from a shell that is not this
@@ -292,8 +227,7 @@ pub fn inherited(args: &ReleaseArgs) -> Result<i32> {
     let truth = Truth::ProcessTree;
     let (after, lost) = session.settle(&vars, truth, now(), &rules, &view, &Device::by_index);
     session.report(&lost);
-    Session::warn_unwritable(shell, &unwritable, &vars, &after);
-    output::print(&session::script(shell, &vars, &after, &unwritable, clock))?;
+    session::write_back(shell, &vars, &after, &unwritable, clock)?;
     Ok(0)
 }
 

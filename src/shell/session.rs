@@ -49,10 +49,10 @@ impl Pools {
     /// layers stay as they are) and its error returned.
     pub fn read(
         vars: &Vars,
-        known: Option<(Option<String>, Option<Pool>)>,
+        known: (Option<String>, Option<Pool>),
         snapshot: impl Fn(Option<&str>) -> Result<Option<Pool>>,
     ) -> (Pools, Vec<Error>) {
-        let mut pools = Pools(known.into_iter().collect());
+        let mut pools = Pools(vec![known]);
         let mut errors = Vec::new();
         let mut failed: Vec<Option<String>> = Vec::new();
         for store in vars.layer_stores() {
@@ -68,6 +68,11 @@ impl Pools {
             }
         }
         (pools, errors)
+    }
+
+    /// The pool of `store`; `None` also when it was not read.
+    pub fn of(&self, store: Option<&str>) -> Option<&Pool> {
+        self.get(store).flatten()
     }
 
     /// `None`: not read; `Some(None)`: the store has no pool.
@@ -419,6 +424,19 @@ pub fn script(
         }
     }
     script.finish()
+}
+
+/// Writes the shell code that turns `before` into `after` on stdout, after warning
+/// about the variables the shell would not let it change.
+pub fn write_back(
+    shell: Shell,
+    before: &Vars,
+    after: &Vars,
+    unwritable: &[Unwritable],
+    clock: Clock,
+) -> Result<()> {
+    Session::warn_unwritable(shell, unwritable, before, after);
+    crate::output::print(&script(shell, before, after, unwritable, clock))
 }
 
 /// Whether this process's stdout is a pipe whose reading end process `pid` holds: the
