@@ -80,14 +80,15 @@ impl Asked {
         })
     }
 
-    /// The reservation this request writes on each GPU it gets, held from `now`.
+    /// The reservation this request (`request_id`) writes on each GPU it gets, held
+    /// from `now`.
     pub fn reservation(
         &self,
         kind: Kind,
         now: Timestamp,
         length: Option<Duration>,
         owner: Option<Owner>,
-        request_id: String,
+        request_id: &str,
     ) -> Reservation {
         Reservation {
             user: self.user.clone(),
@@ -98,7 +99,7 @@ impl Asked {
             expiry_time: length.map(|length| now + length.as_secs() as i64),
             note: self.note.clone(),
             owner,
-            request_id: Some(request_id),
+            request_id: Some(request_id.to_string()),
         }
     }
 

@@ -4,7 +4,7 @@
 //! is bound to that shell and stdout carries the shell code that exports it there.
 
 use crate::cli::ReserveArgs;
-use crate::commands::acquire::{Asked, acquire, request_id};
+use crate::commands::acquire::{Asked, acquire};
 use crate::commands::gpus::Allocation;
 use crate::commands::{Context, current_user, format_ids};
 use crate::duration::{self, format_hms};
@@ -47,15 +47,9 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     let mut started = 0;
     let mut after = None;
     let mut written = None;
-    let ids = acquire(ctx, &request, asked.wait, &me, |pool, ids, now| {
+    let ids = acquire(ctx, &request, asked.wait, &me, |pool, ids, now, id| {
         started = now;
-        let reservation = asked.reservation(
-            Kind::Manual,
-            now,
-            Some(length),
-            owner.clone(),
-            request_id(&me),
-        );
+        let reservation = asked.reservation(Kind::Manual, now, Some(length), owner.clone(), id);
         pool.assign(ids, &reservation);
         written = Some(reservation);
         after = vars.is_some().then(|| pool.clone());
