@@ -21,7 +21,7 @@ use crate::shell::vars::{Unwritable, Vars};
 /// What a release did.
 struct Released {
     ids: Vec<u32>,
-    /// The processes that held them, whose shells' markers go.
+    /// The processes that held them, whose shells' markers go (one may hold several).
     owners: Vec<Owner>,
     /// Manual reservations of the user left elsewhere, for the hint when none was this
     /// shell's.
@@ -59,10 +59,14 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
             release_manual(ctx, only.as_ref(), &user)?
         }
     };
-    // The shells that held them look at their markers at the next prompt.
-    for owner in &done.owners {
-        lease::remove(owner);
-    }
+    // The shells that held them look at their markers at the next prompt. From the exit
+    // hook (no --shell), whatever this shell held is over, its marker too.
+    let exiting = session.as_ref().filter(|_| args.shell.is_none());
+    let ended = done
+        .owners
+        .iter()
+        .chain(exiting.map(|session| &session.owner));
+    lease::remove(ended, &ctx.view);
     let message = match done.ids.len() {
         0 if args.gpu_ids.is_none() => None,
         n => {
@@ -79,8 +83,7 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
     };
     // Shell mode: stdout is for shell code only.
     let Some(shell) = args.shell else {
-        // The exit hook: whatever this shell held is over, its marker too.
-        lease::remove(&session.owner);
+        // The exit hook.
         if let Some(message) = message {
             say!("{message}");
         }
@@ -122,13 +125,9 @@ fn release_manual(ctx: &Context, only: Option<&Owner>, user: &str) -> Result<Rel
                 .as_ref()
                 .is_some_and(|r| mine(r) && (only.is_none() || r.owner.as_ref() == only))
         });
-        let mut owners: Vec<Owner> = Vec::new();
+        let mut owners = Vec::new();
         for &id in &chosen {
-            if let Some(owner) = pool.release(id, now).and_then(|r| r.owner)
-                && !owners.contains(&owner)
-            {
-                owners.push(owner);
-            }
+            owners.extend(pool.release(id, now).and_then(|r| r.owner));
         }
         let others = pool.ids_where(|slot| slot.reservation.as_ref().is_some_and(mine));
         Ok(Released {

@@ -65,7 +65,7 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
         (Some(shell), Some(session), Some(vars), Some(pool)) => {
             let announced = announce_to_shell(ctx, &reserved, shell, &session, &vars, pool);
             if announced.is_err() {
-                lease::remove(&session.owner);
+                lease::remove([&session.owner], &ctx.view);
             }
             announced
         }

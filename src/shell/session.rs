@@ -241,7 +241,7 @@ impl Session {
         let Some(owner) = vars.holder().and_then(|pid| view.owner(pid)) else {
             return;
         };
-        let path = match lease::create(&owner) {
+        let path = match lease::create(&owner, view) {
             Some(path) => path.to_str().unwrap_or("").to_string(),
             None => match vars.get(LEASE) {
                 Some(known) if !known.is_empty() && Path::new(known).exists() => known.to_string(),
@@ -253,21 +253,20 @@ impl Session {
 
     /// Deletes the markers of layers that ended, so that none is left behind.
     pub fn forget(&self, lost: &[Lost], view: &dyn ProcessView) {
-        for layer in lost.iter().filter(|layer| layer.kept.is_empty()) {
-            let judged = layer.ended.iter().all(|(why, _)| {
-                matches!(
-                    why,
-                    Ending::Expired | Ending::Released | Ending::Reclaimed(_)
-                )
-            });
-            if let Some(owner) = layer
-                .holder
-                .filter(|_| judged)
-                .and_then(|pid| view.owner(pid))
-            {
-                lease::remove(&owner);
-            }
-        }
+        let owners: Vec<Owner> = lost
+            .iter()
+            .filter(|layer| layer.kept.is_empty())
+            .filter(|layer| {
+                layer.ended.iter().all(|(why, _)| {
+                    matches!(
+                        why,
+                        Ending::Expired | Ending::Released | Ending::Reclaimed(_)
+                    )
+                })
+            })
+            .filter_map(|layer| view.owner(layer.holder?))
+            .collect();
+        lease::remove(&owners, view);
     }
 
     /// Messages for what ended, on stderr.
