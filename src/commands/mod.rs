@@ -176,12 +176,7 @@ pub fn clock_offset(store_now: Timestamp) -> i64 {
 
 /// The account of the real uid, from the password database: `$USER` can be set to anything.
 pub fn current_user() -> String {
-    let uid = nix::unistd::getuid();
-    match nix::unistd::User::from_uid(uid) {
-        Ok(Some(user)) => user.name,
-        // Containers often run uids without a passwd entry; the number still identifies.
-        _ => uid.to_string(),
-    }
+    crate::account::name_of(nix::unistd::getuid().as_raw())
 }
 
 pub use crate::admission::format_ids;
