@@ -244,15 +244,6 @@ fn scheme_of<'a>(mut devices: impl Iterator<Item = &'a Device>) -> Scheme {
     devices.next().map(|d| d.scheme).unwrap_or_default()
 }
 
-/// The variables a holder of `devices` gets (those of their vendor).
-pub fn variables_of(devices: &[Device]) -> Vec<&'static str> {
-    let scheme = scheme_of(devices.iter());
-    let mut names: Vec<&'static str> = scheme.named_lists().to_vec();
-    names.extend(scheme.counted_lists());
-    names.extend(scheme.fixed().iter().map(|(name, _)| *name));
-    names
-}
-
 /// `0,1,...,n-1`.
 fn counting(n: usize) -> String {
     let positions: Vec<String> = (0..n).map(|p| p.to_string()).collect();
