@@ -10,6 +10,7 @@ use crate::cli::RequestArgs;
 use crate::config::Config;
 use crate::duration;
 use crate::error::{Error, Result};
+use crate::gpu_env;
 use crate::model::{Kind, Owner, Reservation, Timestamp};
 
 /// Longest `--note`; status lines should stay lines.
@@ -126,10 +127,9 @@ impl Asked {
 pub fn distinct_gpu_ids(ids: &[u32]) -> Result<Vec<u32>> {
     let unique: BTreeSet<u32> = ids.iter().copied().collect();
     if ids.is_empty() || unique.len() != ids.len() {
-        let given: Vec<String> = ids.iter().map(u32::to_string).collect();
         return Err(Error::usage(format!(
             "--gpu-ids {} names a GPU twice or none; give distinct ids, e.g. --gpu-ids 1,3",
-            given.join(",")
+            gpu_env::id_list(ids)
         )));
     }
     Ok(ids.to_vec())
