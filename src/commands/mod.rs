@@ -86,11 +86,15 @@ impl Context {
         for problem in unread {
             say!("canhazgpu: warning: {problem}");
         }
-        let truth = Truth::Store(&pools);
         let rules = self.rules();
-        let (after, lost) = session.settle(vars, truth, clock.unix(), &rules, &self.view, name);
-        session.report(&untold(&lost, told));
-        session.forget(&lost, &self.view);
+        let truth = Truth::Store {
+            pools: &pools,
+            now: clock.unix(),
+            rules: &rules,
+        };
+        let (after, lost) = session.settle(vars, truth, &self.view, name);
+        Session::report(&untold(&lost, told));
+        Session::forget(&lost, &self.view);
         Settled {
             vars: after,
             pools,

@@ -6,7 +6,7 @@
 //! `--sync` and `--inherited` release nothing; they serve the prompt hook and shell start.
 
 use crate::cli::ReleaseArgs;
-use crate::commands::{Context, asked, current_user, format_ids, now};
+use crate::commands::{Context, asked, current_user, format_ids};
 use crate::error::{Error, Result};
 use crate::gpu_env::Device;
 use crate::liveness::ProcView;
@@ -219,13 +219,9 @@ pub fn inherited(args: &ReleaseArgs) -> Result<i32> {
     let session = Session::attach(&view, pid)?;
     let (vars, unwritable) = Vars::from_env(Some(shell))?;
     let clock = Clock::now();
-    let rules = crate::liveness::Rules {
-        heartbeat_timeout: crate::liveness::DEFAULT_HEARTBEAT_TIMEOUT,
-        repair_clock_steps: false,
-    };
     let truth = Truth::ProcessTree;
-    let (after, lost) = session.settle(&vars, truth, now(), &rules, &view, &Device::by_index);
-    session.report(&lost);
+    let (after, lost) = session.settle(&vars, truth, &view, &Device::by_index);
+    Session::report(&lost);
     session::write_back(shell, &vars, &after, &unwritable, clock)?;
     Ok(0)
 }

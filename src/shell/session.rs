@@ -35,8 +35,13 @@ const CHECK_WITHOUT_MARKER_SECS: i64 = 30;
 pub enum Truth<'a> {
     /// Only the process tree: at shell start, which must not need a store.
     ProcessTree,
-    /// The pools of the stores the layers are in.
-    Store(&'a Pools),
+    /// The pools of the stores the layers are in, judged at `now` (on this process's
+    /// clock, like the pools) by `rules`.
+    Store {
+        pools: &'a Pools,
+        now: Timestamp,
+        rules: &'a Rules,
+    },
 }
 
 /// Pools by the store a layer names (`CANHAZGPU_SHELL_STORE`; `None`: the default).
@@ -173,8 +178,6 @@ impl Session {
         truth: Truth,
         holder: Option<u32>,
         layer: &Vars,
-        now: Timestamp,
-        rules: &Rules,
         view: &dyn ProcessView,
     ) -> Fate {
         let Some(holder) = holder else {
@@ -196,9 +199,9 @@ impl Session {
                 lost: Vec::new(),
             })
         };
-        let pools = match truth {
+        let (pools, now, rules) = match truth {
             Truth::ProcessTree => return unchanged(),
-            Truth::Store(pools) => pools,
+            Truth::Store { pools, now, rules } => (pools, now, rules),
         };
         match pools.get(layer.store()) {
             // Not read: nothing to judge by, so nothing is taken away.
@@ -223,15 +226,10 @@ impl Session {
         &self,
         vars: &Vars,
         truth: Truth,
-        now: Timestamp,
-        rules: &Rules,
         view: &dyn ProcessView,
         name: &dyn Fn(u32) -> Device,
     ) -> (Vars, Vec<Lost>) {
-        vars.settle(
-            |holder, layer| self.fate(truth, holder, layer, now, rules, view),
-            name,
-        )
+        vars.settle(|holder, layer| self.fate(truth, holder, layer, view), name)
     }
 
     /// Points `CANHAZGPU_LEASE` at the top layer's marker, so the prompt hook stays quiet
@@ -252,7 +250,7 @@ impl Session {
     }
 
     /// Deletes the markers of layers that ended, so that none is left behind.
-    pub fn forget(&self, lost: &[Lost], view: &dyn ProcessView) {
+    pub fn forget(lost: &[Lost], view: &dyn ProcessView) {
         let owners: Vec<Owner> = lost
             .iter()
             .filter(|layer| layer.kept.is_empty())
@@ -270,7 +268,7 @@ impl Session {
     }
 
     /// Messages for what ended, on stderr.
-    pub fn report(&self, lost: &[Lost]) {
+    pub fn report(lost: &[Lost]) {
         for layer in lost {
             let holder = layer
                 .holder
