@@ -317,7 +317,7 @@ impl PoolReader for Store {
         with_registry: bool,
         choose: &mut dyn FnMut(&Registry) -> Vec<Keyspace>,
         history_since: Option<Timestamp>,
-    ) -> Result<(Registry, Vec<Result<PoolRead>>)> {
+    ) -> Result<Vec<Result<PoolRead>>> {
         self.read_pools(with_registry, choose, history_since)
     }
 }

@@ -155,15 +155,15 @@ impl Store {
     }
 
     /// What the lab views read, read-only and in a few round trips: the registry, when
-    /// `with_registry`, then the pools under the keyspaces `choose` picks from it, with
-    /// their history since `history_since` when given. The embedded store holds one pool
-    /// and no registry. Each pool may fail on its own; the outer error is the store's.
+    /// `with_registry`, for `choose` to pick keyspaces from, then the pools under them,
+    /// with their history since `history_since` when given. The embedded store holds one
+    /// pool and no registry. Each pool may fail on its own; the outer error is the store's.
     pub fn read_pools(
         &self,
         with_registry: bool,
         choose: &mut dyn FnMut(&Registry) -> Vec<Keyspace>,
         history_since: Option<Timestamp>,
-    ) -> Result<(Registry, Vec<Result<PoolRead>>)> {
+    ) -> Result<Vec<Result<PoolRead>>> {
         match self {
             Store::Redis(store) => store.read_pools(with_registry, choose, history_since),
             Store::File(store) => {
@@ -180,7 +180,7 @@ impl Store {
                     published: None,
                     history,
                 };
-                Ok((registry, (0..wanted).map(|_| Ok(read.clone())).collect()))
+                Ok((0..wanted).map(|_| Ok(read.clone())).collect())
             }
         }
     }
