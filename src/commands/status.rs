@@ -162,17 +162,15 @@ pub fn host_header(host: &HostState) -> String {
 fn warn_about_size(ctx: &Context, pool: &Pool, gpus: &Gpus) {
     let size = pool.gpus.len();
     match ctx.store.entries_beyond(size) {
-        Ok(hidden) if !hidden.is_empty() => say!(
+        Ok(Some(beyond)) => say!(
             "canhazgpu: warning: the store holds entries for GPU(s) {} beyond the pool's \
              {size} GPUs; no command sees them, so reservations there are not honoured. If \
              the pool should be larger, set the right size (`redis-cli SET {} N`); \
              otherwise delete those entries",
-            format_ids(&hidden),
-            ctx.store
-                .count_key()
-                .unwrap_or_else(|| "canhazgpu:gpu_count".to_string())
+            format_ids(&beyond.ids),
+            beyond.count_key
         ),
-        Ok(_) => {}
+        Ok(None) => {}
         Err(e) => {
             say!("canhazgpu: warning: could not look for GPU entries beyond the pool: {e}")
         }
