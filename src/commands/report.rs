@@ -216,13 +216,13 @@ fn lab_report(ctx: &Context, args: &ReportArgs) -> Result<i32> {
 }
 
 fn host_report(host: &HostState, report: Option<Report>) -> HostReport {
-    let view = host.view();
+    let problem = host.outcome.as_ref().err();
     HostReport {
-        host: view.host,
-        store: view.store,
-        this_host: view.this_host,
-        reachable: view.reachable,
-        error: view.error,
+        host: host.name.clone(),
+        store: host.store.clone(),
+        this_host: host.this_host,
+        reachable: problem.is_none_or(|problem| problem.reachable),
+        error: problem.map(|problem| problem.message.clone()),
         report,
     }
 }

@@ -130,10 +130,7 @@ pub fn host_header(host: &HostState) -> String {
         Ok(pool) => pool,
         Err(problem) => return format!("{title} {}", problem.message),
     };
-    let view = host.view();
-    let Some(summary) = view.summary else {
-        return title;
-    };
+    let summary = pool.summary();
     let mut line = format!(
         "{title} {} GPUs: {} free, {} reserved, {} in use without reservation, {} waiting",
         summary.gpus,
