@@ -6,7 +6,7 @@ use crate::commands::gpus::{Gpus, configured_threshold};
 use crate::commands::status::{host_header, lab_exit_status, selection};
 use crate::commands::{Context, format_ids};
 use crate::duration::format_hms;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::lab;
 use crate::model::{Pool, Timestamp};
 use crate::output;
@@ -19,9 +19,8 @@ pub fn queue(ctx: &Context, args: &QueueArgs) -> Result<i32> {
     }
     let (pool, now) = ctx.current_pool()?;
     if args.json {
-        let text = serde_json::to_string(&views::waiter_views(&pool.queue))
-            .map_err(|e| Error::failure(format!("cannot encode the queue as JSON: {e}")))?;
-        return output::println(&text).map(|()| 0);
+        let views = views::waiter_views(&pool.queue);
+        return output::print_json(&views, "the queue", false).map(|()| 0);
     }
     output::print(&queue_lines(&pool, now)).map(|()| 0)
 }
@@ -37,9 +36,7 @@ fn lab_queue(ctx: &Context, args: &QueueArgs) -> Result<i32> {
     )?;
     if args.json {
         let views: Vec<HostView> = hosts.iter().map(lab::HostState::view).collect();
-        let text = serde_json::to_string(&views)
-            .map_err(|e| Error::failure(format!("cannot encode the queue as JSON: {e}")))?;
-        output::println(&text)?;
+        output::print_json(&views, "the queue", false)?;
         return Ok(lab_exit_status(&hosts));
     }
     let sections: Vec<String> = hosts

@@ -10,7 +10,7 @@ use crate::cli::ReportArgs;
 use crate::commands::Context;
 use crate::commands::gpus::{Gpus, configured_threshold};
 use crate::commands::status::{host_header, lab_exit_status, selection};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::lab::{self, HostState};
 use crate::model::{HistoryRecord, Pool, Timestamp};
 use crate::output;
@@ -169,9 +169,7 @@ pub fn report(ctx: &Context, args: &ReportArgs) -> Result<i32> {
     let history = ctx.store.history(since)?;
     let report = compute(&history, &pool, since, until, args.days);
     if args.json {
-        let text = serde_json::to_string_pretty(&report)
-            .map_err(|e| Error::failure(format!("cannot encode the report as JSON: {e}")))?;
-        return output::println(&text).map(|()| 0);
+        return output::print_json(&report, "the report", true).map(|()| 0);
     }
     output::print(&render(&report, since)).map(|()| 0)
 }
@@ -206,9 +204,7 @@ fn lab_report(ctx: &Context, args: &ReportArgs) -> Result<i32> {
             .zip(reports)
             .map(|(host, report)| host_report(host, report))
             .collect();
-        let text = serde_json::to_string_pretty(&per_host)
-            .map_err(|e| Error::failure(format!("cannot encode the report as JSON: {e}")))?;
-        output::println(&text)?;
+        output::print_json(&per_host, "the report", true)?;
         return Ok(lab_exit_status(&hosts));
     }
     output::print(&render_lab(&hosts, &reports, args.days, since))?;

@@ -12,7 +12,7 @@ use crate::cli::{HostsArgs, StatusArgs};
 use crate::commands::gpus::{Gpus, describe_processes, memory_threshold};
 use crate::commands::{Context, format_ids};
 use crate::duration::format_hms;
-use crate::error::{EXIT_FAILURE, Error, Result};
+use crate::error::{EXIT_FAILURE, Result};
 use crate::gpu::GpuInfo;
 use crate::lab::{self, HostState, Selection};
 use crate::model::{GpuSlot, Kind, Pool, Reservation, Timestamp};
@@ -40,9 +40,7 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<i32> {
     }
     if args.json {
         let views = views::gpu_views(&pool, &gpus, threshold);
-        let text = serde_json::to_string(&views)
-            .map_err(|e| Error::failure(format!("cannot encode the status as JSON: {e}")))?;
-        return output::println(&text).map(|()| 0);
+        return output::print_json(&views, "the status", false).map(|()| 0);
     }
     output::print(&gpu_lines(&pool, now, &gpus, threshold)).map(|()| 0)
 }
@@ -93,9 +91,7 @@ fn lab_status(ctx: &Context, args: &StatusArgs, gpus: Gpus, threshold: u64) -> R
     }
     if args.json {
         let views: Vec<HostView> = shown.iter().map(|host| host.view()).collect();
-        let text = serde_json::to_string(&views)
-            .map_err(|e| Error::failure(format!("cannot encode the status as JSON: {e}")))?;
-        output::println(&text)?;
+        output::print_json(&views, "the status", false)?;
         return Ok(lab_exit_status(&hosts));
     }
     let mut sections: Vec<String> = Vec::new();
