@@ -7,6 +7,7 @@
 //! colon or space would break the hash tag or the key layout.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -133,21 +134,25 @@ pub fn claimed_elsewhere(name: &HostName, theirs: &Registration, store: &str) ->
          another name (config `host` or CANHAZGPU_HOST), or, if this machine replaces that \
          one, hand the name over with `canhazgpu admin --take-over-host`",
         machine(&theirs.machine_id, theirs.hostname.as_deref()),
-        machine(&machine_id(), local_hostname().as_deref()),
+        machine(machine_id(), local_hostname().as_deref()),
     )
 }
 
 /// This machine's identity for the registry: `/etc/machine-id` (or D-Bus's copy), which
 /// survives reboots and renames; where neither exists (some containers), the host name.
-pub fn machine_id() -> String {
-    ["/etc/machine-id", "/var/lib/dbus/machine-id"]
-        .iter()
-        .find_map(|path| {
-            let id = std::fs::read_to_string(path).ok()?;
-            let id = id.trim();
-            (!id.is_empty()).then(|| id.to_string())
-        })
-        .unwrap_or_else(|| format!("hostname:{}", local_hostname().unwrap_or_default()))
+/// Read once per process: every read and commit of a named host's pool asks for it.
+pub fn machine_id() -> &'static str {
+    static MACHINE_ID: OnceLock<String> = OnceLock::new();
+    MACHINE_ID.get_or_init(|| {
+        ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+            .iter()
+            .find_map(|path| {
+                let id = std::fs::read_to_string(path).ok()?;
+                let id = id.trim();
+                (!id.is_empty()).then(|| id.to_string())
+            })
+            .unwrap_or_else(|| format!("hostname:{}", local_hostname().unwrap_or_default()))
+    })
 }
 
 /// The kernel's host name, if it has one.

@@ -81,7 +81,7 @@ impl RedisStore {
     pub(super) fn remember(&self, seen: Seen) -> Result<()> {
         if let (Some(name), Claim::Theirs(theirs)) = (
             self.keys.host(),
-            host::claim(seen.registration.as_ref(), &host::machine_id()),
+            host::claim(seen.registration.as_ref(), host::machine_id()),
         ) {
             return Err(Error::failure(host::claimed_elsewhere(
                 name,
@@ -112,7 +112,7 @@ impl RedisStore {
         };
         let hostname = host::local_hostname();
         let Some((entry, only_if_new)) =
-            registration_update(&seen, &host::machine_id(), hostname.as_deref(), gpu_count)
+            registration_update(&seen, host::machine_id(), hostname.as_deref(), gpu_count)
         else {
             return;
         };
@@ -138,7 +138,7 @@ impl RedisStore {
             ));
         };
         let entry = Registration {
-            machine_id: host::machine_id(),
+            machine_id: host::machine_id().to_string(),
             hostname: host::local_hostname(),
             gpu_count: None,
             last_write: None,
