@@ -93,7 +93,7 @@ impl Keyspace {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registration {
     /// `/etc/machine-id` of the machine that owns the name: a second machine claiming it
-    /// is refused (see [`claim`]).
+    /// is refused (see [`held_elsewhere`]).
     pub machine_id: String,
     /// The machine's own host name, so that a refusal can name both machines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,21 +106,13 @@ pub struct Registration {
     pub last_write: Option<Timestamp>,
 }
 
-/// Who holds a name, as this machine sees the registry.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Claim<'a> {
-    /// Nobody registered it yet.
-    Free,
-    Ours,
-    Theirs(&'a Registration),
-}
-
-pub fn claim<'a>(entry: Option<&'a Registration>, machine_id: &str) -> Claim<'a> {
-    match entry {
-        None => Claim::Free,
-        Some(entry) if entry.machine_id == machine_id => Claim::Ours,
-        Some(entry) => Claim::Theirs(entry),
-    }
+/// A name's registry `entry` when another machine than `machine_id` holds it; `None`
+/// when nobody registered the name yet or this machine did.
+pub fn held_elsewhere<'a>(
+    entry: Option<&'a Registration>,
+    machine_id: &str,
+) -> Option<&'a Registration> {
+    entry.filter(|entry| entry.machine_id != machine_id)
 }
 
 /// The refusal when another machine registered `name`.
@@ -268,9 +260,9 @@ mod tests {
             gpu_count: Some(8),
             last_write: None,
         };
-        assert_eq!(claim(None, "m1"), Claim::Free);
-        assert_eq!(claim(Some(&entry), "m1"), Claim::Ours);
-        assert_eq!(claim(Some(&entry), "m2"), Claim::Theirs(&entry));
+        assert_eq!(held_elsewhere(None, "m1"), None);
+        assert_eq!(held_elsewhere(Some(&entry), "m1"), None);
+        assert_eq!(held_elsewhere(Some(&entry), "m2"), Some(&entry));
         let name = HostName::parse("gpu7", "t").unwrap();
         let message = claimed_elsewhere(&name, &entry, "Redis at redis://lab/0");
         assert!(

@@ -5,9 +5,7 @@
 //! round trip only when they write, which is rarely.
 
 use crate::error::{Error, Result};
-use crate::host::{
-    self, Claim, PUBLISH_INTERVAL_SECONDS, PublishedGpus, REGISTRY_KEY, Registration,
-};
+use crate::host::{self, PUBLISH_INTERVAL_SECONDS, PublishedGpus, REGISTRY_KEY, Registration};
 use crate::model::Timestamp;
 use crate::store::redis::{RedisStore, Session};
 
@@ -51,6 +49,9 @@ pub fn registration_update(
     hostname: Option<&str>,
     gpu_count: Option<usize>,
 ) -> Option<(Registration, bool)> {
+    if host::held_elsewhere(seen.registration.as_ref(), machine_id).is_some() {
+        return None;
+    }
     let fresh = Registration {
         machine_id: machine_id.to_string(),
         hostname: hostname.map(str::to_string),
@@ -59,7 +60,6 @@ pub fn registration_update(
     };
     match &seen.registration {
         None => Some((fresh, !seen.garbled)),
-        Some(entry) if entry.machine_id != machine_id => None,
         Some(entry) => {
             let stale = entry
                 .last_write
@@ -79,9 +79,9 @@ impl RedisStore {
     /// Keeps what a read saw; refuses when another machine holds this host's name, before
     /// anything is written under it.
     pub(super) fn remember(&self, seen: Seen) -> Result<()> {
-        if let (Some(name), Claim::Theirs(theirs)) = (
+        if let (Some(name), Some(theirs)) = (
             self.keys.host(),
-            host::claim(seen.registration.as_ref(), host::machine_id()),
+            host::held_elsewhere(seen.registration.as_ref(), host::machine_id()),
         ) {
             return Err(Error::failure(host::claimed_elsewhere(
                 name,
