@@ -120,7 +120,7 @@ fn take_over_host(ctx: &Context) -> Result<()> {
              none: set `host` in the configuration (or CANHAZGPU_HOST) first",
         ));
     };
-    ctx.store.take_over_host()?;
+    ctx.store.take_over_host(name)?;
     say!(
         "canhazgpu: this machine ({}) now owns the host name {name} in the {}; its pool \
          and reservations are unchanged",

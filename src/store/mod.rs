@@ -139,9 +139,9 @@ impl Store {
 
     /// Hands this host's name (config `host`) to this machine in the registry,
     /// whichever machine registered it before (`admin --take-over-host`).
-    pub fn take_over_host(&self) -> Result<()> {
+    pub fn take_over_host(&self, name: &HostName) -> Result<()> {
         match self {
-            Store::Redis(store) => store.take_over_host(),
+            Store::Redis(store) => store.take_over_host(name),
             Store::File(_) => Err(Error::usage(
                 "--take-over-host is for a host named (config `host`) in a Redis store \
                  shared by several hosts; the embedded store has no registry of names",

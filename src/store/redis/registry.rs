@@ -5,7 +5,9 @@
 //! round trip only when they write, which is rarely.
 
 use crate::error::{Error, Result};
-use crate::host::{self, PUBLISH_INTERVAL_SECONDS, PublishedGpus, REGISTRY_KEY, Registration};
+use crate::host::{
+    self, HostName, PUBLISH_INTERVAL_SECONDS, PublishedGpus, REGISTRY_KEY, Registration,
+};
 use crate::model::Timestamp;
 use crate::store::redis::{RedisStore, Session};
 
@@ -130,13 +132,7 @@ impl RedisStore {
     }
 
     /// See [`crate::store::Store::take_over_host`].
-    pub fn take_over_host(&self) -> Result<()> {
-        let Some(name) = self.keys.host() else {
-            return Err(Error::usage(
-                "--take-over-host hands this host's name to this machine, but this host has \
-                 none: set `host` in the configuration (or CANHAZGPU_HOST) first",
-            ));
-        };
+    pub fn take_over_host(&self, name: &HostName) -> Result<()> {
         let entry = Registration {
             machine_id: host::machine_id().to_string(),
             hostname: host::local_hostname(),
