@@ -54,11 +54,7 @@ pub fn read(
 ) -> Result<Vec<HostState>> {
     let own = OwnHost {
         name: this_host_name(ctx),
-        keyspace: ctx
-            .config
-            .host
-            .clone()
-            .map_or(Keyspace::Upstream, Keyspace::Named),
+        keyspace: ctx.config.store_options().keyspace,
         url: ctx.store_url.clone(),
     };
     let jobs = plan::plan(&own, &ctx.config.hosts, selection);
@@ -159,7 +155,7 @@ fn unread(ctx: &Context, own: &OwnHost, job: &StoreJob, store: &str, why: &str) 
     let why = if store.is_empty() {
         format!(
             "its store URL in `[hosts]` of {} is not usable: {why}",
-            config_path(ctx)
+            ctx.config.shown_path()
         )
     } else {
         why.to_string()
@@ -276,7 +272,7 @@ fn target_name(target: &Target, own: &str) -> String {
 
 fn unknown_hosts(ctx: &Context, own: &OwnHost, unknown: &[HostName]) -> Error {
     let names: Vec<&str> = unknown.iter().map(HostName::as_str).collect();
-    let config = config_path(ctx);
+    let config = ctx.config.shown_path();
     Error::usage(format!(
         "unknown host {}: not this host ({}), not registered in the {}, and not in `[hosts]` \
          of {config}; `canhazgpu status --all-hosts` lists the hosts there are",
@@ -286,20 +282,12 @@ fn unknown_hosts(ctx: &Context, own: &OwnHost, unknown: &[HostName]) -> Error {
     ))
 }
 
-/// The configuration file in force, for messages about its `[hosts]`.
-fn config_path(ctx: &Context) -> String {
-    ctx.config.path.as_deref().map_or_else(
-        || crate::config::DEFAULT_CONFIG_PATH.to_string(),
-        |path| path.display().to_string(),
-    )
-}
-
 /// Opens stores for the reading threads, with this host's TLS settings.
 fn opener(ctx: &Context) -> Opener {
     let options = StoreOptions {
         keyspace: Keyspace::Upstream,
-        tls_ca_file: ctx.config.tls_ca_file.clone(),
         viewing: true,
+        ..ctx.config.store_options()
     };
     Arc::new(move |url: &str| {
         let store = Store::open(url, &options)?;
