@@ -3,7 +3,6 @@
 
 use crate::cli::QueueArgs;
 use crate::commands::gpus::{Gpus, configured_threshold};
-use crate::commands::status::{host_header, lab_exit_status, selection};
 use crate::commands::{Context, format_ids};
 use crate::duration::format_hms;
 use crate::error::Result;
@@ -30,28 +29,18 @@ fn lab_queue(ctx: &Context, args: &QueueArgs) -> Result<i32> {
     let threshold = configured_threshold(&ctx.config);
     let hosts = lab::read(
         ctx,
-        &selection(&args.hosts),
+        &lab::selection(&args.hosts),
         (Gpus::none(), threshold),
         None,
     )?;
     if args.json {
         let views: Vec<HostView> = hosts.iter().map(lab::HostState::view).collect();
         output::print_json(&views, "the queue", false)?;
-        return Ok(lab_exit_status(&hosts));
+        return Ok(lab::exit_status(&hosts));
     }
-    let sections: Vec<String> = hosts
-        .iter()
-        .map(|host| {
-            let mut section = host_header(host);
-            section.push('\n');
-            if let Ok(read) = &host.outcome {
-                section.push_str(&queue_lines(&read.pool, read.now));
-            }
-            section
-        })
-        .collect();
+    let sections = lab::sections(&hosts, |read| queue_lines(&read.pool, read.now));
     output::print(&sections.join("\n"))?;
-    Ok(lab_exit_status(&hosts))
+    Ok(lab::exit_status(&hosts))
 }
 
 /// The queue, one waiter a line, or a line saying nobody waits.

@@ -9,7 +9,6 @@ use serde::Serialize;
 use crate::cli::ReportArgs;
 use crate::commands::Context;
 use crate::commands::gpus::{Gpus, configured_threshold};
-use crate::commands::status::{host_header, lab_exit_status, selection};
 use crate::error::Result;
 use crate::lab::{self, HostState};
 use crate::model::{HistoryRecord, Pool, Timestamp};
@@ -180,7 +179,7 @@ fn lab_report(ctx: &Context, args: &ReportArgs) -> Result<i32> {
     let threshold = configured_threshold(&ctx.config);
     let hosts = lab::read(
         ctx,
-        &selection(&args.hosts),
+        &lab::selection(&args.hosts),
         (Gpus::none(), threshold),
         Some(since),
     )?;
@@ -205,10 +204,10 @@ fn lab_report(ctx: &Context, args: &ReportArgs) -> Result<i32> {
             .map(|(host, report)| host_report(host, report))
             .collect();
         output::print_json(&per_host, "the report", true)?;
-        return Ok(lab_exit_status(&hosts));
+        return Ok(lab::exit_status(&hosts));
     }
     output::print(&render_lab(&hosts, &reports, args.days, since))?;
-    Ok(lab_exit_status(&hosts))
+    Ok(lab::exit_status(&hosts))
 }
 
 fn host_report(host: &HostState, report: Option<Report>) -> HostReport {
@@ -254,7 +253,7 @@ fn render_lab(
     text.push_str(&table("Host", &per_host, &combined.total));
     for host in hosts.iter().filter(|host| host.outcome.is_err()) {
         text.push('\n');
-        text.push_str(&host_header(host));
+        text.push_str(&lab::host_header(host));
         text.push('\n');
     }
     text

@@ -11,6 +11,7 @@
 mod judge;
 mod plan;
 mod read;
+mod show;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub use judge::{HostPool, HostState, Problem, rank_free};
 pub use plan::Selection;
 use plan::{OwnHost, Registered, StoreJob};
 use read::{Opener, PoolReader, StoreOutcome, Target};
+pub use show::{exit_status, host_header, sections, selection};
 
 /// How long a view waits for all its stores together: a store's own connect and read
 /// timeouts are 2 s, and the extra half second lets their message arrive instead of a
