@@ -162,7 +162,7 @@ pub fn gpu_state(slot: &GpuSlot, info: Option<&GpuInfo>, threshold_mib: u64) -> 
     }
 }
 
-pub fn gpu_view(slot: &GpuSlot, gpus: &Gpus, threshold_mib: u64) -> GpuView {
+fn gpu_view(slot: &GpuSlot, gpus: &Gpus, threshold_mib: u64) -> GpuView {
     let info = gpus.get(slot.id);
     let r = slot.reservation.as_ref();
     GpuView {

@@ -2,9 +2,9 @@
 
 use crate::cli::AdminArgs;
 use crate::commands::Context;
-use crate::commands::gpus::{Gpus, MAX_POOL, configured_threshold};
+use crate::commands::gpus::{Gpus, configured_threshold};
 use crate::error::{Error, Result};
-use crate::model::Pool;
+use crate::model::{MAX_GPUS, Pool};
 use crate::output;
 use crate::powers;
 
@@ -179,9 +179,9 @@ fn detected(gpus: &Gpus) -> Result<u32> {
              GPUs anyway"
         )));
     }
-    if devices.len() > MAX_POOL as usize {
+    if devices.len() > MAX_GPUS as usize {
         return Err(Error::usage(format!(
-            "{library} reports {} GPUs, more than the {MAX_POOL} a pool may have; pass --gpus N",
+            "{library} reports {} GPUs, more than the {MAX_GPUS} a pool may have; pass --gpus N",
             devices.len()
         )));
     }

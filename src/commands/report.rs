@@ -14,7 +14,7 @@ use crate::lab::{self, HostState};
 use crate::model::{HistoryRecord, Pool, Timestamp};
 use crate::output;
 
-#[derive(Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Usage {
     pub gpu_hours: f64,
     /// Finished reservations, one per GPU (a 2-GPU run counts twice), as upstream counts.
@@ -240,12 +240,9 @@ fn render_lab(
         .iter()
         .zip(reports)
         .filter_map(|(host, report)| {
-            let report = report.as_ref()?;
-            let mut usage = Usage::default();
-            usage.merge(&report.total);
             Some(UserUsage {
                 user: host.name.clone(),
-                usage,
+                usage: report.as_ref()?.total.clone(),
             })
         })
         .collect();

@@ -605,7 +605,7 @@ impl RedisStore {
                 "lost the connection to {} while committing ({}), and could not look \
                  whether the change was made: {e}. Check with `canhazgpu status`",
                 self.describe(),
-                explain(&self.shown, lost).message
+                self.explain(lost).message
             ),
             ..e
         })?;
@@ -724,12 +724,8 @@ impl Advice {
     }
 }
 
-/// See [`RedisStore::explain`]. `shown` is the printable URL.
-fn explain(shown: &str, e: &RedisError) -> Error {
-    explain_with(shown, e, Advice::ChooseAnother)
-}
-
-/// [`explain`], with `advice` for a store that cannot be reached.
+/// See [`RedisStore::explain`]. `shown` is the printable URL; `advice` is for a store
+/// that cannot be reached.
 fn explain_with(shown: &str, e: &RedisError, advice: Advice) -> Error {
     let store = format!("Redis at {shown}");
     if let Some(error) = explain_refusal(&store, e) {
@@ -972,6 +968,11 @@ fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a store that is not only viewed says.
+    fn explain(shown: &str, e: &RedisError) -> Error {
+        explain_with(shown, e, Advice::ChooseAnother)
+    }
 
     #[test]
     fn tls_failures_say_what_to_set_and_views_what_to_check() {
