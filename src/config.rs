@@ -114,6 +114,15 @@ impl Config {
         Ok(())
     }
 
+    /// The configuration file in force, as messages about its values name it: the file
+    /// read, else the default path.
+    pub fn shown_path(&self) -> std::path::Display<'_> {
+        self.path
+            .as_deref()
+            .unwrap_or(Path::new(DEFAULT_CONFIG_PATH))
+            .display()
+    }
+
     pub fn heartbeat_interval(&self) -> Duration {
         self.heartbeat_interval
             .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL)

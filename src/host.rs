@@ -7,6 +7,7 @@
 //! colon or space would break the hash tag or the key layout.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -92,7 +93,7 @@ impl Keyspace {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registration {
     /// `/etc/machine-id` of the machine that owns the name: a second machine claiming it
-    /// is refused (see [`claim`]).
+    /// is refused (see [`held_elsewhere`]).
     pub machine_id: String,
     /// The machine's own host name, so that a refusal can name both machines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,21 +106,13 @@ pub struct Registration {
     pub last_write: Option<Timestamp>,
 }
 
-/// Who holds a name, as this machine sees the registry.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Claim<'a> {
-    /// Nobody registered it yet.
-    Free,
-    Ours,
-    Theirs(&'a Registration),
-}
-
-pub fn claim<'a>(entry: Option<&'a Registration>, machine_id: &str) -> Claim<'a> {
-    match entry {
-        None => Claim::Free,
-        Some(entry) if entry.machine_id == machine_id => Claim::Ours,
-        Some(entry) => Claim::Theirs(entry),
-    }
+/// A name's registry `entry` when another machine than `machine_id` holds it; `None`
+/// when nobody registered the name yet or this machine did.
+pub fn held_elsewhere<'a>(
+    entry: Option<&'a Registration>,
+    machine_id: &str,
+) -> Option<&'a Registration> {
+    entry.filter(|entry| entry.machine_id != machine_id)
 }
 
 /// The refusal when another machine registered `name`.
@@ -133,21 +126,25 @@ pub fn claimed_elsewhere(name: &HostName, theirs: &Registration, store: &str) ->
          another name (config `host` or CANHAZGPU_HOST), or, if this machine replaces that \
          one, hand the name over with `canhazgpu admin --take-over-host`",
         machine(&theirs.machine_id, theirs.hostname.as_deref()),
-        machine(&machine_id(), local_hostname().as_deref()),
+        machine(machine_id(), local_hostname().as_deref()),
     )
 }
 
 /// This machine's identity for the registry: `/etc/machine-id` (or D-Bus's copy), which
 /// survives reboots and renames; where neither exists (some containers), the host name.
-pub fn machine_id() -> String {
-    ["/etc/machine-id", "/var/lib/dbus/machine-id"]
-        .iter()
-        .find_map(|path| {
-            let id = std::fs::read_to_string(path).ok()?;
-            let id = id.trim();
-            (!id.is_empty()).then(|| id.to_string())
-        })
-        .unwrap_or_else(|| format!("hostname:{}", local_hostname().unwrap_or_default()))
+/// Read once per process: every read and commit of a named host's pool asks for it.
+pub fn machine_id() -> &'static str {
+    static MACHINE_ID: OnceLock<String> = OnceLock::new();
+    MACHINE_ID.get_or_init(|| {
+        ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+            .iter()
+            .find_map(|path| {
+                let id = std::fs::read_to_string(path).ok()?;
+                let id = id.trim();
+                (!id.is_empty()).then(|| id.to_string())
+            })
+            .unwrap_or_else(|| format!("hostname:{}", local_hostname().unwrap_or_default()))
+    })
 }
 
 /// The kernel's host name, if it has one.
@@ -263,9 +260,9 @@ mod tests {
             gpu_count: Some(8),
             last_write: None,
         };
-        assert_eq!(claim(None, "m1"), Claim::Free);
-        assert_eq!(claim(Some(&entry), "m1"), Claim::Ours);
-        assert_eq!(claim(Some(&entry), "m2"), Claim::Theirs(&entry));
+        assert_eq!(held_elsewhere(None, "m1"), None);
+        assert_eq!(held_elsewhere(Some(&entry), "m1"), None);
+        assert_eq!(held_elsewhere(Some(&entry), "m2"), Some(&entry));
         let name = HostName::parse("gpu7", "t").unwrap();
         let message = claimed_elsewhere(&name, &entry, "Redis at redis://lab/0");
         assert!(

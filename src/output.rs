@@ -5,6 +5,8 @@
 
 use std::io::{ErrorKind, Write};
 
+use serde::Serialize;
+
 use crate::error::{Error, Result};
 
 /// Writes one line to stderr; see `say!`, which is how it is called.
@@ -29,6 +31,18 @@ pub fn println(line: &str) -> Result<()> {
     text.push_str(line);
     text.push('\n');
     print(&text)
+}
+
+/// `value` as JSON on one line, or indented with `pretty`, then a newline. `what` names
+/// it for the message should it not encode ("the status").
+pub fn print_json(value: &impl Serialize, what: &str, pretty: bool) -> Result<()> {
+    let text = if pretty {
+        serde_json::to_string_pretty(value)
+    } else {
+        serde_json::to_string(value)
+    }
+    .map_err(|e| Error::failure(format!("cannot encode {what} as JSON: {e}")))?;
+    println(&text)
 }
 
 fn stdout_error(e: &std::io::Error) -> Error {

@@ -6,7 +6,7 @@
 //! every user (see README's trust model), and anyone who edits it by hand can do anything.
 
 use crate::account::name_of;
-use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::{DirectoryOwner, Store};
 
@@ -72,10 +72,6 @@ pub fn require_admin(config: &Config, store: &Store, action: &str) -> Result<()>
     if is_admin(&caller, &config.admins, group_id, owner) {
         return Ok(());
     }
-    let config_path = config
-        .path
-        .as_deref()
-        .unwrap_or(std::path::Path::new(DEFAULT_CONFIG_PATH));
     let owner = match owner {
         Some(uid) => format!(", or the owner of {} ({})", store.describe(), name_of(uid)),
         None => String::new(),
@@ -84,7 +80,7 @@ pub fn require_admin(config: &Config, store: &Store, action: &str) -> Result<()>
         "only an administrator may {action}: \
          root, a user or @group named in `admins` in {}{owner}; \
          {} is none of them, so ask one of them",
-        config_path.display(),
+        config.shown_path(),
         caller.name
     )))
 }

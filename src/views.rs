@@ -131,16 +131,23 @@ pub struct HostSummary {
 }
 
 impl HostSummary {
-    pub fn of(gpus: &[GpuView], queue: &[WaiterView]) -> HostSummary {
-        let count = |state| gpus.iter().filter(|gpu| gpu.state == state).count();
+    /// The counts of what [`gpu_views`] and [`waiter_views`] would list, without making
+    /// the views.
+    pub fn of(pool: &Pool, gpus: &Gpus, threshold_mib: u64) -> HostSummary {
+        let states: Vec<GpuState> = pool
+            .gpus
+            .iter()
+            .map(|slot| gpu_state(slot, gpus.get(slot.id), threshold_mib))
+            .collect();
+        let count = |state| states.iter().filter(|&&each| each == state).count();
         let available = count(GpuState::Available);
-        let wanted: usize = queue.iter().map(|waiter| waiter.gpus as usize).sum();
+        let wanted: usize = pool.queue.iter().map(|waiter| waiter.count as usize).sum();
         HostSummary {
-            gpus: gpus.len(),
+            gpus: states.len(),
             available,
             in_use: count(GpuState::InUse),
             in_use_without_reservation: count(GpuState::InUseWithoutReservation),
-            waiting: queue.len(),
+            waiting: pool.queue.len(),
             free_now: available.saturating_sub(wanted),
         }
     }
@@ -155,7 +162,7 @@ pub fn gpu_state(slot: &GpuSlot, info: Option<&GpuInfo>, threshold_mib: u64) -> 
     }
 }
 
-pub fn gpu_view(slot: &GpuSlot, gpus: &Gpus, threshold_mib: u64) -> GpuView {
+fn gpu_view(slot: &GpuSlot, gpus: &Gpus, threshold_mib: u64) -> GpuView {
     let info = gpus.get(slot.id);
     let r = slot.reservation.as_ref();
     GpuView {
@@ -242,8 +249,7 @@ mod tests {
             owner: None,
             request_id: None,
         });
-        let gpus = gpu_views(&pool, &Gpus::none(), 1024);
-        let summary = HostSummary::of(&gpus, &[]);
+        let summary = HostSummary::of(&pool, &Gpus::none(), 1024);
         assert_eq!(
             (
                 summary.gpus,

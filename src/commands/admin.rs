@@ -2,9 +2,9 @@
 
 use crate::cli::AdminArgs;
 use crate::commands::Context;
-use crate::commands::gpus::{Gpus, MAX_POOL, configured_threshold};
+use crate::commands::gpus::{Gpus, configured_threshold};
 use crate::error::{Error, Result};
-use crate::model::Pool;
+use crate::model::{MAX_GPUS, Pool};
 use crate::output;
 use crate::powers;
 
@@ -120,7 +120,7 @@ fn take_over_host(ctx: &Context) -> Result<()> {
              none: set `host` in the configuration (or CANHAZGPU_HOST) first",
         ));
     };
-    ctx.store.take_over_host()?;
+    ctx.store.take_over_host(name)?;
     say!(
         "canhazgpu: this machine ({}) now owns the host name {name} in the {}; its pool \
          and reservations are unchanged",
@@ -179,9 +179,9 @@ fn detected(gpus: &Gpus) -> Result<u32> {
              GPUs anyway"
         )));
     }
-    if devices.len() > MAX_POOL as usize {
+    if devices.len() > MAX_GPUS as usize {
         return Err(Error::usage(format!(
-            "{library} reports {} GPUs, more than the {MAX_POOL} a pool may have; pass --gpus N",
+            "{library} reports {} GPUs, more than the {MAX_GPUS} a pool may have; pass --gpus N",
             devices.len()
         )));
     }

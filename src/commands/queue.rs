@@ -3,10 +3,9 @@
 
 use crate::cli::QueueArgs;
 use crate::commands::gpus::{Gpus, configured_threshold};
-use crate::commands::status::{host_header, lab_exit_status, selection};
 use crate::commands::{Context, format_ids};
 use crate::duration::format_hms;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::lab;
 use crate::model::{Pool, Timestamp};
 use crate::output;
@@ -19,9 +18,8 @@ pub fn queue(ctx: &Context, args: &QueueArgs) -> Result<i32> {
     }
     let (pool, now) = ctx.current_pool()?;
     if args.json {
-        let text = serde_json::to_string(&views::waiter_views(&pool.queue))
-            .map_err(|e| Error::failure(format!("cannot encode the queue as JSON: {e}")))?;
-        return output::println(&text).map(|()| 0);
+        let views = views::waiter_views(&pool.queue);
+        return output::print_json(&views, "the queue", false).map(|()| 0);
     }
     output::print(&queue_lines(&pool, now)).map(|()| 0)
 }
@@ -31,30 +29,18 @@ fn lab_queue(ctx: &Context, args: &QueueArgs) -> Result<i32> {
     let threshold = configured_threshold(&ctx.config);
     let hosts = lab::read(
         ctx,
-        &selection(&args.hosts),
+        &lab::selection(&args.hosts),
         (Gpus::none(), threshold),
         None,
     )?;
     if args.json {
         let views: Vec<HostView> = hosts.iter().map(lab::HostState::view).collect();
-        let text = serde_json::to_string(&views)
-            .map_err(|e| Error::failure(format!("cannot encode the queue as JSON: {e}")))?;
-        output::println(&text)?;
-        return Ok(lab_exit_status(&hosts));
+        output::print_json(&views, "the queue", false)?;
+        return Ok(lab::exit_status(&hosts));
     }
-    let sections: Vec<String> = hosts
-        .iter()
-        .map(|host| {
-            let mut section = host_header(host);
-            section.push('\n');
-            if let Ok(read) = &host.outcome {
-                section.push_str(&queue_lines(&read.pool, read.now));
-            }
-            section
-        })
-        .collect();
+    let sections = lab::sections(&hosts, |read| queue_lines(&read.pool, read.now));
     output::print(&sections.join("\n"))?;
-    Ok(lab_exit_status(&hosts))
+    Ok(lab::exit_status(&hosts))
 }
 
 /// The queue, one waiter a line, or a line saying nobody waits.

@@ -9,13 +9,12 @@ use serde::Serialize;
 use crate::cli::ReportArgs;
 use crate::commands::Context;
 use crate::commands::gpus::{Gpus, configured_threshold};
-use crate::commands::status::{host_header, lab_exit_status, selection};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::lab::{self, HostState};
 use crate::model::{HistoryRecord, Pool, Timestamp};
 use crate::output;
 
-#[derive(Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Usage {
     pub gpu_hours: f64,
     /// Finished reservations, one per GPU (a 2-GPU run counts twice), as upstream counts.
@@ -169,9 +168,7 @@ pub fn report(ctx: &Context, args: &ReportArgs) -> Result<i32> {
     let history = ctx.store.history(since)?;
     let report = compute(&history, &pool, since, until, args.days);
     if args.json {
-        let text = serde_json::to_string_pretty(&report)
-            .map_err(|e| Error::failure(format!("cannot encode the report as JSON: {e}")))?;
-        return output::println(&text).map(|()| 0);
+        return output::print_json(&report, "the report", true).map(|()| 0);
     }
     output::print(&render(&report, since)).map(|()| 0)
 }
@@ -182,7 +179,7 @@ fn lab_report(ctx: &Context, args: &ReportArgs) -> Result<i32> {
     let threshold = configured_threshold(&ctx.config);
     let hosts = lab::read(
         ctx,
-        &selection(&args.hosts),
+        &lab::selection(&args.hosts),
         (Gpus::none(), threshold),
         Some(since),
     )?;
@@ -206,23 +203,21 @@ fn lab_report(ctx: &Context, args: &ReportArgs) -> Result<i32> {
             .zip(reports)
             .map(|(host, report)| host_report(host, report))
             .collect();
-        let text = serde_json::to_string_pretty(&per_host)
-            .map_err(|e| Error::failure(format!("cannot encode the report as JSON: {e}")))?;
-        output::println(&text)?;
-        return Ok(lab_exit_status(&hosts));
+        output::print_json(&per_host, "the report", true)?;
+        return Ok(lab::exit_status(&hosts));
     }
     output::print(&render_lab(&hosts, &reports, args.days, since))?;
-    Ok(lab_exit_status(&hosts))
+    Ok(lab::exit_status(&hosts))
 }
 
 fn host_report(host: &HostState, report: Option<Report>) -> HostReport {
-    let view = host.view();
+    let problem = host.outcome.as_ref().err();
     HostReport {
-        host: view.host,
-        store: view.store,
-        this_host: view.this_host,
-        reachable: view.reachable,
-        error: view.error,
+        host: host.name.clone(),
+        store: host.store.clone(),
+        this_host: host.this_host,
+        reachable: problem.is_none_or(|problem| problem.reachable),
+        error: problem.map(|problem| problem.message.clone()),
         report,
     }
 }
@@ -245,12 +240,9 @@ fn render_lab(
         .iter()
         .zip(reports)
         .filter_map(|(host, report)| {
-            let report = report.as_ref()?;
-            let mut usage = Usage::default();
-            usage.merge(&report.total);
             Some(UserUsage {
                 user: host.name.clone(),
-                usage,
+                usage: report.as_ref()?.total.clone(),
             })
         })
         .collect();
@@ -258,7 +250,7 @@ fn render_lab(
     text.push_str(&table("Host", &per_host, &combined.total));
     for host in hosts.iter().filter(|host| host.outcome.is_err()) {
         text.push('\n');
-        text.push_str(&host_header(host));
+        text.push_str(&lab::host_header(host));
         text.push('\n');
     }
     text

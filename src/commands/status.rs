@@ -8,13 +8,13 @@
 //! With `--host NAME` or `--all-hosts`, the same lines for each host under a header that
 //! sums the host up (see `crate::lab`).
 
-use crate::cli::{HostsArgs, StatusArgs};
+use crate::cli::StatusArgs;
 use crate::commands::gpus::{Gpus, describe_processes, memory_threshold};
 use crate::commands::{Context, format_ids};
 use crate::duration::format_hms;
-use crate::error::{EXIT_FAILURE, Error, Result};
+use crate::error::Result;
 use crate::gpu::GpuInfo;
-use crate::lab::{self, HostState, Selection};
+use crate::lab::{self, HostState};
 use crate::model::{GpuSlot, Kind, Pool, Reservation, Timestamp};
 use crate::output;
 use crate::views::{self, GpuState, HostView};
@@ -40,9 +40,7 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<i32> {
     }
     if args.json {
         let views = views::gpu_views(&pool, &gpus, threshold);
-        let text = serde_json::to_string(&views)
-            .map_err(|e| Error::failure(format!("cannot encode the status as JSON: {e}")))?;
-        return output::println(&text).map(|()| 0);
+        return output::print_json(&views, "the status", false).map(|()| 0);
     }
     output::print(&gpu_lines(&pool, now, &gpus, threshold)).map(|()| 0)
 }
@@ -56,26 +54,8 @@ fn gpu_lines(pool: &Pool, now: Timestamp, gpus: &Gpus, threshold: u64) -> String
     out
 }
 
-/// What `--host` and `--all-hosts` ask for.
-pub fn selection(args: &HostsArgs) -> Selection {
-    if args.all_hosts {
-        Selection::All
-    } else {
-        Selection::Named(args.hosts.clone())
-    }
-}
-
-/// The exit status of a lab view: 1 when a host could not be shown.
-pub fn lab_exit_status(hosts: &[HostState]) -> i32 {
-    if hosts.iter().all(|host| host.outcome.is_ok()) {
-        0
-    } else {
-        EXIT_FAILURE
-    }
-}
-
 fn lab_status(ctx: &Context, args: &StatusArgs, gpus: Gpus, threshold: u64) -> Result<i32> {
-    let hosts = lab::read(ctx, &selection(&args.hosts), (gpus, threshold), None)?;
+    let hosts = lab::read(ctx, &lab::selection(&args.hosts), (gpus, threshold), None)?;
     let shown: Vec<&HostState> = match args.free {
         // The hosts that could not be read stay in the answer: the best host may be
         // among them.
@@ -93,10 +73,8 @@ fn lab_status(ctx: &Context, args: &StatusArgs, gpus: Gpus, threshold: u64) -> R
     }
     if args.json {
         let views: Vec<HostView> = shown.iter().map(|host| host.view()).collect();
-        let text = serde_json::to_string(&views)
-            .map_err(|e| Error::failure(format!("cannot encode the status as JSON: {e}")))?;
-        output::println(&text)?;
-        return Ok(lab_exit_status(&hosts));
+        output::print_json(&views, "the status", false)?;
+        return Ok(lab::exit_status(&hosts));
     }
     let mut sections: Vec<String> = Vec::new();
     if let Some(wanted) = args.free
@@ -104,55 +82,11 @@ fn lab_status(ctx: &Context, args: &StatusArgs, gpus: Gpus, threshold: u64) -> R
     {
         sections.push(format!("No host has {wanted} GPU(s) free now\n"));
     }
-    for host in shown {
-        let mut section = host_header(host);
-        section.push('\n');
-        if let Ok(pool) = &host.outcome {
-            section.push_str(&gpu_lines(
-                &pool.pool,
-                pool.now,
-                &pool.gpus,
-                pool.threshold_mib,
-            ));
-        }
-        sections.push(section);
-    }
+    sections.extend(lab::sections(shown, |pool| {
+        gpu_lines(&pool.pool, pool.now, &pool.gpus, pool.threshold_mib)
+    }));
     output::print(&sections.join("\n"))?;
-    Ok(lab_exit_status(&hosts))
-}
-
-/// `== gpu7 (this host) == 8 GPUs: 3 free, 4 reserved, ...; last write 0h 0m 12s ago`,
-/// or the one line saying why the host could not be shown.
-pub fn host_header(host: &HostState) -> String {
-    let this = if host.this_host { " (this host)" } else { "" };
-    let title = format!("== {}{this} ==", host.name);
-    let pool = match &host.outcome {
-        Ok(pool) => pool,
-        Err(problem) => return format!("{title} {}", problem.message),
-    };
-    let view = host.view();
-    let Some(summary) = view.summary else {
-        return title;
-    };
-    let mut line = format!(
-        "{title} {} GPUs: {} free, {} reserved, {} in use without reservation, {} waiting",
-        summary.gpus,
-        summary.available,
-        summary.in_use,
-        summary.in_use_without_reservation,
-        summary.waiting
-    );
-    if let Some(t) = pool.last_write {
-        line.push_str(&format!("; last write {} ago", format_hms(pool.now - t)));
-    }
-    if let Some(t) = pool.nvml_at {
-        line.push_str(&format!(
-            "; {} asked {} ago",
-            pool.gpus.library(),
-            format_hms(pool.now - t)
-        ));
-    }
-    line
+    Ok(lab::exit_status(&hosts))
 }
 
 /// A pool whose size disagrees with what the store or the host holds: GPU entries beyond
@@ -162,17 +96,15 @@ pub fn host_header(host: &HostState) -> String {
 fn warn_about_size(ctx: &Context, pool: &Pool, gpus: &Gpus) {
     let size = pool.gpus.len();
     match ctx.store.entries_beyond(size) {
-        Ok(hidden) if !hidden.is_empty() => say!(
+        Ok(Some(beyond)) => say!(
             "canhazgpu: warning: the store holds entries for GPU(s) {} beyond the pool's \
              {size} GPUs; no command sees them, so reservations there are not honoured. If \
              the pool should be larger, set the right size (`redis-cli SET {} N`); \
              otherwise delete those entries",
-            format_ids(&hidden),
-            ctx.store
-                .count_key()
-                .unwrap_or_else(|| "canhazgpu:gpu_count".to_string())
+            format_ids(&beyond.ids),
+            beyond.count_key
         ),
-        Ok(_) => {}
+        Ok(None) => {}
         Err(e) => {
             say!("canhazgpu: warning: could not look for GPU entries beyond the pool: {e}")
         }

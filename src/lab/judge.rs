@@ -67,6 +67,13 @@ impl Judge<'_> {
     }
 }
 
+impl HostPool {
+    /// The counts of the host's header and of `--free N`.
+    pub fn summary(&self) -> HostSummary {
+        HostSummary::of(&self.pool, &self.gpus, self.threshold_mib)
+    }
+}
+
 /// One host in a lab view: read and judged, or why not.
 pub struct HostState {
     pub name: String,
@@ -123,7 +130,7 @@ impl HostState {
         if let Ok(host) = &self.outcome {
             view.gpus = views::gpu_views(&host.pool, &host.gpus, host.threshold_mib);
             view.queue = views::waiter_views(&host.pool.queue);
-            view.summary = Some(HostSummary::of(&view.gpus, &view.queue));
+            view.summary = Some(host.summary());
             view.now = Some(host.now);
             view.last_write = host.last_write;
             view.nvml_at = host.nvml_at;
@@ -133,10 +140,7 @@ impl HostState {
 
     /// GPUs a request without `--wait` would get now (see [`HostSummary::free_now`]).
     pub fn free_now(&self) -> Option<usize> {
-        let host = self.outcome.as_ref().ok()?;
-        let gpus = views::gpu_views(&host.pool, &host.gpus, host.threshold_mib);
-        let queue = views::waiter_views(&host.pool.queue);
-        Some(HostSummary::of(&gpus, &queue).free_now)
+        Some(self.outcome.as_ref().ok()?.summary().free_now)
     }
 }
 

@@ -11,6 +11,7 @@
 mod judge;
 mod plan;
 mod read;
+mod show;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub use judge::{HostPool, HostState, Problem, rank_free};
 pub use plan::Selection;
 use plan::{OwnHost, Registered, StoreJob};
 use read::{Opener, PoolReader, StoreOutcome, Target};
+pub use show::{exit_status, host_header, sections, selection};
 
 /// How long a view waits for all its stores together: a store's own connect and read
 /// timeouts are 2 s, and the extra half second lets their message arrive instead of a
@@ -54,11 +56,7 @@ pub fn read(
 ) -> Result<Vec<HostState>> {
     let own = OwnHost {
         name: this_host_name(ctx),
-        keyspace: ctx
-            .config
-            .host
-            .clone()
-            .map_or(Keyspace::Upstream, Keyspace::Named),
+        keyspace: ctx.config.store_options().keyspace,
         url: ctx.store_url.clone(),
     };
     let jobs = plan::plan(&own, &ctx.config.hosts, selection);
@@ -159,7 +157,7 @@ fn unread(ctx: &Context, own: &OwnHost, job: &StoreJob, store: &str, why: &str) 
     let why = if store.is_empty() {
         format!(
             "its store URL in `[hosts]` of {} is not usable: {why}",
-            config_path(ctx)
+            ctx.config.shown_path()
         )
     } else {
         why.to_string()
@@ -276,7 +274,7 @@ fn target_name(target: &Target, own: &str) -> String {
 
 fn unknown_hosts(ctx: &Context, own: &OwnHost, unknown: &[HostName]) -> Error {
     let names: Vec<&str> = unknown.iter().map(HostName::as_str).collect();
-    let config = config_path(ctx);
+    let config = ctx.config.shown_path();
     Error::usage(format!(
         "unknown host {}: not this host ({}), not registered in the {}, and not in `[hosts]` \
          of {config}; `canhazgpu status --all-hosts` lists the hosts there are",
@@ -286,20 +284,12 @@ fn unknown_hosts(ctx: &Context, own: &OwnHost, unknown: &[HostName]) -> Error {
     ))
 }
 
-/// The configuration file in force, for messages about its `[hosts]`.
-fn config_path(ctx: &Context) -> String {
-    ctx.config.path.as_deref().map_or_else(
-        || crate::config::DEFAULT_CONFIG_PATH.to_string(),
-        |path| path.display().to_string(),
-    )
-}
-
 /// Opens stores for the reading threads, with this host's TLS settings.
 fn opener(ctx: &Context) -> Opener {
     let options = StoreOptions {
         keyspace: Keyspace::Upstream,
-        tls_ca_file: ctx.config.tls_ca_file.clone(),
         viewing: true,
+        ..ctx.config.store_options()
     };
     Arc::new(move |url: &str| {
         let store = Store::open(url, &options)?;
@@ -317,7 +307,7 @@ impl PoolReader for Store {
         with_registry: bool,
         choose: &mut dyn FnMut(&Registry) -> Vec<Keyspace>,
         history_since: Option<Timestamp>,
-    ) -> Result<(Registry, Vec<Result<PoolRead>>)> {
+    ) -> Result<Vec<Result<PoolRead>>> {
         self.read_pools(with_registry, choose, history_since)
     }
 }

@@ -18,16 +18,16 @@ use crate::store::Registry;
 pub trait PoolReader {
     /// The store, without credentials.
     fn describe(&self) -> String;
-    /// The named hosts registered in the store, when `with_registry` (empty where there
-    /// is no registry), then the pools under the keyspaces `choose` picks from it, each
-    /// on its own (one may be unreadable while the others are fine), with their history
+    /// The pools under the keyspaces `choose` picks from the named hosts registered in
+    /// the store (read when `with_registry`; empty where there is no registry), each on
+    /// its own (one may be unreadable while the others are fine), with their history
     /// since `history_since` when given. See [`crate::store::Store::read_pools`].
     fn read(
         &self,
         with_registry: bool,
         choose: &mut dyn FnMut(&Registry) -> Vec<Keyspace>,
         history_since: Option<Timestamp>,
-    ) -> Result<(Registry, Vec<Result<PoolRead>>)>;
+    ) -> Result<Vec<Result<PoolRead>>>;
 }
 
 /// Opens a store by URL, for one thread.
@@ -103,6 +103,8 @@ fn read_store(job: &StoreJob, open: &Opener, history_since: Option<Timestamp>) -
         Err(e) => return failed(String::new(), e.message),
     };
     let store = reader.describe();
+    // What the keyspaces read stand for is decided with them, from the registry that
+    // only the store's read sees.
     let mut chosen = (Vec::new(), Vec::new());
     let mut choose = |registry: &Registry| {
         let (targets, keyspaces, unknown) = targets(job, registry);
@@ -110,7 +112,7 @@ fn read_store(job: &StoreJob, open: &Opener, history_since: Option<Timestamp>) -
         keyspaces
     };
     let reads = match reader.read(job.needs_registry(), &mut choose, history_since) {
-        Ok((_, reads)) => reads,
+        Ok(reads) => reads,
         Err(e) => return failed(store, e.message),
     };
     let (targets, unknown) = chosen;
@@ -197,7 +199,7 @@ mod tests {
             _: bool,
             choose: &mut dyn FnMut(&Registry) -> Vec<Keyspace>,
             _: Option<Timestamp>,
-        ) -> Result<(Registry, Vec<Result<PoolRead>>)> {
+        ) -> Result<Vec<Result<PoolRead>>> {
             std::thread::sleep(self.delay);
             if self.fail {
                 return Err(Error::failure("connection refused"));
@@ -218,7 +220,7 @@ mod tests {
                     })
                 })
                 .collect();
-            Ok((registry, reads))
+            Ok(reads)
         }
     }
 

@@ -18,17 +18,22 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::account::name_of;
 use crate::error::{Error, Result};
+use crate::host::{Keyspace, PoolRead};
 use crate::model::{self, HistoryRecord, Pool, Timestamp};
-use crate::store::Snapshot;
+use crate::store::{Registry, Snapshot};
 
 /// Bumped when the state file changes incompatibly; a newer file is refused, not reset.
 const SCHEMA: u64 = 1;
 const STATE: &str = "state.json";
+/// How often [`FileStore::watch_changes`] looks at the state file: a `stat`, a few times
+/// a second.
+const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 const LOCK: &str = "lock";
 /// The single history file of earlier versions: still read, never written, deleted once
 /// its newest record is 90 days old.
@@ -140,9 +145,47 @@ impl FileStore {
 
     /// What changes whenever a commit replaces `state.json`: its inode (a rename brings a
     /// new one), size and modification time. `None` while there is no such file.
-    pub fn state_stamp(&self) -> Option<(u64, u64, i64, i64)> {
+    fn state_stamp(&self) -> Option<(u64, u64, i64, i64)> {
         let meta = fs::metadata(self.state_path()).ok()?;
         Some((meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec()))
+    }
+
+    /// See [`crate::store::Store::watch_changes`]: `wait` returns `true` as soon as
+    /// [`FileStore::state_stamp`] differs from what it was at the last look.
+    pub fn watch_changes<T>(&self, body: impl FnOnce(&mut dyn FnMut(Duration) -> bool) -> T) -> T {
+        let mut seen = self.state_stamp();
+        body(&mut |timeout| {
+            let deadline = Instant::now() + timeout;
+            loop {
+                let stamp = self.state_stamp();
+                if stamp != seen {
+                    seen = stamp;
+                    return true;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                std::thread::sleep(left.min(WATCH_INTERVAL));
+            }
+        })
+    }
+
+    /// See [`crate::store::Store::read_pools`]: there is no registry, and one pool, which
+    /// is what every keyspace `choose` picks reads.
+    pub fn read_pools(
+        &self,
+        choose: &mut dyn FnMut(&Registry) -> Vec<Keyspace>,
+        history_since: Option<Timestamp>,
+    ) -> Result<Vec<Result<PoolRead>>> {
+        let wanted = choose(&Registry::new()).len();
+        let read = PoolRead {
+            pool: self.snapshot()?.pool,
+            last_write: None,
+            published: None,
+            history: history_since.map(|since| self.history(since)).transpose()?,
+        };
+        Ok((0..wanted).map(|_| Ok(read.clone())).collect())
     }
 
     pub fn snapshot(&self) -> Result<Snapshot> {

@@ -23,10 +23,6 @@ pub struct Snapshot {
 pub use file::FileStore;
 pub use redis::RedisStore;
 
-/// How often [`Store::watch_changes`] looks at the embedded store's state file: a
-/// `stat`, a few times a second.
-pub const FILE_WATCH_INTERVAL: Duration = Duration::from_millis(100);
-
 /// The embedded store's default home: shared by every user of the host.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/canhazgpu";
 
@@ -55,6 +51,14 @@ pub struct StoreOptions {
     /// Opened only to look at other hosts' pools (the lab views): a message about the
     /// store says what to check there, not how to choose another store for this host.
     pub viewing: bool,
+}
+
+/// GPU entries a store holds above its pool's size (see [`Store::entries_beyond`]).
+pub struct EntriesBeyond {
+    pub ids: Vec<u32>,
+    /// The key that holds the pool's size, for the message that tells how to fix it by
+    /// hand.
+    pub count_key: String,
 }
 
 /// The hosts registered in a store, by name.
@@ -123,15 +127,6 @@ impl Store {
         matches!(self, Store::File(_))
     }
 
-    /// The key that holds the pool's size, for messages that tell how to fix it by hand
-    /// (Redis only).
-    pub fn count_key(&self) -> Option<String> {
-        match self {
-            Store::File(_) => None,
-            Store::Redis(store) => Some(store.count_key()),
-        }
-    }
-
     /// What this host's GPU library said, for other hosts' views (see
     /// [`PublishedGpus`]): written by a named host on Redis when what it published last
     /// is [`crate::host::PUBLISH_INTERVAL_SECONDS`] old or more, as of the last read of
@@ -144,9 +139,9 @@ impl Store {
 
     /// Hands this host's name (config `host`) to this machine in the registry,
     /// whichever machine registered it before (`admin --take-over-host`).
-    pub fn take_over_host(&self) -> Result<()> {
+    pub fn take_over_host(&self, name: &HostName) -> Result<()> {
         match self {
-            Store::Redis(store) => store.take_over_host(),
+            Store::Redis(store) => store.take_over_host(name),
             Store::File(_) => Err(Error::usage(
                 "--take-over-host is for a host named (config `host`) in a Redis store \
                  shared by several hosts; the embedded store has no registry of names",
@@ -155,41 +150,27 @@ impl Store {
     }
 
     /// What the lab views read, read-only and in a few round trips: the registry, when
-    /// `with_registry`, then the pools under the keyspaces `choose` picks from it, with
-    /// their history since `history_since` when given. The embedded store holds one pool
-    /// and no registry. Each pool may fail on its own; the outer error is the store's.
+    /// `with_registry`, for `choose` to pick keyspaces from, then the pools under them,
+    /// with their history since `history_since` when given. The embedded store holds one
+    /// pool and no registry. Each pool may fail on its own; the outer error is the store's.
     pub fn read_pools(
         &self,
         with_registry: bool,
         choose: &mut dyn FnMut(&Registry) -> Vec<Keyspace>,
         history_since: Option<Timestamp>,
-    ) -> Result<(Registry, Vec<Result<PoolRead>>)> {
+    ) -> Result<Vec<Result<PoolRead>>> {
         match self {
             Store::Redis(store) => store.read_pools(with_registry, choose, history_since),
-            Store::File(store) => {
-                let registry = Registry::new();
-                let wanted = choose(&registry).len();
-                let snapshot = store.snapshot()?;
-                let history = match history_since {
-                    Some(since) => Some(store.history(since)?),
-                    None => None,
-                };
-                let read = PoolRead {
-                    pool: snapshot.pool,
-                    last_write: None,
-                    published: None,
-                    history,
-                };
-                Ok((registry, (0..wanted).map(|_| Ok(read.clone())).collect()))
-            }
+            Store::File(store) => store.read_pools(choose, history_since),
         }
     }
 
     /// GPU entries stored beyond the pool's size, which no command sees (Redis only:
-    /// `canhazgpu:gpu_count` was lowered by hand, say). One cheap query; for `status`.
-    pub fn entries_beyond(&self, count: usize) -> Result<Vec<u32>> {
+    /// `canhazgpu:gpu_count` was lowered by hand, say); `None` when there are none. One
+    /// cheap query; for `status`.
+    pub fn entries_beyond(&self, count: usize) -> Result<Option<EntriesBeyond>> {
         match self {
-            Store::File(_) => Ok(Vec::new()),
+            Store::File(_) => Ok(None),
             Store::Redis(store) => store.entries_beyond(count),
         }
     }
@@ -269,29 +250,12 @@ impl Store {
     /// it returns `true` early when the pool may have changed. Redis: the wake channel,
     /// which announces frees and queue departures only, so watchers must still poll for
     /// the rest; the embedded store: the state file's identity, size and modification
-    /// time, looked at every [`FILE_WATCH_INTERVAL`], which every commit changes (it
-    /// renames a new file over the old one).
+    /// time, looked at a few times a second, which every commit changes (it renames a new
+    /// file over the old one).
     pub fn watch_changes<T>(&self, body: impl FnOnce(&mut dyn FnMut(Duration) -> bool) -> T) -> T {
         match self {
             Store::Redis(store) => store.with_wakeups(|wait, _| body(wait)),
-            Store::File(store) => {
-                let mut seen = store.state_stamp();
-                body(&mut |timeout| {
-                    let deadline = std::time::Instant::now() + timeout;
-                    loop {
-                        let stamp = store.state_stamp();
-                        if stamp != seen {
-                            seen = stamp;
-                            return true;
-                        }
-                        let left = deadline.saturating_duration_since(std::time::Instant::now());
-                        if left.is_zero() {
-                            return false;
-                        }
-                        std::thread::sleep(left.min(FILE_WATCH_INTERVAL));
-                    }
-                })
-            }
+            Store::File(store) => store.watch_changes(body),
         }
     }
 

@@ -20,7 +20,7 @@ use redis::{Client, Connection, ConnectionLike, ErrorKind, RedisError, Value as 
 use crate::error::{Error, Result};
 use crate::host::{HostName, Keyspace};
 use crate::model::{self, HistoryRecord, MAX_GPUS, Pool, Timestamp};
-use crate::store::{Snapshot, StoreOptions, printable_url};
+use crate::store::{EntriesBeyond, Snapshot, StoreOptions, printable_url};
 
 /// The keys of one pool: upstream's (`canhazgpu:gpu_count`, ...), or a named host's, the
 /// same names under `canhazgpu:{NAME}:` (see [`Keyspace`]).
@@ -245,11 +245,6 @@ impl RedisStore {
         })
     }
 
-    /// The key that holds the pool's size.
-    pub fn count_key(&self) -> String {
-        self.keys.count.clone()
-    }
-
     pub fn describe(&self) -> String {
         format!("Redis at {}", self.shown)
     }
@@ -457,10 +452,10 @@ impl RedisStore {
 
     /// GPU entries above the pool's size; see [`crate::store::Store::entries_beyond`].
     /// One EXISTS of every id up to [`MAX_GPUS`]; which ones only when there are any.
-    pub fn entries_beyond(&self, count: usize) -> Result<Vec<u32>> {
+    pub fn entries_beyond(&self, count: usize) -> Result<Option<EntriesBeyond>> {
         let ids: Vec<u32> = (count as u32..MAX_GPUS).collect();
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let keys: Vec<String> = ids.iter().map(|&id| self.keys.gpu(id)).collect();
         let mut session = self.session();
@@ -468,7 +463,7 @@ impl RedisStore {
             .call(|c| redis::cmd("EXISTS").arg(&keys).query(c))
             .map_err(|e| self.explain(&e))?;
         if found == 0 {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let mut each = redis::pipe();
         for key in &keys {
@@ -477,11 +472,16 @@ impl RedisStore {
         let exists: Vec<bool> = session
             .call(|c| each.query(c))
             .map_err(|e| self.explain(&e))?;
-        Ok(ids
+        let ids: Vec<u32> = ids
             .into_iter()
             .zip(exists)
             .filter_map(|(id, exists)| exists.then_some(id))
-            .collect())
+            .collect();
+        // Deleted between the two queries: nothing to tell.
+        Ok((!ids.is_empty()).then(|| EntriesBeyond {
+            ids,
+            count_key: self.keys.count.clone(),
+        }))
     }
 
     /// See [`crate::store::Store::with_wakeups`]. Without a subscription (Redis gone, say)
@@ -605,7 +605,7 @@ impl RedisStore {
                 "lost the connection to {} while committing ({}), and could not look \
                  whether the change was made: {e}. Check with `canhazgpu status`",
                 self.describe(),
-                explain(&self.shown, lost).message
+                self.explain(lost).message
             ),
             ..e
         })?;
@@ -724,12 +724,8 @@ impl Advice {
     }
 }
 
-/// See [`RedisStore::explain`]. `shown` is the printable URL.
-fn explain(shown: &str, e: &RedisError) -> Error {
-    explain_with(shown, e, Advice::ChooseAnother)
-}
-
-/// [`explain`], with `advice` for a store that cannot be reached.
+/// See [`RedisStore::explain`]. `shown` is the printable URL; `advice` is for a store
+/// that cannot be reached.
 fn explain_with(shown: &str, e: &RedisError, advice: Advice) -> Error {
     let store = format!("Redis at {shown}");
     if let Some(error) = explain_refusal(&store, e) {
@@ -972,6 +968,11 @@ fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a store that is not only viewed says.
+    fn explain(shown: &str, e: &RedisError) -> Error {
+        explain_with(shown, e, Advice::ChooseAnother)
+    }
 
     #[test]
     fn tls_failures_say_what_to_set_and_views_what_to_check() {

@@ -26,7 +26,7 @@ impl RedisStore {
         with_registry: bool,
         choose: &mut dyn FnMut(&Registry) -> Vec<Keyspace>,
         history_since: Option<Timestamp>,
-    ) -> Result<(Registry, Vec<Result<PoolRead>>)> {
+    ) -> Result<Vec<Result<PoolRead>>> {
         let mut session = self.session();
         let registry = if with_registry {
             let entries: Vec<(String, String)> = session
@@ -38,7 +38,7 @@ impl RedisStore {
         };
         let keys: Vec<Keys> = choose(&registry).into_iter().map(Keys::new).collect();
         if keys.is_empty() {
-            return Ok((registry, Vec::new()));
+            return Ok(Vec::new());
         }
         let heads = self.read_heads(&mut session, &keys, history_since)?;
         let counts: Vec<Result<Option<u32>>> = keys
@@ -65,7 +65,7 @@ impl RedisStore {
                 self.decode_read(key, head, count.is_some(), gpus)
             })
             .collect();
-        Ok((registry, reads))
+        Ok(reads)
     }
 
     /// The second round trip: every pool's small keys (and history), in one pipeline.

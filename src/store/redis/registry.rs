@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::host::{
-    self, Claim, PUBLISH_INTERVAL_SECONDS, PublishedGpus, REGISTRY_KEY, Registration,
+    self, HostName, PUBLISH_INTERVAL_SECONDS, PublishedGpus, REGISTRY_KEY, Registration,
 };
 use crate::model::Timestamp;
 use crate::store::redis::{RedisStore, Session};
@@ -51,6 +51,9 @@ pub fn registration_update(
     hostname: Option<&str>,
     gpu_count: Option<usize>,
 ) -> Option<(Registration, bool)> {
+    if host::held_elsewhere(seen.registration.as_ref(), machine_id).is_some() {
+        return None;
+    }
     let fresh = Registration {
         machine_id: machine_id.to_string(),
         hostname: hostname.map(str::to_string),
@@ -59,7 +62,6 @@ pub fn registration_update(
     };
     match &seen.registration {
         None => Some((fresh, !seen.garbled)),
-        Some(entry) if entry.machine_id != machine_id => None,
         Some(entry) => {
             let stale = entry
                 .last_write
@@ -79,9 +81,9 @@ impl RedisStore {
     /// Keeps what a read saw; refuses when another machine holds this host's name, before
     /// anything is written under it.
     pub(super) fn remember(&self, seen: Seen) -> Result<()> {
-        if let (Some(name), Claim::Theirs(theirs)) = (
+        if let (Some(name), Some(theirs)) = (
             self.keys.host(),
-            host::claim(seen.registration.as_ref(), &host::machine_id()),
+            host::held_elsewhere(seen.registration.as_ref(), host::machine_id()),
         ) {
             return Err(Error::failure(host::claimed_elsewhere(
                 name,
@@ -112,7 +114,7 @@ impl RedisStore {
         };
         let hostname = host::local_hostname();
         let Some((entry, only_if_new)) =
-            registration_update(&seen, &host::machine_id(), hostname.as_deref(), gpu_count)
+            registration_update(&seen, host::machine_id(), hostname.as_deref(), gpu_count)
         else {
             return;
         };
@@ -130,15 +132,9 @@ impl RedisStore {
     }
 
     /// See [`crate::store::Store::take_over_host`].
-    pub fn take_over_host(&self) -> Result<()> {
-        let Some(name) = self.keys.host() else {
-            return Err(Error::usage(
-                "--take-over-host hands this host's name to this machine, but this host has \
-                 none: set `host` in the configuration (or CANHAZGPU_HOST) first",
-            ));
-        };
+    pub fn take_over_host(&self, name: &HostName) -> Result<()> {
         let entry = Registration {
-            machine_id: host::machine_id(),
+            machine_id: host::machine_id().to_string(),
             hostname: host::local_hostname(),
             gpu_count: None,
             last_write: None,
