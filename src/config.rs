@@ -165,10 +165,7 @@ impl Config {
         opened.map_err(|e| Error {
             message: format!(
                 "configuration file {}: `store`: {}",
-                self.path
-                    .as_deref()
-                    .unwrap_or(Path::new(DEFAULT_CONFIG_PATH))
-                    .display(),
+                self.shown_path(),
                 e.message
             ),
             ..e
