@@ -78,7 +78,11 @@ fn busy_outside(pool: &Pool, request: &Request, probed_at: Timestamp) -> BTreeSe
 
 /// Free GPUs that `request` may be handed: not reserved, not in use outside the tool.
 pub fn usable_free(pool: &Pool, request: &Request, probed_at: Timestamp) -> usize {
-    let outside = busy_outside(pool, request, probed_at);
+    free_but(pool, &busy_outside(pool, request, probed_at))
+}
+
+/// Free GPUs of `pool` but those in `outside`.
+fn free_but(pool: &Pool, outside: &BTreeSet<u32>) -> usize {
     pool.gpus
         .iter()
         .filter(|slot| slot.reservation.is_none() && !outside.contains(&slot.id))
@@ -112,7 +116,7 @@ pub fn admit(
     }
     let ahead = pool.wanted_ahead(position);
     let outside = busy_outside(pool, request, probed_at);
-    let usable_free = usable_free(pool, request, probed_at);
+    let usable_free = free_but(pool, &outside);
     let waiting_ahead = || {
         let waiting = position.unwrap_or(pool.queue.len());
         NotYet::Busy(format!(

@@ -157,23 +157,19 @@ impl Config {
     }
 
     pub fn open_store(&self, flag_or_env: Option<&str>) -> Result<Store> {
-        let options = self.store_options();
-        match (flag_or_env, &self.store) {
-            (Some(url), _) => Store::open(url, &options),
-            // A bad URL nobody typed must say where it came from.
-            (None, Some(url)) => Store::open(url, &options).map_err(|e| Error {
-                message: format!(
-                    "configuration file {}: `store`: {}",
-                    self.path
-                        .as_deref()
-                        .unwrap_or(Path::new(DEFAULT_CONFIG_PATH))
-                        .display(),
-                    e.message
-                ),
-                ..e
-            }),
-            (None, None) => Store::open(&Store::default_url(), &options),
+        let opened = Store::open(&self.store_url(flag_or_env), &self.store_options());
+        if flag_or_env.is_some() || self.store.is_none() {
+            return opened;
         }
+        // A bad URL nobody typed must say where it came from.
+        opened.map_err(|e| Error {
+            message: format!(
+                "configuration file {}: `store`: {}",
+                self.shown_path(),
+                e.message
+            ),
+            ..e
+        })
     }
 }
 

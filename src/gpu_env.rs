@@ -22,6 +22,7 @@
 //!   reordered): ended devices are taken out, new ones appended, so `cuda:0` keeps
 //!   meaning the same GPU.
 
+use crate::admission::format_ids;
 use crate::cli::VisibleDevices;
 
 pub const CUDA_VISIBLE_DEVICES: &str = "CUDA_VISIBLE_DEVICES";
@@ -212,9 +213,9 @@ fn missing_uuids(missing: &[u32], detected: Option<usize>) -> String {
                  exporting GPU indices instead, which name the same GPUs"
             .to_string(),
         Some(count) => format!(
-            "NVML reports {count} GPU(s) and no GPU [{}], so it has no UUID for it (is the \
+            "NVML reports {count} GPU(s) and no GPU {}, so it has no UUID for it (is the \
              pool larger than this host?); exporting GPU indices instead",
-            id_list(missing).replace(',', ", ")
+            format_ids(missing)
         ),
     }
 }
@@ -242,15 +243,6 @@ pub fn environment(devices: &[Device]) -> Vec<(&'static str, String)> {
 
 fn scheme_of<'a>(mut devices: impl Iterator<Item = &'a Device>) -> Scheme {
     devices.next().map(|d| d.scheme).unwrap_or_default()
-}
-
-/// The variables a holder of `devices` gets (those of their vendor).
-pub fn variables_of(devices: &[Device]) -> Vec<&'static str> {
-    let scheme = scheme_of(devices.iter());
-    let mut names: Vec<&'static str> = scheme.named_lists().to_vec();
-    names.extend(scheme.counted_lists());
-    names.extend(scheme.fixed().iter().map(|(name, _)| *name));
-    names
 }
 
 /// `0,1,...,n-1`.

@@ -10,6 +10,7 @@ macro_rules! say {
     };
 }
 
+mod account;
 mod admission;
 mod alloc;
 mod cli;

@@ -204,8 +204,8 @@ impl Pool {
     /// The pool with every time moved by `seconds`: the same pool on a clock that runs
     /// `seconds` ahead of the one it was read with. Liveness verdicts do not change
     /// (they compare times of one clock), only the numbers do.
-    pub fn shifted(&self, seconds: i64) -> Pool {
-        let mut pool = self.clone();
+    pub fn shifted(self, seconds: i64) -> Pool {
+        let mut pool = self;
         let by = |t: Option<&mut Timestamp>| {
             if let Some(t) = t {
                 *t += seconds;

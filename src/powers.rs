@@ -5,6 +5,7 @@
 //! This prevents accidents, not malice: the embedded store's directory stays writable by
 //! every user (see README's trust model), and anyone who edits it by hand can do anything.
 
+use crate::account::name_of;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::{DirectoryOwner, Store};
@@ -72,7 +73,7 @@ pub fn require_admin(config: &Config, store: &Store, action: &str) -> Result<()>
         return Ok(());
     }
     let owner = match owner {
-        Some(uid) => format!(", or the owner of {} ({})", store.describe(), account(uid)),
+        Some(uid) => format!(", or the owner of {} ({})", store.describe(), name_of(uid)),
         None => String::new(),
     };
     Err(Error::failure(format!(
@@ -82,13 +83,6 @@ pub fn require_admin(config: &Config, store: &Store, action: &str) -> Result<()>
         config.shown_path(),
         caller.name
     )))
-}
-
-fn account(uid: u32) -> String {
-    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(user)) => user.name,
-        _ => uid.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -41,13 +41,14 @@ const RETRY_PAUSE: Duration = Duration::from_millis(500);
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
 /// Gets the GPUs for `request`, waiting as `wait` says, and writes the reservations with
-/// `assign` in the same transaction that takes them.
+/// `assign` in the same transaction that takes them. `assign` is given the request's id,
+/// which the reservations must carry: a retry finds what an earlier attempt took by it.
 pub fn acquire(
     ctx: &Context,
     request: &Request,
     wait: Wait,
     me: &Owner,
-    mut assign: impl FnMut(&mut Pool, &[u32], Timestamp),
+    mut assign: impl FnMut(&mut Pool, &[u32], Timestamp, &str),
 ) -> Result<Vec<u32>> {
     let mut line = Line {
         ctx,
@@ -73,7 +74,7 @@ pub fn acquire(
 
 /// The id of the request this process makes (one per process): its waiter's id in the
 /// queue and the `request_id` of the reservations it gets. Unique while the process lives.
-pub fn request_id(me: &Owner) -> String {
+fn request_id(me: &Owner) -> String {
     format!(
         "{}-{}-{}",
         me.boot_id.get(..8).unwrap_or(&me.boot_id),
@@ -98,8 +99,12 @@ struct Line<'a> {
     /// The store's time of its first transaction, just after NVML was asked which GPUs
     /// are in use (see [`crate::admission::At`]).
     probed_at: Timestamp,
-    assign: &'a mut dyn FnMut(&mut Pool, &[u32], Timestamp),
+    assign: &'a mut Assign<'a>,
 }
+
+/// What writes the reservations: on the GPUs taken, at the store's time, of the request
+/// whose id it is given.
+type Assign<'a> = dyn FnMut(&mut Pool, &[u32], Timestamp, &str) + 'a;
 
 enum Turn {
     Served(Vec<u32>),
@@ -221,12 +226,7 @@ impl Line<'_> {
     }
 
     fn take(&mut self, pool: &mut Pool, ids: &[u32], now: Timestamp) -> Vec<u32> {
-        (self.assign)(pool, ids, now);
-        for &id in ids {
-            if let Some(r) = pool.slot_mut(id).and_then(|slot| slot.reservation.as_mut()) {
-                r.request_id = Some(self.id.clone());
-            }
-        }
+        (self.assign)(pool, ids, now, &self.id);
         ids.to_vec()
     }
 

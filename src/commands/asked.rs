@@ -10,6 +10,7 @@ use crate::cli::RequestArgs;
 use crate::config::Config;
 use crate::duration;
 use crate::error::{Error, Result};
+use crate::gpu_env;
 use crate::model::{Kind, Owner, Reservation, Timestamp};
 
 /// Longest `--note`; status lines should stay lines.
@@ -80,14 +81,15 @@ impl Asked {
         })
     }
 
-    /// The reservation this request writes on each GPU it gets, held from `now`.
+    /// The reservation this request (`request_id`) writes on each GPU it gets, held
+    /// from `now`.
     pub fn reservation(
         &self,
         kind: Kind,
         now: Timestamp,
         length: Option<Duration>,
         owner: Option<Owner>,
-        request_id: String,
+        request_id: &str,
     ) -> Reservation {
         Reservation {
             user: self.user.clone(),
@@ -98,7 +100,7 @@ impl Asked {
             expiry_time: length.map(|length| now + length.as_secs() as i64),
             note: self.note.clone(),
             owner,
-            request_id: Some(request_id),
+            request_id: Some(request_id.to_string()),
         }
     }
 
@@ -125,10 +127,9 @@ impl Asked {
 pub fn distinct_gpu_ids(ids: &[u32]) -> Result<Vec<u32>> {
     let unique: BTreeSet<u32> = ids.iter().copied().collect();
     if ids.is_empty() || unique.len() != ids.len() {
-        let given: Vec<String> = ids.iter().map(u32::to_string).collect();
         return Err(Error::usage(format!(
             "--gpu-ids {} names a GPU twice or none; give distinct ids, e.g. --gpu-ids 1,3",
-            given.join(",")
+            gpu_env::id_list(ids)
         )));
     }
     Ok(ids.to_vec())

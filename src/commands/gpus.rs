@@ -6,7 +6,7 @@
 //! while on a big host, and must never happen while the pool is locked.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::Path;
 
 use crate::cli::{AllocationArgs, GpuLibraryArgs, UsageArgs, VisibleDevices};
 use crate::config::Config;
@@ -25,6 +25,21 @@ pub use crate::model::MAX_GPUS as MAX_POOL;
 /// What `run` and `reserve` do without a GPU library, for the warning that says why.
 const UNDETECTED: &str = "GPUs in use without a reservation cannot be detected";
 
+/// A library's path from the flag (or its environment variable), else from the
+/// configuration, with where it came from (`sources`, in that order) for the messages.
+fn library<'a>(
+    flag: Option<&'a Path>,
+    configured: Option<&'a Path>,
+    sources: [&'static str; 2],
+) -> Option<Library<'a>> {
+    let (path, source) = match (flag, configured) {
+        (Some(path), _) => (path, sources[0]),
+        (None, Some(path)) => (path, sources[1]),
+        (None, None) => return None,
+    };
+    Some(Library { path, source })
+}
+
 /// The outcome of one probe.
 #[derive(Clone)]
 pub struct Gpus {
@@ -36,40 +51,24 @@ impl Gpus {
     /// path, else the dynamic loader's search path; only the configured vendor's when
     /// `gpu_vendor` is set.
     pub fn probe(config: &Config, args: &GpuLibraryArgs) -> Gpus {
-        let library =
-            |flag: &Option<PathBuf>, configured: &Option<PathBuf>, sources: [&'static str; 2]| {
-                match (flag, configured) {
-                    (Some(path), _) => Some((path.clone(), sources[0])),
-                    (None, Some(path)) => Some((path.clone(), sources[1])),
-                    (None, None) => None,
-                }
-            };
-        let nvml = library(
-            &args.nvml_library,
-            &config.nvml_library,
-            [
-                "--nvml-library or CANHAZGPU_NVML_LIBRARY",
-                "nvml_library in the configuration file",
-            ],
-        );
-        let amd_smi = library(
-            &args.amd_smi_library,
-            &config.amd_smi_library,
-            [
-                "--amd-smi-library or CANHAZGPU_AMD_SMI_LIBRARY",
-                "amd_smi_library in the configuration file",
-            ],
-        );
-        fn as_library<'a>(found: &'a Option<(PathBuf, &'static str)>) -> Option<Library<'a>> {
-            found.as_ref().map(|(path, source)| Library {
-                path: path.as_path(),
-                source,
-            })
-        }
         let request = Request {
             vendor: config.gpu_vendor,
-            nvml: as_library(&nvml),
-            amd_smi: as_library(&amd_smi),
+            nvml: library(
+                args.nvml_library.as_deref(),
+                config.nvml_library.as_deref(),
+                [
+                    "--nvml-library or CANHAZGPU_NVML_LIBRARY",
+                    "nvml_library in the configuration file",
+                ],
+            ),
+            amd_smi: library(
+                args.amd_smi_library.as_deref(),
+                config.amd_smi_library.as_deref(),
+                [
+                    "--amd-smi-library or CANHAZGPU_AMD_SMI_LIBRARY",
+                    "amd_smi_library in the configuration file",
+                ],
+            ),
             mig: config.mig.unwrap_or(false),
         };
         Gpus {
@@ -81,8 +80,7 @@ impl Gpus {
     /// without GPU facts ends with what it does instead (`consequence`).
     pub fn warn(&self, consequence: &str) {
         self.warn_notes();
-        let failed = self.host.conflict.as_ref().or(self.host.problem.as_ref());
-        if let Some(problem) = failed {
+        if let Some(problem) = self.problem() {
             say!("canhazgpu: warning: {problem}; {consequence}");
         }
     }

@@ -20,8 +20,11 @@ pub mod web;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::gpu_env::Device;
 use crate::liveness::{self, ProcView, ProcessView, Rules};
 use crate::model::{Owner, Pool, Timestamp};
+use crate::shell::session::{Clock, Pools, Session, Truth};
+use crate::shell::vars::{Lost, Vars};
 use crate::store::Store;
 
 pub struct Context {
@@ -59,17 +62,49 @@ impl Context {
         Ok((pool, now))
     }
 
-    /// A snapshot of the pool in the store a shell's layer records (`None`: the
-    /// default store); shell layers may come from different stores.
-    pub fn snapshot_of(&self, store_key: Option<&str>) -> Result<Option<Pool>> {
-        // On this process's clock: shells compare their variables with their own.
-        let local = |snapshot: crate::store::Snapshot| {
-            let offset = clock_offset(snapshot.now);
-            snapshot.pool.map(|pool| pool.shifted(offset))
-        };
-        if store_key == self.store_key.as_deref() {
-            return self.store.snapshot().map(local);
+    /// Brings the variables `vars` of `session`'s shell in line with the stores its
+    /// layers are in: `store_now` and `pool` are this context's store's time and pool,
+    /// which the caller read; other stores are read here. Everything moves to this process's clock,
+    /// which the shell's prompt hook compares `CANHAZGPU_EXPIRES` with. Tells on stderr
+    /// what ended, but for the GPUs in `told` (the caller's own news), and deletes the
+    /// markers of layers that went.
+    pub fn settle_shell(
+        &self,
+        session: &Session,
+        vars: &Vars,
+        (store_now, pool): (Timestamp, Option<Pool>),
+        name: &dyn Fn(u32) -> Device,
+        told: &[u32],
+    ) -> Settled {
+        let offset = clock_offset(store_now);
+        let clock = Clock::at(store_now + offset);
+        let known = (
+            self.store_key.clone(),
+            pool.map(|pool| pool.shifted(offset)),
+        );
+        let (pools, unread) = Pools::read(vars, known, |store| self.snapshot_of(store));
+        for problem in unread {
+            say!("canhazgpu: warning: {problem}");
         }
+        let rules = self.rules();
+        let truth = Truth::Store {
+            pools: &pools,
+            now: clock.unix(),
+            rules: &rules,
+        };
+        let (after, lost) = session.settle(vars, truth, &self.view, name);
+        Session::report(&untold(&lost, told));
+        Session::forget(&lost, &self.view);
+        Settled {
+            vars: after,
+            pools,
+            clock,
+        }
+    }
+
+    /// A snapshot of the pool in another store a shell's layer records (`None`: the
+    /// default store); shell layers may come from different stores.
+    fn snapshot_of(&self, store_key: Option<&str>) -> Result<Option<Pool>> {
         let store = match store_key {
             Some(url) => Store::open(url, &self.config.store_options())?,
             None => {
@@ -77,7 +112,10 @@ impl Context {
                 self.config.open_store(env.as_deref())?
             }
         };
-        store.snapshot().map(local)
+        // On this process's clock: shells compare their variables with their own.
+        let snapshot = store.snapshot()?;
+        let offset = clock_offset(snapshot.now);
+        Ok(snapshot.pool.map(|pool| pool.shifted(offset)))
     }
 
     /// This process as a reservation or queue owner.
@@ -96,6 +134,39 @@ impl Context {
     }
 }
 
+/// A shell's variables after [`Context::settle_shell`].
+pub struct Settled {
+    pub vars: Vars,
+    /// The pools they were judged against, on this process's clock.
+    pub pools: Pools,
+    /// Now, on this process's clock.
+    pub clock: Clock,
+}
+
+/// `lost` without the GPUs in `told`.
+fn untold(lost: &[Lost], told: &[u32]) -> Vec<Lost> {
+    lost.iter()
+        .filter_map(|layer| {
+            let ended: Vec<_> = layer
+                .ended
+                .iter()
+                .filter_map(|(why, ids)| {
+                    let ids: Vec<u32> = ids
+                        .iter()
+                        .copied()
+                        .filter(|id| !told.contains(id))
+                        .collect();
+                    (!ids.is_empty()).then(|| (why.clone(), ids))
+                })
+                .collect();
+            (!ended.is_empty()).then(|| Lost {
+                ended,
+                ..layer.clone()
+            })
+        })
+        .collect()
+}
+
 pub use crate::model::local_now as now;
 
 /// How far this process's clock runs ahead of the store's (negative: behind), counting
@@ -109,12 +180,7 @@ pub fn clock_offset(store_now: Timestamp) -> i64 {
 
 /// The account of the real uid, from the password database: `$USER` can be set to anything.
 pub fn current_user() -> String {
-    let uid = nix::unistd::getuid();
-    match nix::unistd::User::from_uid(uid) {
-        Ok(Some(user)) => user.name,
-        // Containers often run uids without a passwd entry; the number still identifies.
-        _ => uid.to_string(),
-    }
+    crate::account::name_of(nix::unistd::getuid().as_raw())
 }
 
 pub use crate::admission::format_ids;

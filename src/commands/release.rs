@@ -6,7 +6,7 @@
 //! `--sync` and `--inherited` release nothing; they serve the prompt hook and shell start.
 
 use crate::cli::ReleaseArgs;
-use crate::commands::{Context, asked, clock_offset, current_user, format_ids, now};
+use crate::commands::{Context, asked, current_user, format_ids};
 use crate::error::{Error, Result};
 use crate::gpu_env::Device;
 use crate::liveness::ProcView;
@@ -15,13 +15,13 @@ use crate::output;
 use crate::powers;
 use crate::shell::Shell;
 use crate::shell::lease;
-use crate::shell::session::{self, Clock, Pools, Session, Truth};
-use crate::shell::vars::{Lost, Unwritable, Vars};
+use crate::shell::session::{self, Clock, Session, Truth};
+use crate::shell::vars::{Unwritable, Vars};
 
 /// What a release did.
 struct Released {
     ids: Vec<u32>,
-    /// The processes that held them, whose shells' markers go.
+    /// The processes that held them, whose shells' markers go (one may hold several).
     owners: Vec<Owner>,
     /// Manual reservations of the user left elsewhere, for the hint when none was this
     /// shell's.
@@ -59,10 +59,14 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
             release_manual(ctx, only.as_ref(), &user)?
         }
     };
-    // The shells that held them look at their markers at the next prompt.
-    for owner in &done.owners {
-        lease::remove(owner);
-    }
+    // The shells that held them look at their markers at the next prompt. From the exit
+    // hook (no --shell), whatever this shell held is over, its marker too.
+    let exiting = session.as_ref().filter(|_| args.shell.is_none());
+    let ended = done
+        .owners
+        .iter()
+        .chain(exiting.map(|session| &session.owner));
+    lease::remove(ended, &ctx.view);
     let message = match done.ids.len() {
         0 if args.gpu_ids.is_none() => None,
         n => {
@@ -79,8 +83,7 @@ pub fn release(ctx: &Context, args: &ReleaseArgs) -> Result<()> {
     };
     // Shell mode: stdout is for shell code only.
     let Some(shell) = args.shell else {
-        // The exit hook: whatever this shell held is over, its marker too.
-        lease::remove(&session.owner);
+        // The exit hook.
         if let Some(message) = message {
             say!("{message}");
         }
@@ -102,58 +105,14 @@ fn restore_shell(
     (vars, unwritable): (&Vars, &[Unwritable]),
     done: Released,
 ) -> Result<()> {
-    // On this process's clock, which the shell's prompt hook reads.
-    let offset = clock_offset(done.now);
-    let now = done.now + offset;
-    let (pools, unread) = Pools::read(
-        vars,
-        Some((ctx.store_key.clone(), Some(done.pool.shifted(offset)))),
-        |store| ctx.snapshot_of(store),
-    );
-    for problem in unread {
-        say!("canhazgpu: warning: {problem}");
-    }
-    let truth = Truth::Store(&pools);
-    let (mut after, lost) =
-        session.settle(vars, truth, now, &ctx.rules(), &ctx.view, &Device::by_index);
     // What this command released needs no story; anything else that went is news.
-    session.report(&news(&lost, &done.ids));
-    session.forget(&lost, &ctx.view);
+    let read = (done.now, Some(done.pool));
+    let settled = ctx.settle_shell(session, vars, read, &Device::by_index, &done.ids);
+    let mut after = settled.vars;
     if after.has_layer() {
         session.refresh_lease(&mut after, &ctx.view);
     }
-    Session::warn_unwritable(shell, unwritable, vars, &after);
-    output::print(&session::script(
-        shell,
-        vars,
-        &after,
-        unwritable,
-        Clock::at(now),
-    ))
-}
-
-/// `lost` without the GPUs in `released`.
-fn news(lost: &[Lost], released: &[u32]) -> Vec<Lost> {
-    lost.iter()
-        .filter_map(|layer| {
-            let ended: Vec<_> = layer
-                .ended
-                .iter()
-                .filter_map(|(why, ids)| {
-                    let ids: Vec<u32> = ids
-                        .iter()
-                        .copied()
-                        .filter(|id| !released.contains(id))
-                        .collect();
-                    (!ids.is_empty()).then(|| (why.clone(), ids))
-                })
-                .collect();
-            (!ended.is_empty()).then(|| Lost {
-                ended,
-                ..layer.clone()
-            })
-        })
-        .collect()
+    session::write_back(shell, vars, &after, unwritable, settled.clock)
 }
 
 /// The manual reservations of `user`; only those of `only` when given (a shell's own).
@@ -166,13 +125,9 @@ fn release_manual(ctx: &Context, only: Option<&Owner>, user: &str) -> Result<Rel
                 .as_ref()
                 .is_some_and(|r| mine(r) && (only.is_none() || r.owner.as_ref() == only))
         });
-        let mut owners: Vec<Owner> = Vec::new();
+        let mut owners = Vec::new();
         for &id in &chosen {
-            if let Some(owner) = pool.release(id, now).and_then(|r| r.owner)
-                && !owners.contains(&owner)
-            {
-                owners.push(owner);
-            }
+            owners.extend(pool.release(id, now).and_then(|r| r.owner));
         }
         let others = pool.ids_where(|slot| slot.reservation.as_ref().is_some_and(mine));
         Ok(Released {
@@ -241,38 +196,17 @@ fn sync(ctx: &Context, args: &ReleaseArgs, session: Option<Session>) -> Result<(
         return Err(Error::usage("--sync needs --shell and --owner-pid"));
     };
     let (vars, unwritable) = Vars::from_env(Some(shell))?;
-    let mut clock = Clock::now();
-    let (mut after, lost) = if vars.has_layer() {
-        // The store's time judges expiry, as in every command, on this process's clock,
-        // which the shell's prompt hook reads.
-        let top = ctx.store.snapshot()?;
-        let offset = clock_offset(top.now);
-        clock = Clock::at(top.now + offset);
-        let known = Some((ctx.store_key.clone(), top.pool.map(|p| p.shifted(offset))));
-        let (pools, unread) = Pools::read(&vars, known, |store| ctx.snapshot_of(store));
-        for problem in unread {
-            say!("canhazgpu: warning: {problem}");
-        }
-        let truth = Truth::Store(&pools);
-        let now = clock.unix();
-        session.settle(
-            &vars,
-            truth,
-            now,
-            &ctx.rules(),
-            &ctx.view,
-            &Device::by_index,
-        )
-    } else {
-        (vars.clone(), Vec::new())
-    };
-    session.report(&lost);
-    session.forget(&lost, &ctx.view);
+    if !vars.has_layer() {
+        return session::write_back(shell, &vars, &vars, &unwritable, Clock::now());
+    }
+    // The store's time judges expiry, as in every command.
+    let top = ctx.store.snapshot()?;
+    let settled = ctx.settle_shell(&session, &vars, (top.now, top.pool), &Device::by_index, &[]);
+    let mut after = settled.vars;
     if after.has_layer() {
         session.refresh_lease(&mut after, &ctx.view);
     }
-    Session::warn_unwritable(shell, &unwritable, &vars, &after);
-    output::print(&session::script(shell, &vars, &after, &unwritable, clock))
+    session::write_back(shell, &vars, &after, &unwritable, settled.clock)
 }
 
 /// `--inherited`: at shell start, drop variables that came from a shell that is not this
@@ -285,15 +219,10 @@ pub fn inherited(args: &ReleaseArgs) -> Result<i32> {
     let session = Session::attach(&view, pid)?;
     let (vars, unwritable) = Vars::from_env(Some(shell))?;
     let clock = Clock::now();
-    let rules = crate::liveness::Rules {
-        heartbeat_timeout: crate::liveness::DEFAULT_HEARTBEAT_TIMEOUT,
-        repair_clock_steps: false,
-    };
     let truth = Truth::ProcessTree;
-    let (after, lost) = session.settle(&vars, truth, now(), &rules, &view, &Device::by_index);
-    session.report(&lost);
-    Session::warn_unwritable(shell, &unwritable, &vars, &after);
-    output::print(&session::script(shell, &vars, &after, &unwritable, clock))?;
+    let (after, lost) = session.settle(&vars, truth, &view, &Device::by_index);
+    Session::report(&lost);
+    session::write_back(shell, &vars, &after, &unwritable, clock)?;
     Ok(0)
 }
 

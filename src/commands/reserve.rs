@@ -4,9 +4,9 @@
 //! is bound to that shell and stdout carries the shell code that exports it there.
 
 use crate::cli::ReserveArgs;
-use crate::commands::acquire::{Asked, acquire, request_id};
+use crate::commands::acquire::{Asked, acquire};
 use crate::commands::gpus::Allocation;
-use crate::commands::{Context, clock_offset, current_user, format_ids};
+use crate::commands::{Context, current_user, format_ids};
 use crate::duration::{self, format_hms};
 use crate::error::{Error, Result};
 use crate::gpu_env::{self, Device};
@@ -15,7 +15,7 @@ use crate::output;
 use crate::shell::Shell;
 use crate::shell::emit;
 use crate::shell::lease;
-use crate::shell::session::{self, Clock, Pools, Session, Truth};
+use crate::shell::session::{self, Session};
 use crate::shell::vars::{Unwritable, Vars};
 use crate::store::printable_url;
 
@@ -47,15 +47,9 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     let mut started = 0;
     let mut after = None;
     let mut written = None;
-    let ids = acquire(ctx, &request, asked.wait, &me, |pool, ids, now| {
+    let ids = acquire(ctx, &request, asked.wait, &me, |pool, ids, now, id| {
         started = now;
-        let reservation = asked.reservation(
-            Kind::Manual,
-            now,
-            Some(length),
-            owner.clone(),
-            request_id(&me),
-        );
+        let reservation = asked.reservation(Kind::Manual, now, Some(length), owner.clone(), id);
         pool.assign(ids, &reservation);
         written = Some(reservation);
         after = vars.is_some().then(|| pool.clone());
@@ -69,9 +63,9 @@ pub fn reserve(ctx: &Context, args: &ReserveArgs) -> Result<()> {
     };
     let announced = match (args.shell, session, vars, after) {
         (Some(shell), Some(session), Some(vars), Some(pool)) => {
-            let announced = announce_to_shell(ctx, &reserved, shell, &session, &vars, &pool);
+            let announced = announce_to_shell(ctx, &reserved, shell, &session, &vars, pool);
             if announced.is_err() {
-                lease::remove(&session.owner);
+                lease::remove([&session.owner], &ctx.view);
             }
             announced
         }
@@ -162,33 +156,27 @@ fn announce_to_shell(
     shell: Shell,
     session: &Session,
     vars: &Vars,
-    pool: &Pool,
+    pool: Pool,
 ) -> Result<()> {
-    // From here on, this process's clock: the shell's prompt hook compares
-    // CANHAZGPU_EXPIRES with the shell's own clock.
-    let offset = clock_offset(reserved.now);
-    let (pool, now) = (&pool.shifted(offset), reserved.now + offset);
     let name = |id: u32| reserved.device(id);
-    let rules = ctx.rules();
-    let known = Some((ctx.store_key.clone(), Some(pool.clone())));
-    let (pools, unread) = Pools::read(vars, known, |store| ctx.snapshot_of(store));
-    for problem in unread {
-        say!("canhazgpu: warning: {problem}");
-    }
     // Stale layers (an inherited reservation that ended) go first, so that the new layer
     // does not save them as the environment to come back to.
-    let truth = Truth::Store(&pools);
-    let (mut after, lost) = session.settle(vars, truth, now, &rules, &ctx.view, &name);
-    session.report(&lost);
-    session.forget(&lost, &ctx.view);
+    let settled = ctx.settle_shell(session, vars, (reserved.now, Some(pool)), &name, &[]);
+    let mut after = settled.vars;
     // A second reserve in the same shell adds to its layer; otherwise this shell starts
     // its own on top of whatever it inherited.
     if after.holder() != Some(session.shell_pid) {
         after = after.push_layer(session.shell_pid, ctx.store_key.as_deref());
-        after.hold(
-            &session::holding_of(pool, &session.owner, now, &rules, &ctx.view),
-            &name,
-        );
+        // The pool as this reservation left it, on this process's clock.
+        let holding = settled
+            .pools
+            .of(ctx.store_key.as_deref())
+            .map(|pool| {
+                let now = settled.clock.unix();
+                session::holding_of(pool, &session.owner, now, &ctx.rules(), &ctx.view)
+            })
+            .unwrap_or_default();
+        after.hold(&holding, &name);
     }
     session.refresh_lease(&mut after, &ctx.view);
     let held = after.gpus();
@@ -201,7 +189,7 @@ fn announce_to_shell(
     } else {
         say!("{}", reserved.summary());
     }
-    output::print(&session::script(shell, vars, &after, &[], Clock::at(now)))
+    session::write_back(shell, vars, &after, &[], settled.clock)
 }
 
 /// Gives back the GPUs of a reservation whose caller never heard of it (its stdout had

@@ -18,7 +18,7 @@ use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::low_level::siginfo::Cause;
 
 use crate::cli::{OnLost, RunArgs};
-use crate::commands::acquire::{Asked, acquire, request_id};
+use crate::commands::acquire::{Asked, acquire};
 use crate::commands::gpus::Allocation;
 use crate::commands::{Context, current_user, format_ids};
 use crate::duration;
@@ -56,8 +56,8 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32> {
     let request = asked.request(args.gpus, Kind::Run, &unusable);
     let mut reservation = None;
     let mut pool_size = 0;
-    let ids = acquire(ctx, &request, asked.wait, &me, |pool, ids, now| {
-        let written = asked.reservation(Kind::Run, now, None, Some(me.clone()), request_id(&me));
+    let ids = acquire(ctx, &request, asked.wait, &me, |pool, ids, now, id| {
+        let written = asked.reservation(Kind::Run, now, None, Some(me.clone()), id);
         pool_size = pool.gpus.len() as u32;
         pool.assign(ids, &written);
         reservation = Some(written);

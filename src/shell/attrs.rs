@@ -108,22 +108,21 @@ fn zsh(attrs: &str) -> Described {
     let mut words = attrs.split('-');
     let kind = words.next().unwrap_or_default();
     let flags: Vec<&str> = words.collect();
+    let transformed = |flag: &&str| {
+        matches!(
+            *flag,
+            "lower" | "upper" | "left" | "right_blanks" | "right_zeros" | "tied"
+        )
+    };
     let problem = match kind {
+        // A readonly flag wins over the others: it is the one nothing but a new shell fixes.
+        _ if flags.contains(&"readonly") => Some(Problem::ReadOnly),
         "integer" | "float" => Some(Problem::Numeric),
         "array" | "association" => Some(Problem::NotScalar),
-        _ => flags.iter().find_map(|flag| match *flag {
-            "readonly" => Some(Problem::ReadOnly),
-            "lower" | "upper" | "left" | "right_blanks" | "right_zeros" | "tied" => {
-                Some(Problem::Transformed)
-            }
-            _ => None,
-        }),
-    };
-    // A readonly flag wins over the others: it is the one nothing but a new shell fixes.
-    let problem = if flags.contains(&"readonly") {
-        Some(Problem::ReadOnly)
-    } else {
-        problem
+        _ => flags
+            .iter()
+            .any(transformed)
+            .then_some(Problem::Transformed),
     };
     Described {
         exported: flags.contains(&"export"),

@@ -19,7 +19,7 @@ use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::liveness::{self, OwnerState, ProcView, ProcessView};
+use crate::liveness::{self, OwnerState, ProcessView};
 use crate::model::Owner;
 
 /// Searchable by everyone (a shell after `su` tests its parent's marker by name), not
@@ -72,7 +72,7 @@ fn file_name(owner: &Owner) -> String {
 }
 
 /// The uid `owner` runs as, when it is alive and visible from here.
-fn uid_of(owner: &Owner, view: &ProcView) -> Option<u32> {
+fn uid_of(owner: &Owner, view: &dyn ProcessView) -> Option<u32> {
     if !matches!(liveness::owner_state(owner, view), OwnerState::Alive) {
         return None;
     }
@@ -84,9 +84,8 @@ fn uid_of(owner: &Owner, view: &ProcView) -> Option<u32> {
 /// Creates the marker for `owner`; `None` when `owner` runs as another user (its marker
 /// is in that user's directory, which only it can write) or no directory is usable, in
 /// which case the hook relies on expiry and a slow poll.
-pub fn create(owner: &Owner) -> Option<PathBuf> {
-    let view = ProcView::new();
-    if uid_of(owner, &view) != Some(my_uid()) {
+pub fn create(owner: &Owner, view: &dyn ProcessView) -> Option<PathBuf> {
+    if uid_of(owner, view) != Some(my_uid()) {
         return None;
     }
     let dir = marker_dir()?;
@@ -99,17 +98,33 @@ pub fn create(owner: &Owner) -> Option<PathBuf> {
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(&path)
         .ok()?;
-    prune(&dir, &view);
+    prune(&dir, view);
     Some(path)
 }
 
-/// Deletes `owner`'s marker, so that its shell's next prompt looks. The directory is
-/// the one of the uid `owner` runs as, whoever asks (root reclaiming a GPU, say).
-pub fn remove(owner: &Owner) {
-    let view = ProcView::new();
+/// Deletes the markers of `owners` (each once, however often named), so that their
+/// shells' next prompts look, and then those of shells that are gone.
+pub fn remove<'a>(owners: impl IntoIterator<Item = &'a Owner>, view: &dyn ProcessView) {
+    let mut removed: Vec<&Owner> = Vec::new();
+    for owner in owners {
+        if !removed.contains(&owner) {
+            remove_marker(owner, view);
+            removed.push(owner);
+        }
+    }
+    if !removed.is_empty() {
+        for dir in dirs_of(my_uid()) {
+            prune(&dir, view);
+        }
+    }
+}
+
+/// Deletes `owner`'s marker. The directory is the one of the uid `owner` runs as,
+/// whoever asks (root reclaiming a GPU, say).
+fn remove_marker(owner: &Owner, view: &dyn ProcessView) {
     let name = file_name(owner);
     let mut uids = vec![my_uid()];
-    if let Some(uid) = uid_of(owner, &view).filter(|uid| *uid != my_uid()) {
+    if let Some(uid) = uid_of(owner, view).filter(|uid| *uid != my_uid()) {
         uids.push(uid);
     }
     for uid in uids {
@@ -118,13 +133,10 @@ pub fn remove(owner: &Owner) {
             let _ = fs::remove_file(dir.join(&name));
         }
     }
-    for dir in dirs_of(my_uid()) {
-        prune(&dir, &view);
-    }
 }
 
 /// Deletes markers of shells that are gone (killed shells run no exit hook).
-fn prune(dir: &Path, view: &ProcView) {
+fn prune(dir: &Path, view: &dyn ProcessView) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -184,9 +196,9 @@ mod tests {
 
     #[test]
     fn markers_of_this_user_are_made_and_removed_whatever_the_environment() {
-        let view = ProcView::new();
+        let view = crate::liveness::ProcView::new();
         let me = view.owner(std::process::id()).unwrap();
-        let path = create(&me).unwrap();
+        let path = create(&me, &view).unwrap();
         assert_eq!(path, dirs_of(my_uid())[0].join(file_name(&me)));
         let mode = fs::metadata(path.parent().unwrap())
             .unwrap()
@@ -194,12 +206,12 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, MARKER_DIR_MODE);
         assert!(path.exists());
-        remove(&me);
+        remove([&me, &me], &view);
         assert!(!path.exists());
         // A process that is not this user's gets no marker from us.
         let init = view.owner(1).unwrap();
         if uid_of(&init, &view) != Some(my_uid()) {
-            assert_eq!(create(&init), None);
+            assert_eq!(create(&init, &view), None);
         }
     }
 }

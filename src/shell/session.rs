@@ -35,8 +35,13 @@ const CHECK_WITHOUT_MARKER_SECS: i64 = 30;
 pub enum Truth<'a> {
     /// Only the process tree: at shell start, which must not need a store.
     ProcessTree,
-    /// The pools of the stores the layers are in.
-    Store(&'a Pools),
+    /// The pools of the stores the layers are in, judged at `now` (on this process's
+    /// clock, like the pools) by `rules`.
+    Store {
+        pools: &'a Pools,
+        now: Timestamp,
+        rules: &'a Rules,
+    },
 }
 
 /// Pools by the store a layer names (`CANHAZGPU_SHELL_STORE`; `None`: the default).
@@ -49,10 +54,10 @@ impl Pools {
     /// layers stay as they are) and its error returned.
     pub fn read(
         vars: &Vars,
-        known: Option<(Option<String>, Option<Pool>)>,
+        known: (Option<String>, Option<Pool>),
         snapshot: impl Fn(Option<&str>) -> Result<Option<Pool>>,
     ) -> (Pools, Vec<Error>) {
-        let mut pools = Pools(known.into_iter().collect());
+        let mut pools = Pools(vec![known]);
         let mut errors = Vec::new();
         let mut failed: Vec<Option<String>> = Vec::new();
         for store in vars.layer_stores() {
@@ -68,6 +73,11 @@ impl Pools {
             }
         }
         (pools, errors)
+    }
+
+    /// The pool of `store`; `None` also when it was not read.
+    pub fn of(&self, store: Option<&str>) -> Option<&Pool> {
+        self.get(store).flatten()
     }
 
     /// `None`: not read; `Some(None)`: the store has no pool.
@@ -168,8 +178,6 @@ impl Session {
         truth: Truth,
         holder: Option<u32>,
         layer: &Vars,
-        now: Timestamp,
-        rules: &Rules,
         view: &dyn ProcessView,
     ) -> Fate {
         let Some(holder) = holder else {
@@ -191,9 +199,9 @@ impl Session {
                 lost: Vec::new(),
             })
         };
-        let pools = match truth {
+        let (pools, now, rules) = match truth {
             Truth::ProcessTree => return unchanged(),
-            Truth::Store(pools) => pools,
+            Truth::Store { pools, now, rules } => (pools, now, rules),
         };
         match pools.get(layer.store()) {
             // Not read: nothing to judge by, so nothing is taken away.
@@ -218,15 +226,10 @@ impl Session {
         &self,
         vars: &Vars,
         truth: Truth,
-        now: Timestamp,
-        rules: &Rules,
         view: &dyn ProcessView,
         name: &dyn Fn(u32) -> Device,
     ) -> (Vars, Vec<Lost>) {
-        vars.settle(
-            |holder, layer| self.fate(truth, holder, layer, now, rules, view),
-            name,
-        )
+        vars.settle(|holder, layer| self.fate(truth, holder, layer, view), name)
     }
 
     /// Points `CANHAZGPU_LEASE` at the top layer's marker, so the prompt hook stays quiet
@@ -236,7 +239,7 @@ impl Session {
         let Some(owner) = vars.holder().and_then(|pid| view.owner(pid)) else {
             return;
         };
-        let path = match lease::create(&owner) {
+        let path = match lease::create(&owner, view) {
             Some(path) => path.to_str().unwrap_or("").to_string(),
             None => match vars.get(LEASE) {
                 Some(known) if !known.is_empty() && Path::new(known).exists() => known.to_string(),
@@ -247,26 +250,25 @@ impl Session {
     }
 
     /// Deletes the markers of layers that ended, so that none is left behind.
-    pub fn forget(&self, lost: &[Lost], view: &dyn ProcessView) {
-        for layer in lost.iter().filter(|layer| layer.kept.is_empty()) {
-            let judged = layer.ended.iter().all(|(why, _)| {
-                matches!(
-                    why,
-                    Ending::Expired | Ending::Released | Ending::Reclaimed(_)
-                )
-            });
-            if let Some(owner) = layer
-                .holder
-                .filter(|_| judged)
-                .and_then(|pid| view.owner(pid))
-            {
-                lease::remove(&owner);
-            }
-        }
+    pub fn forget(lost: &[Lost], view: &dyn ProcessView) {
+        let owners: Vec<Owner> = lost
+            .iter()
+            .filter(|layer| layer.kept.is_empty())
+            .filter(|layer| {
+                layer.ended.iter().all(|(why, _)| {
+                    matches!(
+                        why,
+                        Ending::Expired | Ending::Released | Ending::Reclaimed(_)
+                    )
+                })
+            })
+            .filter_map(|layer| view.owner(layer.holder?))
+            .collect();
+        lease::remove(&owners, view);
     }
 
     /// Messages for what ended, on stderr.
-    pub fn report(&self, lost: &[Lost]) {
+    pub fn report(lost: &[Lost]) {
         for layer in lost {
             let holder = layer
                 .holder
@@ -419,6 +421,19 @@ pub fn script(
         }
     }
     script.finish()
+}
+
+/// Writes the shell code that turns `before` into `after` on stdout, after warning
+/// about the variables the shell would not let it change.
+pub fn write_back(
+    shell: Shell,
+    before: &Vars,
+    after: &Vars,
+    unwritable: &[Unwritable],
+    clock: Clock,
+) -> Result<()> {
+    Session::warn_unwritable(shell, unwritable, before, after);
+    crate::output::print(&script(shell, before, after, unwritable, clock))
 }
 
 /// Whether this process's stdout is a pipe whose reading end process `pid` holds: the

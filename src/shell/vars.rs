@@ -253,7 +253,7 @@ impl Vars {
         // A new layer: the lists the user had are not this layer's to edit (they come back
         // at release), but only the variables of the vendor it holds are touched.
         if self.gpus().is_empty() {
-            for name in gpu_env::variables_of(&added) {
+            for (name, _) in gpu_env::environment(&added) {
                 self.remove(name);
             }
         }

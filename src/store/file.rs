@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::account::name_of;
 use crate::error::{Error, Result};
 use crate::host::{Keyspace, PoolRead};
 use crate::model::{self, HistoryRecord, Pool, Timestamp};
@@ -415,7 +416,7 @@ impl FileStore {
                  its owner or root can run `chmod 0777 {}`",
                 self.dir.display(),
                 dir.permissions().mode() & 0o7777,
-                account_name(dir.uid()),
+                name_of(dir.uid()),
                 self.dir.display()
             );
         }
@@ -425,7 +426,7 @@ impl FileStore {
                  its owner or root can run `chmod {wanted:04o} {}` (or `canhazgpu admin` as root, \
                  which repairs every file of the store)",
                 file.permissions().mode() & 0o7777,
-                account_name(file.uid()),
+                name_of(file.uid()),
                 path.display()
             ),
             _ => format!(
@@ -434,14 +435,6 @@ impl FileStore {
                 self.dir.display()
             ),
         }
-    }
-}
-
-/// The account name of `uid`, or the number when it has none.
-fn account_name(uid: u32) -> String {
-    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(user)) => user.name,
-        _ => uid.to_string(),
     }
 }
 
@@ -486,7 +479,7 @@ fn repair_mode(path: &Path, mode: u32, what: &str) {
              and cannot be changed to {mode:04o} ({e}); \
              other users cannot reserve until its owner or root runs `chmod {mode:04o} {}`",
             path.display(),
-            account_name(meta.uid()),
+            name_of(meta.uid()),
             path.display()
         ),
     }
